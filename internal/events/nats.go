@@ -1,0 +1,165 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// ConnConfig says how to reach NATS. Production NATS is secured: credentials, an NKey seed or a
+// token, and a private CA are all supported. None of the secret values is ever logged.
+type ConnConfig struct {
+	// URL is one or more comma-separated NATS server URLs.
+	URL string
+	// Name identifies this client in NATS monitoring.
+	Name string
+	// CredsFile is a NATS credentials file (JWT and seed).
+	CredsFile string
+	// NKeySeedFile is a file holding an NKey seed.
+	NKeySeedFile string
+	// Token is an authentication token.
+	Token string
+	// TLSCAFile is a PEM file of CAs to trust for the server's certificate.
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are a client certificate for mutual TLS.
+	TLSCertFile, TLSKeyFile string
+	// OnDisconnect and OnReconnect, when set, are told of connection changes (for logs).
+	OnDisconnect func(error)
+	OnReconnect  func(url string)
+}
+
+// Connect dials NATS with endless reconnects: a NATS restart must never need a knetrecon restart.
+func Connect(cfg ConnConfig) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.Timeout(2 * time.Second),
+		nats.PingInterval(10 * time.Second),
+		nats.MaxPingsOutstanding(2),
+		// Keep publishes made while disconnected out of a buffer: the receiver must see the failure
+		// and answer 503 rather than believe a message buffered in memory is stored.
+		nats.ReconnectBufSize(-1),
+	}
+	if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.NKeySeedFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(cfg.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("read NKey seed file %s: %w", cfg.NKeySeedFile, err)
+		}
+		opts = append(opts, opt)
+	}
+	if cfg.Token != "" {
+		opts = append(opts, nats.Token(cfg.Token))
+	}
+	if cfg.TLSCAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
+	}
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+		opts = append(opts, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
+	}
+	if cfg.OnDisconnect != nil {
+		opts = append(opts, nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { cfg.OnDisconnect(err) }))
+	}
+	if cfg.OnReconnect != nil {
+		opts = append(opts, nats.ReconnectHandler(func(nc *nats.Conn) { cfg.OnReconnect(nc.ConnectedUrlRedacted()) }))
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(cfg.URL), err)
+	}
+	return nc, nil
+}
+
+// redactURL hides any user:password in a NATS URL list before it reaches a log or an error.
+func redactURL(u string) string {
+	out := []byte(u)
+	// Drop everything between "://" and "@" in each URL.
+	for i := 0; i+3 <= len(out); i++ {
+		if string(out[i:i+3]) != "://" {
+			continue
+		}
+		j := i + 3
+		for k := j; k < len(out) && out[k] != ',' && out[k] != '/'; k++ {
+			if out[k] == '@' {
+				out = append(out[:j], append([]byte("[REDACTED]"), out[k:]...)...)
+				break
+			}
+		}
+	}
+	return string(out)
+}
+
+// EmbeddedConfig configures the in-process nats-server used when no external NATS is set.
+type EmbeddedConfig struct {
+	// Listen is host:port for clients; a reconciler on the same machine connects here.
+	// Port 0 or -1 picks a free port (tests).
+	Listen string
+	// StoreDir is where JetStream keeps its files.
+	StoreDir string
+	// SyncAlways makes JetStream fsync every write before acknowledging it, so that a 2xx also
+	// survives a power cut, not only a process crash. Off by default, as in nats-server (which
+	// syncs every two minutes); it costs throughput.
+	SyncAlways bool
+}
+
+// ErrEmbeddedNotReady means the embedded server did not accept connections in time.
+var ErrEmbeddedNotReady = errors.New("embedded nats-server not ready")
+
+// RunEmbedded starts an in-process nats-server with JetStream and waits until it accepts
+// connections. The caller owns it: Shutdown then WaitForShutdown, after every client is closed.
+func RunEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("KNETRECON_NATS_LISTEN %q is not host:port: %w", cfg.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("KNETRECON_NATS_LISTEN %q has no numeric port", cfg.Listen)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	storeDir, err := filepath.Abs(cfg.StoreDir)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream store dir: %w", err)
+	}
+	if err := os.MkdirAll(storeDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create jetstream store dir: %w", err)
+	}
+	opts := &server.Options{
+		ServerName: "knetrecon-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   storeDir,
+		NoSigs:     true,
+		NoLog:      true,
+		SyncAlways: cfg.SyncAlways,
+		MaxPayload: 8 << 20,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("%w at %s (is the port taken?)", ErrEmbeddedNotReady, cfg.Listen)
+	}
+	return ns, nil
+}

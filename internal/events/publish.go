@@ -1,0 +1,89 @@
+package events
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrNotStored means JetStream did not acknowledge the message: it may or may not be stored, so
+// the sender must be told to retry (the duplicate window makes the retry safe).
+var ErrNotStored = errors.New("event not acknowledged by JetStream")
+
+// Webhook is one verified webhook body on its way to the stream.
+type Webhook struct {
+	// Body is the exact bytes received, never re-encoded.
+	Body []byte
+	// EventID is the Checkout.com event id (evt_…); empty for a quarantined body.
+	EventID string
+	// EventType is the event type; empty for a quarantined body.
+	EventType string
+	// KeyName names the webhook key that verified the body.
+	KeyName string
+	// ReceivedAt is when the receiver read the body.
+	ReceivedAt time.Time
+	// QuarantineReason, when set, sends the body to the quarantine subject with this reason.
+	QuarantineReason string
+}
+
+// Stored is JetStream's acknowledgement of a publish.
+type Stored struct {
+	// Seq is the stream sequence that holds the message (the first copy's, for a duplicate).
+	Seq uint64
+	// Duplicate reports that the stream already had this message id: success, not an error.
+	Duplicate bool
+}
+
+// Publisher stores verified webhooks in the stream and waits for JetStream's acknowledgement.
+type Publisher struct {
+	js jetstream.JetStream
+}
+
+// NewPublisher returns a Publisher over js.
+func NewPublisher(js jetstream.JetStream) *Publisher {
+	return &Publisher{js: js}
+}
+
+// MsgID returns the de-duplication id of w: the event id, or for a quarantined body the hex
+// SHA-256 of the body, so that the same undecodable delivery is quarantined once.
+func (w *Webhook) MsgID() string {
+	if w.QuarantineReason != "" || w.EventID == "" {
+		sum := sha256.Sum256(w.Body)
+		return "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return w.EventID
+}
+
+// Message builds the NATS message for w: subject, exact body, headers.
+func (w *Webhook) Message() *nats.Msg {
+	m := &nats.Msg{Header: make(nats.Header, 5), Data: w.Body}
+	m.Header.Set(HeaderMsgID, w.MsgID())
+	m.Header.Set(HeaderReceivedAt, w.ReceivedAt.UTC().Format(time.RFC3339Nano))
+	if w.KeyName != "" {
+		m.Header.Set(HeaderKey, w.KeyName)
+	}
+	if w.QuarantineReason != "" {
+		m.Subject = QuarantineSubject
+		m.Header.Set(HeaderQuarantineReason, w.QuarantineReason)
+	} else {
+		m.Subject = Subject(w.EventType)
+		m.Header.Set(HeaderEventType, w.EventType)
+	}
+	return m
+}
+
+// Publish stores w and returns once JetStream acknowledged it. A duplicate acknowledgement is
+// success. Any other outcome, including ctx's deadline, wraps ErrNotStored.
+func (p *Publisher) Publish(ctx context.Context, w *Webhook) (Stored, error) {
+	ack, err := p.js.PublishMsg(ctx, w.Message(), jetstream.WithExpectStream(StreamName))
+	if err != nil {
+		return Stored{}, fmt.Errorf("publish %s: %w: %w", w.MsgID(), ErrNotStored, err)
+	}
+	return Stored{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}

@@ -1,0 +1,136 @@
+// Package events is knetrecon's road through NATS JetStream: the stream and its subjects, the
+// publisher the receiver uses, the consumer the reconciler uses, and the embedded server that
+// makes the local default work without any NATS installed.
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream layout. The names are part of the operator's interface (nats CLI, alerts): keep them.
+const (
+	// StreamName is the one stream that holds every verified webhook.
+	StreamName = "CHECKOUT_EVENTS"
+	// SubjectPrefix starts the subject of every decodable event: checkout.events.<event type>.
+	SubjectPrefix = "checkout.events."
+	// QuarantineSubject holds authentic bodies (valid signature) whose envelope could not be decoded.
+	QuarantineSubject = "checkout.quarantine"
+)
+
+// Message headers written by the receiver.
+const (
+	// HeaderMsgID is JetStream's de-duplication header: the event id, or the body's SHA-256 in quarantine.
+	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderReceivedAt is when the receiver took the webhook in, RFC 3339 with nanoseconds, UTC.
+	HeaderReceivedAt = "Knetrecon-Received-At"
+	// HeaderKey names the webhook key that verified the body (its name, never the key).
+	HeaderKey = "Knetrecon-Key"
+	// HeaderEventType repeats the event type so consumers can route without decoding.
+	HeaderEventType = "Knetrecon-Event-Type"
+	// HeaderQuarantineReason says why a quarantined body could not be decoded.
+	HeaderQuarantineReason = "Knetrecon-Quarantine-Reason"
+)
+
+// StreamConfig is the part of the stream's configuration an operator may tune.
+type StreamConfig struct {
+	// Replicas is the number of copies in a NATS cluster (1 for a single server, 3 in production clusters).
+	Replicas int
+	// MaxAge is how long messages are kept; long enough to replay a week.
+	MaxAge time.Duration
+	// MaxBytes bounds the stream's size. When full, new publishes fail (DiscardNew), the receiver
+	// answers 503 and Checkout.com retries: nothing already stored is ever pushed out.
+	MaxBytes int64
+	// Duplicates is the de-duplication window; at least 48 h so that a retry days later is caught.
+	Duplicates time.Duration
+}
+
+// MinDuplicates is the shortest de-duplication window accepted: Checkout.com retries for ~30 h.
+const MinDuplicates = 48 * time.Hour
+
+// DefaultStreamConfig returns safe defaults: one replica, 14 days, 10 GiB, a 72 h duplicate window.
+func DefaultStreamConfig() StreamConfig {
+	return StreamConfig{
+		Replicas:   1,
+		MaxAge:     14 * 24 * time.Hour,
+		MaxBytes:   10 << 30,
+		Duplicates: 72 * time.Hour,
+	}
+}
+
+// Validate checks the configuration; its messages name the environment variable to fix.
+func (c StreamConfig) Validate() error {
+	var errs []error
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("KNETRECON_STREAM_REPLICAS must be 1 to 5, got %d", c.Replicas))
+	}
+	if c.Duplicates < MinDuplicates {
+		errs = append(errs, fmt.Errorf("KNETRECON_STREAM_DUPLICATE_WINDOW must be at least %s, got %s", MinDuplicates, c.Duplicates))
+	}
+	if c.MaxAge < 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("KNETRECON_STREAM_MAX_AGE must be at least 168h (a week of replay), got %s", c.MaxAge))
+	}
+	if c.MaxAge < c.Duplicates {
+		errs = append(errs, fmt.Errorf("KNETRECON_STREAM_MAX_AGE (%s) must not be shorter than KNETRECON_STREAM_DUPLICATE_WINDOW (%s)", c.MaxAge, c.Duplicates))
+	}
+	if c.MaxBytes == 0 || c.MaxBytes < -1 {
+		errs = append(errs, fmt.Errorf("KNETRECON_STREAM_MAX_BYTES must be positive or -1 for no limit, got %d", c.MaxBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// jetStreamConfig is the full stream configuration derived from c.
+func (c StreamConfig) jetStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "Verified Checkout.com webhooks, exact bodies, for the knetrecon ledger",
+		Subjects:    []string{SubjectPrefix + ">", QuarantineSubject},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		MaxAge:      c.MaxAge,
+		MaxBytes:    c.MaxBytes,
+		Duplicates:  c.Duplicates,
+		MaxMsgSize:  8 << 20,
+	}
+}
+
+// EnsureStream creates the stream, or updates it to cfg if it exists. Calling it again with the
+// same configuration changes nothing, so every process may call it at start-up.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s, err := js.CreateOrUpdateStream(ctx, cfg.jetStreamConfig())
+	if err != nil {
+		return nil, fmt.Errorf("create or update stream %s: %w", StreamName, err)
+	}
+	return s, nil
+}
+
+// Subject returns the subject for an event type: checkout.events.<type>. Characters NATS gives a
+// meaning to (dots, wildcards, white space) are replaced by '_', so that any type Checkout.com
+// invents lands on one valid token.
+func Subject(eventType string) string {
+	var b strings.Builder
+	b.Grow(len(SubjectPrefix) + len(eventType))
+	b.WriteString(SubjectPrefix)
+	if eventType == "" {
+		b.WriteString("_")
+	}
+	for _, r := range eventType {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
