@@ -30,6 +30,8 @@ type ConnConfig struct {
 	TLSCAFile string
 	// TLSCertFile and TLSKeyFile are a client certificate for mutual TLS.
 	TLSCertFile, TLSKeyFile string
+	// InProcess, when set, connects to an embedded server in the same process without TCP.
+	InProcess nats.InProcessConnProvider
 	// OnDisconnect and OnReconnect, when set, are told of connection changes (for logs).
 	OnDisconnect func(error)
 	OnReconnect  func(url string)
@@ -49,6 +51,9 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 		// Keep publishes made while disconnected out of a buffer: the receiver must see the failure
 		// and answer 503 rather than believe a message buffered in memory is stored.
 		nats.ReconnectBufSize(-1),
+	}
+	if cfg.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(cfg.InProcess))
 	}
 	if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"knetrecon/internal/checkout"
+	"knetrecon/internal/config"
+	"knetrecon/internal/events"
+)
+
+// Config is the receiver's whole configuration, parsed once in main.
+type Config struct {
+	Addr           string
+	WebhookPath    string
+	MetricsAddr    string
+	WebhookKeys    string
+	Authorization  string
+	MaxBodyBytes   int64
+	PublishTimeout time.Duration
+	RetryAfter     time.Duration
+
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	ShutdownTimeout   time.Duration
+	StartTimeout      time.Duration
+
+	DataDir         string
+	NATS            events.ConnConfig
+	NATSListen      string
+	NATSSyncAlways  bool
+	Stream          events.StreamConfig
+	LogLevel        string
+	LogDevelopment  bool
+}
+
+// ParseConfig reads flags from args and KNETRECON_… variables through getenv.
+func ParseConfig(args []string, getenv func(string) string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("receiver", flag.ContinueOnError)
+	b := config.NewBinder(fs, getenv)
+	def := events.DefaultStreamConfig()
+	b.String(&c.Addr, "addr", "KNETRECON_RECEIVER_ADDR", ":8080", "address for webhooks, /healthz, /readyz (and /metrics)")
+	b.String(&c.WebhookPath, "webhook-path", "KNETRECON_WEBHOOK_PATH", "/webhooks/checkout", "path Checkout.com posts webhooks to")
+	b.String(&c.MetricsAddr, "metrics-addr", "KNETRECON_METRICS_ADDR", "", "separate admin address for /metrics; empty serves it on the webhook address")
+	b.Secret(&c.WebhookKeys, "webhook-keys", "KNETRECON_WEBHOOK_KEYS", "webhook signature keys, comma-separated (several during a rotation); required")
+	b.Secret(&c.Authorization, "webhook-authorization", "KNETRECON_WEBHOOK_AUTHORIZATION", "value the Authorization header must carry; empty disables the check")
+	b.Int64(&c.MaxBodyBytes, "max-body-bytes", "KNETRECON_MAX_BODY_BYTES", 1<<20, "largest webhook body accepted; larger gets 413")
+	b.Duration(&c.PublishTimeout, "publish-timeout", "KNETRECON_PUBLISH_TIMEOUT", 3*time.Second, "wait at most this for JetStream's acknowledgement, then answer 503")
+	b.Duration(&c.RetryAfter, "retry-after", "KNETRECON_RETRY_AFTER", 5*time.Second, "Retry-After sent with a 503")
+	b.Duration(&c.ReadHeaderTimeout, "read-header-timeout", "KNETRECON_READ_HEADER_TIMEOUT", 5*time.Second, "HTTP read-header timeout")
+	b.Duration(&c.ReadTimeout, "read-timeout", "KNETRECON_READ_TIMEOUT", 10*time.Second, "HTTP read timeout (headers and body)")
+	b.Duration(&c.WriteTimeout, "write-timeout", "KNETRECON_WRITE_TIMEOUT", 15*time.Second, "HTTP write timeout")
+	b.Duration(&c.IdleTimeout, "idle-timeout", "KNETRECON_IDLE_TIMEOUT", 90*time.Second, "HTTP keep-alive idle timeout")
+	b.Duration(&c.ShutdownTimeout, "shutdown-timeout", "KNETRECON_SHUTDOWN_TIMEOUT", 15*time.Second, "how long shutdown waits for in-flight requests")
+	b.Duration(&c.StartTimeout, "start-timeout", "KNETRECON_START_TIMEOUT", 30*time.Second, "how long start-up waits for NATS and the stream")
+	b.String(&c.DataDir, "data-dir", "KNETRECON_DATA_DIR", "./data", "local data: the embedded NATS store lives in <dir>/nats")
+	b.String(&c.NATS.URL, "nats-url", "KNETRECON_NATS_URL", "", "external NATS URL(s); empty runs an embedded nats-server")
+	b.String(&c.NATSListen, "nats-listen", "KNETRECON_NATS_LISTEN", "127.0.0.1:4222", "embedded nats-server's client address")
+	b.Bool(&c.NATSSyncAlways, "nats-sync-always", "KNETRECON_NATS_SYNC_ALWAYS", false, "embedded server: fsync every message before acknowledging")
+	b.String(&c.NATS.CredsFile, "nats-creds", "KNETRECON_NATS_CREDS", "", "NATS credentials file")
+	b.String(&c.NATS.NKeySeedFile, "nats-nkey-seed-file", "KNETRECON_NATS_NKEY_SEED_FILE", "", "file holding an NKey seed")
+	b.Secret(&c.NATS.Token, "nats-token", "KNETRECON_NATS_TOKEN", "NATS authentication token")
+	b.String(&c.NATS.TLSCAFile, "nats-tls-ca", "KNETRECON_NATS_TLS_CA", "", "PEM CA file to trust for NATS TLS")
+	b.String(&c.NATS.TLSCertFile, "nats-tls-cert", "KNETRECON_NATS_TLS_CERT", "", "client certificate for NATS mutual TLS")
+	b.String(&c.NATS.TLSKeyFile, "nats-tls-key", "KNETRECON_NATS_TLS_KEY", "", "client key for NATS mutual TLS")
+	b.Int(&c.Stream.Replicas, "stream-replicas", "KNETRECON_STREAM_REPLICAS", def.Replicas, "stream replicas (3 in a NATS cluster)")
+	b.Duration(&c.Stream.MaxAge, "stream-max-age", "KNETRECON_STREAM_MAX_AGE", def.MaxAge, "how long the stream keeps events (at least a week)")
+	b.Int64(&c.Stream.MaxBytes, "stream-max-bytes", "KNETRECON_STREAM_MAX_BYTES", def.MaxBytes, "stream size limit; when full, webhooks get 503 (-1: none)")
+	b.Duration(&c.Stream.Duplicates, "stream-duplicate-window", "KNETRECON_STREAM_DUPLICATE_WINDOW", def.Duplicates, "de-duplication window by event id (at least 48h)")
+	b.String(&c.LogLevel, "log-level", "KNETRECON_LOG_LEVEL", "info", "debug, info, warn or error")
+	b.Bool(&c.LogDevelopment, "log-dev", "KNETRECON_LOG_DEV", false, "human-readable console logs instead of JSON")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := b.Finish(); err != nil {
+		return c, err
+	}
+	c.NATS.Name = "knetrecon-receiver"
+	return c, c.Validate()
+}
+
+// Validate checks the configuration; each message names the variable to fix.
+func (c Config) Validate() error {
+	var errs []error
+	if len(checkout.ParseKeys(c.WebhookKeys)) == 0 {
+		errs = append(errs, errors.New("no webhook signature key: set KNETRECON_WEBHOOK_KEYS (comma-separated) or KNETRECON_WEBHOOK_KEYS_FILE"))
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("KNETRECON_RECEIVER_ADDR %q is not host:port", c.Addr))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("KNETRECON_METRICS_ADDR %q is not host:port", c.MetricsAddr))
+		}
+	}
+	if !strings.HasPrefix(c.WebhookPath, "/") || c.WebhookPath == "/healthz" || c.WebhookPath == "/readyz" || c.WebhookPath == "/metrics" {
+		errs = append(errs, fmt.Errorf("KNETRECON_WEBHOOK_PATH %q must start with / and not be /healthz, /readyz or /metrics", c.WebhookPath))
+	}
+	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("KNETRECON_MAX_BODY_BYTES must be between 1024 and 67108864, got %d", c.MaxBodyBytes))
+	}
+	if c.PublishTimeout <= 0 || c.PublishTimeout >= 9*time.Second {
+		errs = append(errs, fmt.Errorf("KNETRECON_PUBLISH_TIMEOUT must be above 0 and well under Checkout.com's 10s, got %s", c.PublishTimeout))
+	}
+	if c.NATS.URL == "" {
+		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+			errs = append(errs, fmt.Errorf("KNETRECON_NATS_LISTEN %q is not host:port", c.NATSListen))
+		}
+		if c.DataDir == "" {
+			errs = append(errs, errors.New("KNETRECON_DATA_DIR must not be empty with the embedded NATS"))
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"KNETRECON_READ_HEADER_TIMEOUT": c.ReadHeaderTimeout, "KNETRECON_READ_TIMEOUT": c.ReadTimeout,
+		"KNETRECON_WRITE_TIMEOUT": c.WriteTimeout, "KNETRECON_IDLE_TIMEOUT": c.IdleTimeout,
+		"KNETRECON_SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "KNETRECON_START_TIMEOUT": c.StartTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
+		}
+	}
+	if err := c.Stream.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// natsStoreDir is where the embedded server keeps JetStream's files.
+func (c Config) natsStoreDir() string { return filepath.Join(c.DataDir, "nats") }

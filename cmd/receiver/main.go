@@ -1,0 +1,273 @@
+// Command receiver takes in Checkout.com webhooks, verifies them, and stores them in NATS
+// JetStream before answering 2xx. See the README for its configuration.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"knetrecon/internal/checkout"
+	"knetrecon/internal/events"
+	"knetrecon/internal/logging"
+	"knetrecon/internal/webhook"
+)
+
+func main() {
+	cfg, err := ParseConfig(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "receiver: configuration:", err)
+		os.Exit(2)
+	}
+	log, err := logging.New(cfg.LogLevel, cfg.LogDevelopment)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "receiver:", err)
+		os.Exit(2)
+	}
+	defer func() { _ = log.Sync() }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	m := NewMain(cfg, log)
+	if err := m.Run(ctx); err != nil {
+		log.Error("receiver did not start", zap.Error(err))
+		_ = m.Close()
+		os.Exit(1)
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	if err := m.Close(); err != nil {
+		log.Error("shutdown", zap.Error(err))
+		os.Exit(1)
+	}
+	log.Info("stopped")
+}
+
+// Main is the receiver process: embedded or external NATS, the stream, the HTTP servers. Tests
+// boot it with a temporary data dir and :0 ports.
+type Main struct {
+	Config Config
+	Log    *zap.Logger
+	// Registry holds the process's metrics.
+	Registry *prometheus.Registry
+
+	ns       *server.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	servers  []*http.Server
+	addr     net.Addr
+	metrics  net.Addr
+	wg       sync.WaitGroup
+	serveErr chan error
+}
+
+// NewMain returns a receiver for cfg logging to log.
+func NewMain(cfg Config, log *zap.Logger) *Main {
+	return &Main{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), serveErr: make(chan error, 2)}
+}
+
+// Run starts NATS (or connects to it), ensures the stream and starts serving. It returns once
+// the receiver accepts webhooks; Close stops it.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	ring, err := checkout.NewKeyRing(checkout.ParseKeys(cfg.WebhookKeys)...)
+	if err != nil {
+		return fmt.Errorf("KNETRECON_WEBHOOK_KEYS: %w", err)
+	}
+
+	conn := cfg.NATS
+	if conn.URL == "" {
+		m.ns, err = events.RunEmbedded(events.EmbeddedConfig{Listen: cfg.NATSListen, StoreDir: cfg.natsStoreDir(), SyncAlways: cfg.NATSSyncAlways})
+		if err != nil {
+			return err
+		}
+		conn.URL = m.ns.ClientURL()
+		conn.InProcess = m.ns
+		m.Log.Info("embedded nats-server started", zap.String("listen", m.ns.ClientURL()), zap.String("store_dir", cfg.natsStoreDir()))
+	}
+	conn.OnDisconnect = func(err error) { m.Log.Warn("NATS disconnected", zap.Error(err)) }
+	conn.OnReconnect = func(url string) { m.Log.Info("NATS reconnected", zap.String("url", url)) }
+	if m.nc, err = events.Connect(conn); err != nil {
+		return err
+	}
+	if m.js, err = jetstream.New(m.nc); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if err := m.ensureStream(ctx); err != nil {
+		return err
+	}
+
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h := webhook.New(webhook.Config{
+		Keys:           ring,
+		Authorization:  cfg.Authorization,
+		Publisher:      events.NewPublisher(m.js),
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		PublishTimeout: cfg.PublishTimeout,
+		RetryAfter:     cfg.RetryAfter,
+		Log:            m.Log.Named("webhook"),
+		Metrics:        webhook.NewMetrics(m.Registry),
+	})
+	metricsHandler := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+
+	mux := http.NewServeMux()
+	mux.Handle(cfg.WebhookPath, h)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", m.ready)
+	if cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", metricsHandler)
+	} else {
+		admin := http.NewServeMux()
+		admin.Handle("GET /metrics", metricsHandler)
+		admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		admin.HandleFunc("GET /readyz", m.ready)
+		if m.metrics, err = m.serve(cfg.MetricsAddr, admin); err != nil {
+			return err
+		}
+	}
+	if m.addr, err = m.serve(cfg.Addr, mux); err != nil {
+		return err
+	}
+	m.Log.Info("receiver started", zap.String("addr", m.addr.String()), zap.String("path", cfg.WebhookPath),
+		zap.Int("webhook_keys", ring.Len()), zap.Bool("authorization_check", cfg.Authorization != ""), zap.Bool("embedded_nats", m.ns != nil))
+	return nil
+}
+
+// ensureStream creates or updates the stream, retrying until StartTimeout: an external NATS may
+// still be starting when the receiver does.
+func (m *Main) ensureStream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, m.Config.StartTimeout)
+	defer cancel()
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, 5*time.Second)
+		_, err := events.EnsureStream(attempt, m.js, m.Config.Stream)
+		cancelAttempt()
+		if err == nil {
+			return nil
+		}
+		m.Log.Warn("stream not ready, retrying", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream %s not ready within %s: %w", events.StreamName, m.Config.StartTimeout, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Main) serve(addr string, h http.Handler) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: m.Config.ReadHeaderTimeout,
+		ReadTimeout:       m.Config.ReadTimeout,
+		WriteTimeout:      m.Config.WriteTimeout,
+		IdleTimeout:       m.Config.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          zap.NewStdLog(m.Log.Named("http")),
+	}
+	m.servers = append(m.servers, srv)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Log.Error("http server stopped", zap.String("addr", addr), zap.Error(err))
+			m.serveErr <- err
+		}
+	}()
+	return ln.Addr(), nil
+}
+
+// ready answers 200 when NATS is connected and the stream answers, 503 otherwise.
+func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
+	if !m.nc.IsConnected() {
+		http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	s, err := m.js.Stream(ctx, events.StreamName)
+	if err == nil {
+		_, err = s.Info(ctx)
+	}
+	if err != nil {
+		http.Error(w, "stream "+events.StreamName+" not reachable", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Addr is the address webhooks are served on (useful with :0).
+func (m *Main) Addr() string { return m.addr.String() }
+
+// MetricsAddr is the separate admin address, or "" when metrics share the webhook address.
+func (m *Main) MetricsAddr() string {
+	if m.metrics == nil {
+		return ""
+	}
+	return m.metrics.String()
+}
+
+// NATSURL is the URL of the NATS the receiver publishes to (the embedded server's, by default).
+func (m *Main) NATSURL() string {
+	if m.ns != nil {
+		return m.ns.ClientURL()
+	}
+	return m.Config.NATS.URL
+}
+
+// Close stops intake, lets in-flight publishes finish (bounded by ShutdownTimeout), drains NATS
+// and stops the embedded server last. It returns the first error met.
+func (m *Main) Close() error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+	defer cancel()
+	for _, srv := range m.servers {
+		keep(srv.Shutdown(ctx))
+	}
+	m.wg.Wait()
+	if m.nc != nil {
+		closed := make(chan struct{})
+		m.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err := m.nc.Drain(); err != nil {
+			m.nc.Close()
+		} else {
+			select {
+			case <-closed:
+			case <-ctx.Done():
+				m.nc.Close()
+			}
+		}
+	}
+	if m.ns != nil {
+		m.ns.Shutdown()
+		m.ns.WaitForShutdown()
+	}
+	return first
+}

@@ -1,0 +1,390 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"knetrecon/internal/checkout"
+	"knetrecon/internal/events"
+	"knetrecon/internal/events/eventstest"
+)
+
+const (
+	oldKey = "sk_sbox_old_signature_key"
+	newKey = "whsec_new_signature_key"
+)
+
+// mustRunReceiver boots a receiver from env (plus test defaults) and stops it at the end.
+func mustRunReceiver(t *testing.T, env map[string]string) *Main {
+	t.Helper()
+	base := map[string]string{
+		"KNETRECON_RECEIVER_ADDR": "127.0.0.1:0",
+		"KNETRECON_NATS_LISTEN":   "127.0.0.1:0",
+		"KNETRECON_DATA_DIR":      t.TempDir(),
+		"KNETRECON_WEBHOOK_KEYS":  oldKey + "," + newKey,
+		"KNETRECON_START_TIMEOUT": "5s",
+	}
+	for k, v := range env {
+		base[k] = v
+	}
+	cfg, err := ParseConfig(nil, func(k string) string { return base[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMain(cfg, zaptest.NewLogger(t))
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return m
+}
+
+func sample(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "internal", "checkout", "testdata", "samples", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func post(t *testing.T, m *Main, body []byte, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+m.Addr()+m.Config.WebhookPath, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	return resp, string(text)
+}
+
+func signed(key string, body []byte) map[string]string {
+	return map[string]string{checkout.SignatureHeader: checkout.Sign([]byte(key), body)}
+}
+
+// stream opens the receiver's stream through a connection of the test's own.
+func stream(t *testing.T, m *Main) jetstream.Stream {
+	t.Helper()
+	_, js := eventstest.MustConnect(t, m.ns)
+	s, err := js.Stream(context.Background(), events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func msgCount(t *testing.T, s jetstream.Stream) uint64 {
+	t.Helper()
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestSignedSampleStoredOnce(t *testing.T) {
+	m := mustRunReceiver(t, nil)
+	s := stream(t, m)
+	body := sample(t, "webhook_payment_captured.json")
+
+	for i := range 2 {
+		resp, text := post(t, m, body, signed(oldKey, body))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("post %d: %d %s", i, resp.StatusCode, text)
+		}
+		want := []string{`"stored"`, `"duplicate"`}[i]
+		if !strings.Contains(text, want) {
+			t.Fatalf("post %d answered %s, want %s", i, text, want)
+		}
+	}
+	if n := msgCount(t, s); n != 1 {
+		t.Fatalf("stream has %d messages, want 1", n)
+	}
+	msg, err := s.GetLastMsgForSubject(context.Background(), "checkout.events.payment_captured")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(msg.Data, body) {
+		t.Fatal("stored body differs from the body received")
+	}
+	if got := msg.Header.Get("Nats-Msg-Id"); got != "evt_6aznipgxbuaure3qen5qbzyswy" {
+		t.Fatalf("Nats-Msg-Id = %q", got)
+	}
+	if got := msg.Header.Get(events.HeaderKey); got != "key1" {
+		t.Fatalf("key header = %q, want key1", got)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, msg.Header.Get(events.HeaderReceivedAt)); err != nil {
+		t.Fatalf("received-at header: %v", err)
+	}
+}
+
+func TestEverySampleAccepted(t *testing.T) {
+	m := mustRunReceiver(t, nil)
+	s := stream(t, m)
+	paths, err := filepath.Glob(filepath.Join("..", "..", "internal", "checkout", "testdata", "samples", "webhook_*.json"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no samples: %v", err)
+	}
+	ids := map[string]bool{}
+	for _, p := range paths {
+		body := sample(t, filepath.Base(p))
+		ev, err := checkout.DecodeEvent(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[ev.ID] = true
+		if resp, text := post(t, m, body, signed(newKey, body)); resp.StatusCode != http.StatusOK || strings.Contains(text, "quarantined") {
+			t.Fatalf("%s: %d %s", p, resp.StatusCode, text)
+		}
+	}
+	// The two captured samples share an event id: one message for them.
+	if n := msgCount(t, s); n != uint64(len(ids)) {
+		t.Fatalf("stream has %d messages, want %d", n, len(ids))
+	}
+}
+
+func TestUnauthenticatedRefused(t *testing.T) {
+	m := mustRunReceiver(t, nil)
+	s := stream(t, m)
+	body := sample(t, "webhook_payment_refunded.json")
+	tampered := bytes.Replace(body, []byte(`"amount": 200`), []byte(`"amount": 900`), 1)
+	if bytes.Equal(tampered, body) {
+		t.Fatal("tampering changed nothing")
+	}
+	tests := []struct {
+		name   string
+		body   []byte
+		header map[string]string
+		reason string
+	}{
+		{"tampered body", tampered, signed(oldKey, body), "signature_mismatch"},
+		{"wrong key", body, signed("not-our-key", body), "signature_mismatch"},
+		{"missing header", body, nil, "signature_missing"},
+		{"malformed header", body, map[string]string{checkout.SignatureHeader: "sha256=abc"}, "signature_malformed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if resp, text := post(t, m, tt.body, tt.header); resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("status %d %s, want 401", resp.StatusCode, text)
+			}
+		})
+	}
+	if n := msgCount(t, s); n != 0 {
+		t.Fatalf("stream has %d messages after refusals, want 0", n)
+	}
+	_, metrics := get(t, "http://"+m.Addr()+"/metrics")
+	for _, want := range []string{
+		`knetrecon_receiver_signature_failures_total{reason="signature_mismatch"} 2`,
+		`knetrecon_receiver_signature_failures_total{reason="signature_missing"} 1`,
+		`knetrecon_receiver_requests_total{outcome="unauthorized"} 4`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestAuthorizationHeader(t *testing.T) {
+	m := mustRunReceiver(t, map[string]string{"KNETRECON_WEBHOOK_AUTHORIZATION": "Bearer shared-secret"})
+	s := stream(t, m)
+	body := sample(t, "webhook_payment_pending.json")
+	h := signed(oldKey, body)
+	if resp, _ := post(t, m, body, h); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("missing Authorization: %d, want 401", resp.StatusCode)
+	}
+	h["Authorization"] = "Bearer wrong"
+	if resp, _ := post(t, m, body, h); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong Authorization: %d, want 401", resp.StatusCode)
+	}
+	if n := msgCount(t, s); n != 0 {
+		t.Fatalf("stream has %d messages, want 0", n)
+	}
+	h["Authorization"] = "Bearer shared-secret"
+	if resp, text := post(t, m, body, h); resp.StatusCode != http.StatusOK {
+		t.Fatalf("right Authorization: %d %s", resp.StatusCode, text)
+	}
+}
+
+func TestAuthenticButUndecodableQuarantined(t *testing.T) {
+	m := mustRunReceiver(t, nil)
+	s := stream(t, m)
+	for _, body := range [][]byte{[]byte(`{"id": "evt_1", "type": `), []byte(`{"type":"payment_captured","data":{"id":"pay_1"}}`)} {
+		resp, text := post(t, m, body, signed(newKey, body))
+		if resp.StatusCode != http.StatusOK || !strings.Contains(text, "quarantined") {
+			t.Fatalf("%s: %d %s, want 200 quarantined", body, resp.StatusCode, text)
+		}
+		// The same body again is the same quarantined message.
+		post(t, m, body, signed(newKey, body))
+	}
+	if n := msgCount(t, s); n != 2 {
+		t.Fatalf("stream has %d messages, want 2", n)
+	}
+	msg, err := s.GetLastMsgForSubject(context.Background(), events.QuarantineSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg.Header.Get(events.HeaderQuarantineReason), "missing id") || msg.Header.Get(events.HeaderKey) != "key2" {
+		t.Fatalf("quarantine headers = %v", msg.Header)
+	}
+}
+
+func TestLimitsAndMethods(t *testing.T) {
+	m := mustRunReceiver(t, map[string]string{"KNETRECON_MAX_BODY_BYTES": "2048"})
+	big := append([]byte(`{"id":"evt_big","type":"payment_captured","data":{"id":"pay_1","pad":"`), bytes.Repeat([]byte("x"), 4096)...)
+	big = append(big, `"}}`...)
+	if resp, _ := post(t, m, big, signed(oldKey, big)); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized: %d, want 413", resp.StatusCode)
+	}
+	// Without a Content-Length the limit still holds while reading.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+m.Addr()+m.Config.WebhookPath, io.MultiReader(bytes.NewReader(big)))
+	req.ContentLength = -1
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("chunked oversized: %d, want 413", resp.StatusCode)
+	}
+	if code, _ := get(t, "http://"+m.Addr()+m.Config.WebhookPath); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET webhook: %d, want 405", code)
+	}
+	if code, _ := get(t, "http://"+m.Addr()+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz: %d", code)
+	}
+	if code, _ := get(t, "http://"+m.Addr()+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz: %d", code)
+	}
+}
+
+func TestMetricsOnSeparateAddress(t *testing.T) {
+	m := mustRunReceiver(t, map[string]string{"KNETRECON_METRICS_ADDR": "127.0.0.1:0"})
+	if code, _ := get(t, "http://"+m.Addr()+"/metrics"); code == http.StatusOK {
+		t.Fatal("/metrics still served on the webhook address")
+	}
+	code, text := get(t, "http://"+m.MetricsAddr()+"/metrics")
+	if code != http.StatusOK || !strings.Contains(text, "knetrecon_receiver_publish_seconds") {
+		t.Fatalf("admin /metrics: %d", code)
+	}
+}
+
+func TestNATSOutage503ThenRecovery(t *testing.T) {
+	// An external NATS on a fixed port and store, so that it can come back as it was.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	ns := eventstest.MustRunNATSAt(t, listen, dir)
+	m := mustRunReceiver(t, map[string]string{"KNETRECON_NATS_URL": ns.ClientURL(), "KNETRECON_PUBLISH_TIMEOUT": "500ms"})
+
+	body := sample(t, "webhook_payment_expired.json")
+	if resp, text := post(t, m, body, signed(oldKey, body)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("before outage: %d %s", resp.StatusCode, text)
+	}
+	ns.Shutdown()
+	ns.WaitForShutdown()
+
+	other := sample(t, "webhook_payment_pending.json")
+	resp, text := post(t, m, other, signed(oldKey, other))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("during outage: %d %s (Retry-After %q), want 503 with Retry-After", resp.StatusCode, text, resp.Header.Get("Retry-After"))
+	}
+	if code, _ := get(t, "http://"+m.Addr()+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz during outage: %d, want 503", code)
+	}
+
+	back := eventstest.MustRunNATSAt(t, listen, dir)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _ := get(t, "http://"+m.Addr()+"/readyz")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("receiver not ready again 10s after NATS returned")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if resp, text := post(t, m, other, signed(oldKey, other)); resp.StatusCode != http.StatusOK || !strings.Contains(text, "stored") {
+		t.Fatalf("after recovery: %d %s", resp.StatusCode, text)
+	}
+	_, js := eventstest.MustConnect(t, back)
+	s, err := js.Stream(context.Background(), events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := msgCount(t, s); n != 2 {
+		t.Fatalf("stream has %d messages after recovery, want 2 (one before, one after the outage)", n)
+	}
+}
+
+func TestStartWithoutKeysFails(t *testing.T) {
+	_, err := ParseConfig(nil, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "KNETRECON_WEBHOOK_KEYS") {
+		t.Fatalf("ParseConfig without keys = %v, want an error naming KNETRECON_WEBHOOK_KEYS", err)
+	}
+	_, err = ParseConfig(nil, func(k string) string {
+		return map[string]string{"KNETRECON_WEBHOOK_KEYS": "a", "KNETRECON_WEBHOOK_KEYS_FILE": "/nonexistent"}[k]
+	})
+	if err == nil || !strings.Contains(err.Error(), "both set") {
+		t.Fatalf("keys and keys file both set: %v", err)
+	}
+}
+
+func TestKeysFromFileNeverLogged(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(f, []byte("file-key-1\nfile-key-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig([]string{"-webhook-keys-file", f, "-nats-listen", "127.0.0.1:0", "-data-dir", t.TempDir(), "-addr", "127.0.0.1:0"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := checkout.ParseKeys(cfg.WebhookKeys); len(got) != 2 {
+		t.Fatalf("keys from file = %d, want 2", len(got))
+	}
+	_, err = ParseConfig(nil, func(k string) string {
+		return map[string]string{"KNETRECON_WEBHOOK_KEYS": "sk_secret_value", "KNETRECON_MAX_BODY_BYTES": "-1"}[k]
+	})
+	if err == nil || strings.Contains(err.Error(), "sk_secret_value") {
+		t.Fatalf("error %v must name the problem and never the key", err)
+	}
+}

@@ -1,0 +1,215 @@
+// Package webhook is the receiving end of Checkout.com's webhooks: size limit, signature,
+// Authorization, envelope, publish, answer — in that order, one straight road. It sits beside
+// internal/reconcile in the house: it joins internal/checkout (what a webhook is) to
+// internal/events (where it is stored), and cmd/receiver only wires it up.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"knetrecon/internal/checkout"
+	"knetrecon/internal/events"
+)
+
+// Outcomes of a webhook request, as logged and counted.
+const (
+	OutcomeStored           = "stored"
+	OutcomeDuplicate        = "duplicate"
+	OutcomeQuarantined      = "quarantined"
+	OutcomeUnauthorized     = "unauthorized"
+	OutcomeTooLarge         = "too_large"
+	OutcomeMethodNotAllowed = "method_not_allowed"
+	OutcomeBadRequest       = "bad_request"
+	OutcomeUnavailable      = "unavailable"
+)
+
+// Reasons an unauthenticated request is refused, as counted.
+const (
+	ReasonSignatureMissing      = "signature_missing"
+	ReasonSignatureMalformed    = "signature_malformed"
+	ReasonSignatureMismatch     = "signature_mismatch"
+	ReasonAuthorizationMissing  = "authorization_missing"
+	ReasonAuthorizationMismatch = "authorization_mismatch"
+)
+
+// Handler receives Checkout.com webhooks. A 2xx means the body is stored in JetStream; every
+// failure answers non-2xx so that Checkout.com retries.
+type Handler struct {
+	keys           *checkout.KeyRing
+	authorization  string
+	publisher      *events.Publisher
+	maxBody        int64
+	publishTimeout time.Duration
+	retryAfter     string
+	now            func() time.Time
+	log            *zap.Logger
+	metrics        *Metrics
+	bufs           sync.Pool
+}
+
+// Config configures a Handler.
+type Config struct {
+	// Keys verify Cko-Signature. Required.
+	Keys *checkout.KeyRing
+	// Authorization, when not empty, must equal the request's Authorization header.
+	Authorization string
+	// Publisher stores the webhooks. Required.
+	Publisher *events.Publisher
+	// MaxBodyBytes is the largest body accepted; larger ones get 413.
+	MaxBodyBytes int64
+	// PublishTimeout bounds the wait for JetStream's acknowledgement; past it the answer is 503.
+	// Keep it well under Checkout.com's 10 s.
+	PublishTimeout time.Duration
+	// RetryAfter is sent with a 503.
+	RetryAfter time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Log receives one line per request. Required.
+	Log *zap.Logger
+	// Metrics counts requests. Required.
+	Metrics *Metrics
+}
+
+// New returns a Handler for cfg.
+func New(cfg Config) *Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 3 * time.Second
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 5 * time.Second
+	}
+	return &Handler{
+		keys:           cfg.Keys,
+		authorization:  cfg.Authorization,
+		publisher:      cfg.Publisher,
+		maxBody:        cfg.MaxBodyBytes,
+		publishTimeout: cfg.PublishTimeout,
+		retryAfter:     strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
+		now:            cfg.Now,
+		log:            cfg.Log,
+		metrics:        cfg.Metrics,
+		bufs:           sync.Pool{New: func() any { return new(bytes.Buffer) }},
+	}
+}
+
+// ServeHTTP handles one delivery.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	h.metrics.inFlight.Inc()
+	defer h.metrics.inFlight.Dec()
+
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.finish(w, start, http.StatusMethodNotAllowed, OutcomeMethodNotAllowed, zap.String("method", r.Method))
+		return
+	}
+	if r.ContentLength > h.maxBody {
+		h.finish(w, start, http.StatusRequestEntityTooLarge, OutcomeTooLarge, zap.Int64("content_length", r.ContentLength))
+		return
+	}
+	buf := h.bufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer h.bufs.Put(buf)
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBody)); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.finish(w, start, http.StatusRequestEntityTooLarge, OutcomeTooLarge, zap.Int64("limit", h.maxBody))
+			return
+		}
+		h.finish(w, start, http.StatusBadRequest, OutcomeBadRequest, zap.String("reason", "body unreadable"), zap.Error(err))
+		return
+	}
+	body := buf.Bytes()
+
+	keyName, err := h.keys.Verify(body, r.Header.Get(checkout.SignatureHeader))
+	if err != nil {
+		h.unauthorized(w, start, signatureReason(err))
+		return
+	}
+	if h.authorization != "" {
+		got := r.Header.Get("Authorization")
+		if got == "" {
+			h.unauthorized(w, start, ReasonAuthorizationMissing)
+			return
+		}
+		if !checkout.AuthorizationMatches(got, h.authorization) {
+			h.unauthorized(w, start, ReasonAuthorizationMismatch)
+			return
+		}
+	}
+
+	msg := &events.Webhook{Body: body, KeyName: keyName, ReceivedAt: start}
+	ev, err := checkout.DecodeEvent(body)
+	if err != nil {
+		// Authentic but undecodable: keep it where an operator can fix the decoder and replay it.
+		msg.QuarantineReason = err.Error()
+	} else {
+		msg.EventID, msg.EventType = ev.ID, ev.Type
+	}
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.publishTimeout)
+	stored, err := h.publisher.Publish(ctx, msg)
+	cancel()
+	h.metrics.publishSeconds.Observe(h.now().Sub(start).Seconds())
+	fields := []zap.Field{zap.String("event_id", msg.EventID), zap.String("event_type", msg.EventType), zap.String("key", keyName)}
+	if err != nil {
+		w.Header().Set("Retry-After", h.retryAfter)
+		h.finish(w, start, http.StatusServiceUnavailable, OutcomeUnavailable, append(fields, zap.Error(err))...)
+		return
+	}
+	fields = append(fields, zap.Uint64("seq", stored.Seq))
+	switch {
+	case msg.QuarantineReason != "":
+		h.metrics.quarantined.Inc()
+		h.finish(w, start, http.StatusOK, OutcomeQuarantined, append(fields, zap.String("msg_id", msg.MsgID()), zap.String("reason", msg.QuarantineReason))...)
+	case stored.Duplicate:
+		h.finish(w, start, http.StatusOK, OutcomeDuplicate, fields...)
+	default:
+		h.finish(w, start, http.StatusOK, OutcomeStored, fields...)
+	}
+}
+
+func (h *Handler) unauthorized(w http.ResponseWriter, start time.Time, reason string) {
+	h.metrics.signatureFailures.WithLabelValues(reason).Inc()
+	h.finish(w, start, http.StatusUnauthorized, OutcomeUnauthorized, zap.String("reason", reason))
+}
+
+// finish answers, counts and logs the request: one line per request, never the body.
+func (h *Handler) finish(w http.ResponseWriter, start time.Time, status int, outcome string, fields ...zap.Field) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, `{"outcome":"`+outcome+`"}`+"\n")
+	h.metrics.requests.WithLabelValues(outcome).Inc()
+	fields = append(fields, zap.String("outcome", outcome), zap.Int("status", status), zap.Duration("latency", h.now().Sub(start)))
+	switch {
+	case status >= 500:
+		h.log.Warn("webhook not stored", fields...)
+	case status >= 400:
+		h.log.Info("webhook refused", fields...)
+	default:
+		h.log.Info("webhook", fields...)
+	}
+}
+
+func signatureReason(err error) string {
+	switch {
+	case errors.Is(err, checkout.ErrSignatureMissing):
+		return ReasonSignatureMissing
+	case errors.Is(err, checkout.ErrSignatureMalformed):
+		return ReasonSignatureMalformed
+	default:
+		return ReasonSignatureMismatch
+	}
+}
