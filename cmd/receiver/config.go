@@ -32,13 +32,13 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 	StartTimeout      time.Duration
 
-	DataDir         string
-	NATS            events.ConnConfig
-	NATSListen      string
-	NATSSyncAlways  bool
-	Stream          events.StreamConfig
-	LogLevel        string
-	LogDevelopment  bool
+	DataDir        string
+	NATS           events.ConnConfig
+	NATSListen     string
+	NATSSyncAlways bool
+	Stream         events.StreamConfig
+	LogLevel       string
+	LogDevelopment bool
 }
 
 // ParseConfig reads flags from args and KNETRECON_… variables through getenv.
