@@ -534,7 +534,6 @@ func (s *Sim) finish(id string, card *Card) (string, error) {
 		p.Status, p.Approved = checkout.StatusCaptured, ptr(true)
 		s.fillKNET(p, now)
 		p.Source.KNETResult = "Captured"
-		p.Source.AuthResponseCode = "00"
 		auth := s.addAction(p, "Authorization", p.Amount, true, "10000", "Approved", p.Reference)
 		auth.AuthCode = p.Source.AuthCode
 		authCopy := *auth
