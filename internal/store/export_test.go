@@ -1,0 +1,30 @@
+package store
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ExplainDue returns SQLite's plan for the sweep's due query.
+func ExplainDue(tb testing.TB, l *Ledger) string {
+	tb.Helper()
+	rows, err := l.r.QueryxContext(context.Background(), `EXPLAIN QUERY PLAN SELECT `+paymentColumns+`
+		FROM payments INDEXED BY payments_due WHERE final = 0 AND next_check_at <= ? AND (next_check_at, id) > (?, ?)
+		ORDER BY next_check_at, id LIMIT ?`, fmtTime(time.Now()), "", "", 10)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			tb.Fatal(err)
+		}
+		b.WriteString(detail + "\n")
+	}
+	return b.String()
+}

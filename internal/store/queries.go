@@ -1,0 +1,424 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"knetrecon/internal/payment"
+)
+
+// Payment is the ledger's view of one payment. The JSON names are an interface finance scripts
+// use (reconciler payment --json): keep them stable.
+type Payment struct {
+	ID             string         `json:"id"`
+	Status         payment.Status `json:"status"`
+	ProviderStatus string         `json:"provider_status,omitempty"`
+	Amount         int64          `json:"amount"`
+	Currency       string         `json:"currency"`
+	Reference      string         `json:"reference,omitempty"`
+	Customer       string         `json:"customer,omitempty"`
+	Method         string         `json:"method,omitempty"`
+	Seen           string         `json:"seen"`
+	Captured       int64          `json:"captured"`
+	Refunded       int64          `json:"refunded"`
+	Held           int64          `json:"held_refunds"`
+	Final          bool           `json:"final"`
+	RequestedAt    *time.Time     `json:"requested_at,omitempty"`
+	FirstSeenAt    time.Time      `json:"first_seen_at"`
+	LastEventAt    *time.Time     `json:"last_event_at,omitempty"`
+	LastCheckedAt  *time.Time     `json:"last_checked_at,omitempty"`
+	NextCheckAt    time.Time      `json:"next_check_at"`
+	UpdatedAt      time.Time      `json:"updated_at"`
+}
+
+// PaymentDetail is a payment with its journal, its full event history and its discrepancies.
+type PaymentDetail struct {
+	Payment
+	Postings      []Posting     `json:"postings"`
+	Events        []EventRecord `json:"events"`
+	Discrepancies []Discrepancy `json:"discrepancies"`
+}
+
+// Posting is one money movement, keyed by action id, with its journal lines.
+type Posting struct {
+	ActionID   string        `json:"action_id"`
+	Kind       string        `json:"kind"`
+	Amount     int64         `json:"amount"`
+	Currency   string        `json:"currency"`
+	State      string        `json:"state"`
+	EventID    string        `json:"event_id"`
+	Origin     string        `json:"origin"`
+	OccurredAt *time.Time    `json:"occurred_at,omitempty"`
+	PostedAt   *time.Time    `json:"posted_at,omitempty"`
+	Lines      []JournalLine `json:"lines"`
+}
+
+// JournalLine is one side of a posting.
+type JournalLine struct {
+	Account string `json:"account"`
+	Debit   int64  `json:"debit"`
+	Credit  int64  `json:"credit"`
+}
+
+// EventRecord is one event of a payment's history and how it was applied.
+type EventRecord struct {
+	ID           string     `json:"id"`
+	Type         string     `json:"type"`
+	Origin       string     `json:"origin"`
+	ActionID     string     `json:"action_id,omitempty"`
+	Amount       int64      `json:"amount"`
+	Currency     string     `json:"currency,omitempty"`
+	OccurredAt   *time.Time `json:"occurred_at,omitempty"`
+	ReceivedAt   time.Time  `json:"received_at"`
+	AppliedAt    time.Time  `json:"applied_at"`
+	Outcome      string     `json:"outcome"`
+	StatusBefore string     `json:"status_before"`
+	StatusAfter  string     `json:"status_after"`
+	StreamSeq    *int64     `json:"stream_seq,omitempty"`
+	Duplicates   int        `json:"duplicates"`
+	BodyHash     string     `json:"body_hash"`
+}
+
+// Discrepancy is something an operator must look at.
+type Discrepancy struct {
+	ID         int64           `json:"id"`
+	PaymentID  string          `json:"payment_id"`
+	Kind       payment.Kind    `json:"kind"`
+	Subject    string          `json:"subject,omitempty"`
+	Details    json.RawMessage `json:"details"`
+	EventID    string          `json:"event_id,omitempty"`
+	Origin     string          `json:"origin,omitempty"`
+	DetectedAt time.Time       `json:"detected_at"`
+	ResolvedAt *time.Time      `json:"resolved_at,omitempty"`
+	Resolution string          `json:"resolution,omitempty"`
+}
+
+const paymentColumns = `id, status, provider_status, amount, currency, reference, customer, method, seen,
+	captured, refunded, held, final, requested_at, first_seen_at, last_event_at, last_checked_at,
+	next_check_at, updated_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanPayment(s scanner) (Payment, error) {
+	var p Payment
+	var final int
+	var status string
+	var req, first, last, checked, next, updated sql.NullString
+	err := s.Scan(&p.ID, &status, &p.ProviderStatus, &p.Amount, &p.Currency, &p.Reference, &p.Customer,
+		&p.Method, &p.Seen, &p.Captured, &p.Refunded, &p.Held, &final, &req, &first, &last, &checked, &next, &updated)
+	if err != nil {
+		return p, err
+	}
+	p.Status = payment.Status(status)
+	p.Final = final == 1
+	p.RequestedAt, p.LastEventAt, p.LastCheckedAt = timePtr(req), timePtr(last), timePtr(checked)
+	p.FirstSeenAt, p.NextCheckAt, p.UpdatedAt = parseTime(first), parseTime(next), parseTime(updated)
+	return p, nil
+}
+
+func timePtr(s sql.NullString) *time.Time {
+	t := parseTime(s)
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// Payment returns one payment with its postings, events and discrepancies, or ErrNotFound.
+func (l *Ledger) Payment(ctx context.Context, id string) (*PaymentDetail, error) {
+	p, err := scanPayment(l.r.QueryRowxContext(ctx, `SELECT `+paymentColumns+` FROM payments WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("payment %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("payment %s: %w", id, err)
+	}
+	d := &PaymentDetail{Payment: p, Postings: []Posting{}, Events: []EventRecord{}, Discrepancies: []Discrepancy{}}
+	if d.Postings, err = l.postings(ctx, id); err != nil {
+		return nil, err
+	}
+	if d.Events, err = l.events(ctx, id); err != nil {
+		return nil, err
+	}
+	if d.Discrepancies, err = l.Discrepancies(ctx, DiscrepancyFilter{PaymentID: id, All: true}); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (l *Ledger) postings(ctx context.Context, paymentID string) ([]Posting, error) {
+	rows, err := l.r.QueryxContext(ctx, `SELECT action_id, kind, amount, currency, state, event_id, origin,
+		occurred_at, posted_at FROM postings WHERE payment_id = ? ORDER BY occurred_at, action_id`, paymentID)
+	if err != nil {
+		return nil, fmt.Errorf("postings of %s: %w", paymentID, err)
+	}
+	defer rows.Close()
+	out := []Posting{}
+	for rows.Next() {
+		var p Posting
+		var occ, posted sql.NullString
+		if err := rows.Scan(&p.ActionID, &p.Kind, &p.Amount, &p.Currency, &p.State, &p.EventID, &p.Origin, &occ, &posted); err != nil {
+			return nil, err
+		}
+		p.OccurredAt, p.PostedAt = timePtr(occ), timePtr(posted)
+		p.Lines = []JournalLine{}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if err := l.r.SelectContext(ctx, &out[i].Lines, `SELECT account, debit, credit FROM journal
+			WHERE action_id = ? ORDER BY debit DESC, account`, out[i].ActionID); err != nil {
+			return nil, fmt.Errorf("journal of %s: %w", out[i].ActionID, err)
+		}
+	}
+	return out, nil
+}
+
+func (l *Ledger) events(ctx context.Context, paymentID string) ([]EventRecord, error) {
+	rows, err := l.r.QueryxContext(ctx, `SELECT id, type, origin, action_id, amount, currency, occurred_at,
+		received_at, applied_at, outcome, status_before, status_after, stream_seq, duplicates, body_hash
+		FROM events WHERE payment_id = ? ORDER BY applied_at, rowid`, paymentID)
+	if err != nil {
+		return nil, fmt.Errorf("events of %s: %w", paymentID, err)
+	}
+	defer rows.Close()
+	out := []EventRecord{}
+	for rows.Next() {
+		var e EventRecord
+		var occ, rec, app sql.NullString
+		var seq sql.NullInt64
+		if err := rows.Scan(&e.ID, &e.Type, &e.Origin, &e.ActionID, &e.Amount, &e.Currency, &occ, &rec, &app,
+			&e.Outcome, &e.StatusBefore, &e.StatusAfter, &seq, &e.Duplicates, &e.BodyHash); err != nil {
+			return nil, err
+		}
+		e.OccurredAt, e.ReceivedAt, e.AppliedAt = timePtr(occ), parseTime(rec), parseTime(app)
+		if seq.Valid {
+			e.StreamSeq = &seq.Int64
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// DiscrepancyFilter selects discrepancies. The zero value lists the open ones.
+type DiscrepancyFilter struct {
+	PaymentID string
+	Kind      payment.Kind
+	// All includes resolved ones.
+	All   bool
+	Limit int
+}
+
+// Discrepancies lists discrepancies, oldest first.
+func (l *Ledger) Discrepancies(ctx context.Context, f DiscrepancyFilter) ([]Discrepancy, error) {
+	var where []string
+	var args []any
+	if f.PaymentID != "" {
+		where, args = append(where, "payment_id = ?"), append(args, f.PaymentID)
+	}
+	if f.Kind != "" {
+		where, args = append(where, "kind = ?"), append(args, string(f.Kind))
+	}
+	if !f.All {
+		where = append(where, "resolved_at IS NULL")
+	}
+	q := `SELECT id, payment_id, kind, subject, details, event_id, origin, detected_at, resolved_at, resolution FROM discrepancies`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := l.r.QueryxContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("discrepancies: %w", err)
+	}
+	defer rows.Close()
+	out := []Discrepancy{}
+	for rows.Next() {
+		var d Discrepancy
+		var kind, details string
+		var det, res sql.NullString
+		if err := rows.Scan(&d.ID, &d.PaymentID, &kind, &d.Subject, &details, &d.EventID, &d.Origin, &det, &res, &d.Resolution); err != nil {
+			return nil, err
+		}
+		d.Kind, d.Details = payment.Kind(kind), json.RawMessage(details)
+		d.DetectedAt, d.ResolvedAt = parseTime(det), timePtr(res)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// AddDiscrepancy records a discrepancy found outside Apply (the sweep: webhook_missing,
+// amount_mismatch, unknown_at_provider). The same (payment, kind, subject) is recorded once; it
+// reports whether a row was added.
+func (t *Tx) AddDiscrepancy(ctx context.Context, paymentID string, kind payment.Kind, subject string, origin Origin, details map[string]any) (bool, error) {
+	return t.discrepancy(ctx, Input{PaymentID: paymentID, Origin: origin}, kind, subject, details)
+}
+
+// ResolveDiscrepancy marks a discrepancy resolved with a note.
+func (t *Tx) ResolveDiscrepancy(ctx context.Context, id int64, resolution string) error {
+	r, err := t.tx.ExecContext(ctx, `UPDATE discrepancies SET resolved_at = ?, resolution = ? WHERE id = ? AND resolved_at IS NULL`,
+		fmtTime(t.now), resolution, id)
+	if err != nil {
+		return fmt.Errorf("resolve discrepancy %d: %w", id, err)
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return fmt.Errorf("resolve discrepancy %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// DueQuery pages through the payments the sweep should ask Checkout.com about: not final, and
+// due (next_check_at, first the time we first saw it, then what the sweep set) at or before Due.
+type DueQuery struct {
+	Due time.Time
+	// After is the cursor: the last row of the previous page (zero for the first page).
+	After Cursor
+	Limit int
+}
+
+// Cursor marks a position in the due list.
+type Cursor struct {
+	NextCheckAt time.Time
+	ID          string
+}
+
+// DuePayments returns up to q.Limit open payments due for a check, oldest due first, and the
+// cursor for the next page (zero when this was the last). It is served by the payments_due
+// partial index, so its cost does not grow with the number of final payments.
+func (l *Ledger) DuePayments(ctx context.Context, q DueQuery) ([]Payment, Cursor, error) {
+	if q.Limit <= 0 {
+		q.Limit = 100
+	}
+	query := `SELECT ` + paymentColumns + ` FROM payments INDEXED BY payments_due
+		WHERE final = 0 AND next_check_at <= ? AND (next_check_at, id) > (?, ?)
+		ORDER BY next_check_at, id LIMIT ?`
+	after := ""
+	if !q.After.NextCheckAt.IsZero() {
+		after = fmtTime(q.After.NextCheckAt)
+	}
+	rows, err := l.r.QueryxContext(ctx, query, fmtTime(q.Due), after, q.After.ID, q.Limit)
+	if err != nil {
+		return nil, Cursor{}, fmt.Errorf("due payments: %w", err)
+	}
+	defer rows.Close()
+	var out []Payment
+	for rows.Next() {
+		p, err := scanPayment(rows)
+		if err != nil {
+			return nil, Cursor{}, fmt.Errorf("due payments: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, Cursor{}, fmt.Errorf("due payments: %w", err)
+	}
+	var next Cursor
+	if len(out) == q.Limit {
+		last := out[len(out)-1]
+		next = Cursor{NextCheckAt: last.NextCheckAt, ID: last.ID}
+	}
+	return out, next, nil
+}
+
+// Check is one question the sweep asked Checkout.com about a payment.
+type Check struct {
+	PaymentID      string
+	CheckedAt      time.Time
+	ProviderStatus string
+	// Outcome is the sweep's verdict: match, updated, not_found, error, ….
+	Outcome string
+	Details string
+	// NextCheckAt is when to ask again; zero keeps the payment out of the due list until an
+	// event moves it.
+	NextCheckAt time.Time
+}
+
+// RecordCheck logs a check and moves the payment's last_checked_at and next_check_at.
+func (t *Tx) RecordCheck(ctx context.Context, c Check) error {
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO payment_checks (payment_id, checked_at, provider_status, outcome, details)
+		VALUES (?, ?, ?, ?, ?)`, c.PaymentID, fmtTime(c.CheckedAt), c.ProviderStatus, c.Outcome, c.Details); err != nil {
+		return fmt.Errorf("record check of %s: %w", c.PaymentID, err)
+	}
+	next := c.NextCheckAt
+	if next.IsZero() {
+		next = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	if _, err := t.tx.ExecContext(ctx, `UPDATE payments SET last_checked_at = ?, next_check_at = ? WHERE id = ?`,
+		fmtTime(c.CheckedAt), fmtTime(next), c.PaymentID); err != nil {
+		return fmt.Errorf("record check of %s: %w", c.PaymentID, err)
+	}
+	return nil
+}
+
+// Totals are ledger-wide sums, for health checks and tests.
+type Totals struct {
+	Payments, Events, Postings, Discrepancies, DeadLetters int64
+}
+
+// Totals counts the ledger's rows.
+func (l *Ledger) Totals(ctx context.Context) (Totals, error) {
+	var t Totals
+	err := l.r.QueryRowxContext(ctx, `SELECT (SELECT COUNT(*) FROM payments), (SELECT COUNT(*) FROM events),
+		(SELECT COUNT(*) FROM postings), (SELECT COUNT(*) FROM discrepancies), (SELECT COUNT(*) FROM dead_letters)`).
+		Scan(&t.Payments, &t.Events, &t.Postings, &t.Discrepancies, &t.DeadLetters)
+	if err != nil {
+		return t, fmt.Errorf("totals: %w", err)
+	}
+	return t, nil
+}
+
+// ErrUnbalanced is returned by Verify when the journal does not balance.
+var ErrUnbalanced = errors.New("ledger does not balance")
+
+// Verify checks the ledger's invariants: every posting's debits equal its credits and its amount
+// (held refunds have no lines), every payment's captured and refunded equal its posted postings,
+// no payment refunded more than it captured. It returns ErrUnbalanced listing what is wrong.
+func (l *Ledger) Verify(ctx context.Context) error {
+	checks := []struct{ name, q string }{
+		{"posting whose lines do not balance or do not match its amount", `SELECT p.action_id FROM postings p
+			LEFT JOIN journal j ON j.action_id = p.action_id GROUP BY p.action_id
+			HAVING COALESCE(SUM(j.debit), 0) != COALESCE(SUM(j.credit), 0)
+			OR COALESCE(SUM(j.debit), 0) != CASE WHEN p.state = 'posted' THEN p.amount ELSE 0 END LIMIT 10`},
+		{"journal lines without a posting", `SELECT j.action_id FROM journal j LEFT JOIN postings p
+			ON p.action_id = j.action_id WHERE p.action_id IS NULL LIMIT 10`},
+		{"payment whose totals differ from its postings", `SELECT y.id FROM payments y LEFT JOIN (
+			SELECT payment_id,
+				SUM(CASE WHEN kind = 'capture' AND state = 'posted' THEN amount ELSE 0 END) AS cap,
+				SUM(CASE WHEN kind = 'refund' AND state = 'posted' THEN amount ELSE 0 END) AS ref,
+				SUM(CASE WHEN kind = 'refund' AND state = 'held' THEN amount ELSE 0 END) AS held
+			FROM postings GROUP BY payment_id) s ON s.payment_id = y.id
+			WHERE y.captured != COALESCE(s.cap, 0) OR y.refunded != COALESCE(s.ref, 0)
+			OR y.held != COALESCE(s.held, 0) OR y.refunded > y.captured LIMIT 10`},
+	}
+	var problems []string
+	for _, c := range checks {
+		var ids []string
+		if err := l.r.SelectContext(ctx, &ids, c.q); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if len(ids) > 0 {
+			problems = append(problems, fmt.Sprintf("%s: %s", c.name, strings.Join(ids, ", ")))
+		}
+	}
+	var d, c int64
+	if err := l.r.QueryRowxContext(ctx, `SELECT COALESCE(SUM(debit), 0), COALESCE(SUM(credit), 0) FROM journal`).Scan(&d, &c); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if d != c {
+		problems = append(problems, fmt.Sprintf("journal debits %d != credits %d", d, c))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrUnbalanced, strings.Join(problems, "; "))
+	}
+	return nil
+}

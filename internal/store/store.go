@@ -1,0 +1,317 @@
+// Package store is the SQLite ledger finance reads: payments, every event applied exactly once,
+// a balanced double-entry journal keyed by Checkout.com action ids, discrepancies, dead letters
+// and the sweep's checks. Every write goes through Apply (or Update) in one transaction on the
+// single writer connection; readers use their own pool. It returns errors and never logs.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/mattn/go-sqlite3"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// ErrNotFound is returned by lookups of a payment or dead letter the ledger does not hold.
+var ErrNotFound = errors.New("not found")
+
+// ErrTransient wraps failures worth retrying later (the database is busy, the disk is full):
+// the caller should retry the whole batch, never skip it.
+var ErrTransient = errors.New("transient ledger failure")
+
+// timeFormat is how times are stored: UTC, fixed width, so text order is time order.
+const timeFormat = "2006-01-02T15:04:05.000000000Z"
+
+// Ledger is the SQLite ledger.
+type Ledger struct {
+	path string
+	w    *sqlx.DB // the one writer connection
+	r    *sqlx.DB // readers
+	// Now is the ledger's clock (applied_at, detected_at). Tests set it.
+	Now func() time.Time
+
+	stmts map[string]*sqlx.Stmt
+}
+
+// DSN returns the go-sqlite3 data source name for path with the ledger's pragmas: WAL, a busy
+// timeout, foreign keys, and immediate transactions so that a writer never upgrades a read lock.
+func DSN(path string, readOnly bool) string {
+	v := url.Values{}
+	v.Set("_busy_timeout", "5000")
+	v.Set("_foreign_keys", "on")
+	if readOnly {
+		v.Set("_query_only", "true")
+		v.Set("_txlock", "deferred")
+	} else {
+		v.Set("_journal_mode", "WAL")
+		v.Set("_txlock", "immediate")
+	}
+	return "file:" + path + "?" + v.Encode()
+}
+
+// Open opens (creating if needed) the ledger at path and brings its schema up to date.
+func Open(ctx context.Context, path string) (*Ledger, error) {
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
+		return nil, fmt.Errorf("open ledger: a file path is required, got %q", path)
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("open ledger: %w", err)
+		}
+	}
+	w, err := sqlx.Open("sqlite3", DSN(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	l := &Ledger{path: path, w: w, Now: time.Now}
+	if err := l.Migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sqlx.Open("sqlite3", DSN(path, true))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open ledger %s for reading: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	l.r = r
+	if err := l.prepare(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Path returns the ledger's file.
+func (l *Ledger) Path() string { return l.path }
+
+// Close closes the connections, keeping the first error.
+func (l *Ledger) Close() error {
+	var errs []error
+	for _, s := range l.stmts {
+		errs = append(errs, s.Close())
+	}
+	if l.r != nil {
+		errs = append(errs, l.r.Close())
+	}
+	errs = append(errs, l.w.Close())
+	for _, err := range errs {
+		if err != nil {
+			return fmt.Errorf("close ledger: %w", err)
+		}
+	}
+	return nil
+}
+
+// Ping checks that the ledger answers a read and holds no pending migration.
+func (l *Ledger) Ping(ctx context.Context) error {
+	var v int
+	if err := l.r.GetContext(ctx, &v, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`); err != nil {
+		return fmt.Errorf("ping ledger: %w", err)
+	}
+	return nil
+}
+
+// migration is one embedded schema change.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with a number and _", e.Name())
+		}
+		b, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// Migrate applies the embedded migrations not yet recorded, each in its own transaction, and
+// records each one. Running it again changes nothing.
+func (l *Ledger) Migrate(ctx context.Context) error {
+	if _, err := l.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	ms, err := migrations()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, m := range ms {
+		if err := l.migrate(ctx, m); err != nil {
+			return fmt.Errorf("migrate %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+func (l *Ledger) migrate(ctx context.Context, m migration) error {
+	tx, err := l.w.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.GetContext(ctx, &n, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, m.version); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+		m.version, m.name, fmtTime(l.Now())); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// SchemaVersion returns the highest migration applied.
+func (l *Ledger) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := l.r.GetContext(ctx, &v, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`)
+	return v, err
+}
+
+// Tx is one write transaction on the ledger. Get one through Update.
+type Tx struct {
+	tx    *sqlx.Tx
+	l     *Ledger
+	now   time.Time
+	stmts map[string]*sqlx.Stmt
+	sp    int
+}
+
+// Update runs fn in one immediate transaction on the writer connection and commits if fn returns
+// nil; otherwise it rolls back and returns fn's error. Failures worth retrying wrap ErrTransient.
+func (l *Ledger) Update(ctx context.Context, fn func(*Tx) error) error {
+	tx, err := l.w.BeginTxx(ctx, nil)
+	if err != nil {
+		return classify(fmt.Errorf("begin: %w", err))
+	}
+	t := &Tx{tx: tx, l: l, now: l.Now().UTC(), stmts: make(map[string]*sqlx.Stmt, len(l.stmts))}
+	if err := fn(t); err != nil {
+		_ = tx.Rollback()
+		return classify(err)
+	}
+	if err := tx.Commit(); err != nil {
+		_ = tx.Rollback()
+		return classify(fmt.Errorf("commit: %w", err))
+	}
+	return nil
+}
+
+// Savepoint runs fn inside a savepoint of tx: if fn fails, only its writes are rolled back and
+// the transaction goes on. This is how one bad event in a batch leaves its neighbours applied.
+func (t *Tx) Savepoint(ctx context.Context, fn func() error) error {
+	t.sp++
+	name := "sp" + strconv.Itoa(t.sp)
+	if _, err := t.tx.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	if err := fn(); err != nil {
+		if _, rerr := t.tx.ExecContext(ctx, "ROLLBACK TO "+name); rerr != nil {
+			return errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
+		}
+		if _, rerr := t.tx.ExecContext(ctx, "RELEASE "+name); rerr != nil {
+			return errors.Join(err, fmt.Errorf("release savepoint: %w", rerr))
+		}
+		return err
+	}
+	if _, err := t.tx.ExecContext(ctx, "RELEASE "+name); err != nil {
+		return fmt.Errorf("release savepoint: %w", err)
+	}
+	return nil
+}
+
+// Now returns the transaction's clock reading, the same for every row it writes.
+func (t *Tx) Now() time.Time { return t.now }
+
+// stmt returns the prepared statement key bound to this transaction.
+func (t *Tx) stmt(key string) *sqlx.Stmt {
+	if s, ok := t.stmts[key]; ok {
+		return s
+	}
+	s := t.tx.Stmtx(t.l.stmts[key])
+	t.stmts[key] = s
+	return s
+}
+
+// IsTransient reports whether err is worth retrying later: the database was busy or locked, the
+// disk is full, an I/O error, or the context ran out.
+func IsTransient(err error) bool {
+	if errors.Is(err, ErrTransient) {
+		return true
+	}
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case sqlite3.ErrBusy, sqlite3.ErrLocked, sqlite3.ErrFull, sqlite3.ErrIoErr,
+			sqlite3.ErrCantOpen, sqlite3.ErrNoLFS, sqlite3.ErrProtocol:
+			return true
+		}
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, sql.ErrTxDone)
+}
+
+// classify wraps err with ErrTransient when it is worth retrying.
+func classify(err error) error {
+	if err != nil && !errors.Is(err, ErrTransient) && IsTransient(err) {
+		return fmt.Errorf("%w: %w", ErrTransient, err)
+	}
+	return err
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+// nullTime stores the zero time as NULL.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return fmtTime(t)
+}
+
+func parseTime(s sql.NullString) time.Time {
+	if !s.Valid || s.String == "" {
+		return time.Time{}
+	}
+	t, _ := time.Parse(timeFormat, s.String)
+	return t
+}
