@@ -275,7 +275,11 @@ func TestInvalidInput(t *testing.T) {
 		ev("evt_1", payment.EventCaptured, "pay_1", "", 1000, 0),
 		ev("evt_2", payment.EventRefunded, "pay_1", "act_r", 0, 0),
 		ev("", payment.EventPending, "pay_1", "", 1000, 0),
-		func() store.Input { i := ev("evt_3", payment.EventPending, "pay_1", "", 1, 0); i.Currency = "kd"; return i }(),
+		func() store.Input {
+			i := ev("evt_3", payment.EventPending, "pay_1", "", 1, 0)
+			i.Currency = "kd"
+			return i
+		}(),
 		func() store.Input { i := ev("evt_4", payment.EventPending, "pay_1", "", 1, 0); i.Origin = ""; return i }(),
 	}
 	for _, tt := range tests {
