@@ -37,6 +37,7 @@ type Config struct {
 	NATSListen     string
 	NATSSyncAlways bool
 	Stream         events.StreamConfig
+	PProf          bool
 	LogLevel       string
 	LogDevelopment bool
 }
@@ -75,6 +76,7 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	b.Duration(&c.Stream.MaxAge, "stream-max-age", "KNETRECON_STREAM_MAX_AGE", def.MaxAge, "how long the stream keeps events (at least a week)")
 	b.Int64(&c.Stream.MaxBytes, "stream-max-bytes", "KNETRECON_STREAM_MAX_BYTES", def.MaxBytes, "stream size limit; when full, webhooks get 503 (-1: none)")
 	b.Duration(&c.Stream.Duplicates, "stream-duplicate-window", "KNETRECON_STREAM_DUPLICATE_WINDOW", def.Duplicates, "de-duplication window by event id (at least 48h)")
+	b.Bool(&c.PProf, "pprof", "KNETRECON_PPROF", false, "serve /debug/pprof/ beside /metrics (for profiling; keep off on a public port)")
 	b.String(&c.LogLevel, "log-level", "KNETRECON_LOG_LEVEL", "info", "debug, info, warn or error")
 	b.Bool(&c.LogDevelopment, "log-dev", "KNETRECON_LOG_DEV", false, "human-readable console logs instead of JSON")
 	if err := fs.Parse(args); err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -29,19 +30,22 @@ import (
 	"knetrecon/internal/webhook"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run is main with an exit code, so that deferred flushes happen before the process exits.
+func run() int {
 	cfg, err := ParseConfig(os.Args[1:], os.Getenv)
 	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
+		return 0
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "receiver: configuration:", err)
-		os.Exit(2)
+		return 2
 	}
 	log, err := logging.New(cfg.LogLevel, cfg.LogDevelopment)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "receiver:", err)
-		os.Exit(2)
+		return 2
 	}
 	defer func() { _ = log.Sync() }()
 
@@ -51,15 +55,16 @@ func main() {
 	if err := m.Run(ctx); err != nil {
 		log.Error("receiver did not start", zap.Error(err))
 		_ = m.Close()
-		os.Exit(1)
+		return 1
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
 	if err := m.Close(); err != nil {
 		log.Error("shutdown", zap.Error(err))
-		os.Exit(1)
+		return 1
 	}
 	log.Info("stopped")
+	return 0
 }
 
 // Main is the receiver process: embedded or external NATS, the stream, the HTTP servers. Tests
@@ -135,9 +140,17 @@ func (m *Main) Run(ctx context.Context) error {
 	mux.HandleFunc("GET /readyz", m.ready)
 	if cfg.MetricsAddr == "" {
 		mux.Handle("GET /metrics", metricsHandler)
+		if cfg.PProf {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		}
 	} else {
 		admin := http.NewServeMux()
 		admin.Handle("GET /metrics", metricsHandler)
+		if cfg.PProf {
+			admin.HandleFunc("/debug/pprof/", pprof.Index)
+			admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		}
 		admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 		admin.HandleFunc("GET /readyz", m.ready)
 		if m.metrics, err = m.serve(cfg.MetricsAddr, admin); err != nil {

@@ -70,7 +70,8 @@ type Balances struct {
 // IsPayment reports whether the event is about a payment (its type starts with "payment_").
 func (e *Event) IsPayment() bool { return strings.HasPrefix(e.Type, "payment_") }
 
-// envelope is the wire shape; times are kept as strings and parsed leniently afterwards.
+// envelope is the wire shape; times are kept as strings and parsed afterwards. It is decoded in
+// one pass: the receiver runs this on every webhook.
 type envelope struct {
 	ID        string          `json:"id"`
 	Type      string          `json:"type"`
@@ -78,7 +79,7 @@ type envelope struct {
 	Source    json.RawMessage `json:"source"`
 	CreatedOn string          `json:"created_on"`
 	Timestamp string          `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
+	Data      *EventData      `json:"data"`
 }
 
 // DecodeEvent parses a webhook body. It accepts both documented envelope shapes, unknown fields,
@@ -100,6 +101,9 @@ func DecodeEvent(body []byte) (*Event, error) {
 	if err := json.Unmarshal(trimmed, &env); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
+			if typeErr.Field == "data" {
+				return nil, invalid("data is not a JSON object")
+			}
 			return nil, invalid("field %q has the wrong JSON type", typeErr.Field)
 		}
 		return nil, invalid("not JSON: %v", err)
@@ -114,6 +118,9 @@ func DecodeEvent(body []byte) (*Event, error) {
 		return nil, invalid("missing type")
 	}
 	ev := &Event{ID: env.ID, Type: env.Type, Version: env.Version}
+	if env.Data != nil {
+		ev.Data = *env.Data
+	}
 	// `source` is a string ("gateway") in the get-event shape; tolerate anything else.
 	if len(env.Source) > 0 && env.Source[0] == '"' {
 		_ = json.Unmarshal(env.Source, &ev.Source)
@@ -128,18 +135,6 @@ func DecodeEvent(body []byte) (*Event, error) {
 			return nil, invalid("created time %q is not RFC 3339", truncate(created, 64))
 		}
 		ev.Created = t
-	}
-	if len(env.Data) > 0 && !bytes.Equal(env.Data, []byte("null")) {
-		if env.Data[0] != '{' {
-			return nil, invalid("data is not a JSON object")
-		}
-		if err := json.Unmarshal(env.Data, &ev.Data); err != nil {
-			var typeErr *json.UnmarshalTypeError
-			if errors.As(err, &typeErr) {
-				return nil, invalid("data field %q has the wrong JSON type", typeErr.Field)
-			}
-			return nil, invalid("data: %v", err)
-		}
 	}
 	if ev.IsPayment() && ev.Data.ID == "" {
 		return nil, invalid("payment event without data.id")

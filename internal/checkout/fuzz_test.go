@@ -7,7 +7,8 @@ import (
 )
 
 // FuzzVerifyDecode runs any body and any signature header through the receiver's checks: no
-// input may panic, and a body that verifies under the key must decode or be refused with a reason.
+// input may panic, and a body that verifies under the key must decode or be refused with a reason, and the receiver's DecodeHead must accept whatever
+// DecodeEvent accepts, with the same id and type.
 func FuzzVerifyDecode(f *testing.F) {
 	key := []byte("fuzz-key")
 	paths, _ := filepath.Glob("testdata/samples/webhook_*.json")
@@ -32,5 +33,6 @@ func FuzzVerifyDecode(f *testing.F) {
 		if err == nil && (ev.ID == "" || ev.Type == "") {
 			t.Fatalf("decoded an event without id or type: %+v", ev)
 		}
+		agree(t, body)
 	})
 }

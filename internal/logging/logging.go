@@ -3,25 +3,60 @@ package logging
 
 import (
 	"fmt"
+	"os"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
 // New returns a JSON logger at level (debug, info, warn, error), or a console logger for people
-// when dev is set. Logs go to standard error.
+// when dev is set. Logs go to standard error through a small buffer flushed every 250 ms, on any
+// entry at error level or above, and by Sync: a busy receiver writes one line per webhook, and a
+// write(2) for each would cost more than the webhook itself. Call Sync before the process exits.
 func New(level string, dev bool) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("KNETRECON_LOG_LEVEL %q: want debug, info, warn or error", level)
 	}
-	cfg := zap.NewProductionConfig()
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.TimeKey = "ts"
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
 	if dev {
-		cfg = zap.NewDevelopmentConfig()
+		encCfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	} else {
+		enc = zapcore.NewJSONEncoder(encCfg)
 	}
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.Sampling = nil
-	cfg.EncoderConfig.TimeKey = "ts"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	return cfg.Build()
+	ws := &zapcore.BufferedWriteSyncer{WS: zapcore.Lock(os.Stderr), Size: 64 << 10, FlushInterval: 250 * time.Millisecond}
+	core := zapcore.NewCore(enc, ws, zap.NewAtomicLevelAt(lvl))
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(os.Stderr)), zap.AddStacktrace(zapcore.ErrorLevel),
+		zap.WrapCore(func(c zapcore.Core) zapcore.Core { return &flushOnError{Core: c, ws: ws} })), nil
+}
+
+// flushOnError writes entries at error level and above straight through, so that the last words
+// of a process that is about to exit are never left in the buffer.
+type flushOnError struct {
+	zapcore.Core
+	ws zapcore.WriteSyncer
+}
+
+func (f *flushOnError) With(fields []zapcore.Field) zapcore.Core {
+	return &flushOnError{Core: f.Core.With(fields), ws: f.ws}
+}
+
+func (f *flushOnError) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if f.Enabled(e.Level) {
+		return ce.AddCore(e, f)
+	}
+	return ce
+}
+
+func (f *flushOnError) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	err := f.Core.Write(e, fields)
+	if e.Level >= zapcore.ErrorLevel {
+		_ = f.ws.Sync()
+	}
+	return err
 }

@@ -151,12 +151,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	msg := &events.Webhook{Body: body, KeyName: keyName, ReceivedAt: start}
-	ev, err := checkout.DecodeEvent(body)
+	head, err := checkout.DecodeHead(body)
 	if err != nil {
 		// Authentic but undecodable: keep it where an operator can fix the decoder and replay it.
 		msg.QuarantineReason = err.Error()
 	} else {
-		msg.EventID, msg.EventType = ev.ID, ev.Type
+		msg.EventID, msg.EventType = head.ID, head.Type
 	}
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.publishTimeout)

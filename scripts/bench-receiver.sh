@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Load test of the receiver against a null HTTP handler, same machine, same run.
+# Sends signed ~1.5 KB webhooks to 127.0.0.1 only; every run is bounded by -duration.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32,256}
+RATE=${RATE:-5000}
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+go build -o "$tmp/receiver" ./cmd/receiver
+go build -o "$tmp/webhookload" ./cmd/webhookload
+
+KNETRECON_RECEIVER_ADDR=127.0.0.1:18080 KNETRECON_NATS_LISTEN=127.0.0.1:14222 \
+KNETRECON_DATA_DIR="$tmp/data" KNETRECON_WEBHOOK_KEYS=bench-key \
+  "$tmp/receiver" 2>"$tmp/receiver.log" &
+pids+=($!)
+"$tmp/webhookload" -null 127.0.0.1:18081 2>/dev/null &
+pids+=($!)
+
+for i in $(seq 1 100); do
+  if curl -fsS http://127.0.0.1:18080/readyz >/dev/null 2>&1 && curl -s -o /dev/null http://127.0.0.1:18081/; then break; fi
+  sleep 0.1
+done
+
+"$tmp/webhookload" -targets null=127.0.0.1:18081,receiver=127.0.0.1:18080 \
+  -conns "$CONNS" -rate "$RATE" -duration "$DURATION" -key bench-key "$@"
+echo
+echo "receiver outcomes:"
+curl -s http://127.0.0.1:18080/metrics | grep '^knetrecon_receiver_requests_total' | grep -v ' 0$' || true
