@@ -1,0 +1,206 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ConsumerConfig is the reconciler's durable pull consumer on the stream.
+type ConsumerConfig struct {
+	// Durable names the consumer; its position survives restarts of the reconciler and of NATS.
+	Durable string
+	// AckWait is how long JetStream waits for an ack before delivering a message again. It must
+	// cover fetching, applying and committing a whole batch.
+	AckWait time.Duration
+	// MaxDeliver bounds deliveries of one message. The reconciler dead-letters a message on its
+	// last delivery, so reaching it never loses one.
+	MaxDeliver int
+	// MaxAckPending bounds messages delivered and not yet acked: at least two batches.
+	MaxAckPending int
+}
+
+// DefaultConsumerConfig returns the defaults: durable "reconciler", 30 s ack wait, 10 deliveries,
+// 4096 messages in flight.
+func DefaultConsumerConfig() ConsumerConfig {
+	return ConsumerConfig{Durable: "reconciler", AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 4096}
+}
+
+// Validate checks the configuration; its messages name the environment variable to fix.
+func (c ConsumerConfig) Validate() error {
+	var errs []error
+	if c.Durable == "" {
+		errs = append(errs, errors.New("KNETRECON_CONSUMER must name the durable consumer"))
+	}
+	if c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("KNETRECON_ACK_WAIT must be at least 1s, got %s", c.AckWait))
+	}
+	if c.MaxDeliver < 2 {
+		errs = append(errs, fmt.Errorf("KNETRECON_MAX_DELIVER must be at least 2, got %d", c.MaxDeliver))
+	}
+	if c.MaxAckPending < 1 {
+		errs = append(errs, fmt.Errorf("KNETRECON_MAX_ACK_PENDING must be positive, got %d", c.MaxAckPending))
+	}
+	return errors.Join(errs...)
+}
+
+// EnsureConsumer creates the durable pull consumer over every subject of the stream (events and
+// quarantine), with explicit acks, or updates it to cfg. Calling it again changes nothing.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig) (jetstream.Consumer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+		Durable:       cfg.Durable,
+		Description:   "knetrecon reconciler: applies every event to the ledger",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		MaxAckPending: cfg.MaxAckPending,
+		ReplayPolicy:  jetstream.ReplayInstantPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create or update consumer %s: %w", cfg.Durable, err)
+	}
+	return c, nil
+}
+
+// Batches pulls messages from a consumer in batches: it waits up to wait for a first message,
+// then takes what follows within linger, up to size. A pull request stays open in the background
+// (Messages), so a busy stream is read without a round trip per batch.
+type Batches struct {
+	it     jetstream.MessagesContext
+	size   int
+	wait   time.Duration
+	linger time.Duration
+}
+
+// NewBatches starts pulling from c. Stop or Drain it when done.
+func NewBatches(c jetstream.Consumer, size int, wait, linger time.Duration) (*Batches, error) {
+	if size < 1 {
+		return nil, fmt.Errorf("KNETRECON_BATCH_SIZE must be positive, got %d", size)
+	}
+	it, err := c.Messages(jetstream.PullMaxMessages(2 * size))
+	if err != nil {
+		return nil, fmt.Errorf("pull from consumer: %w", err)
+	}
+	return &Batches{it: it, size: size, wait: wait, linger: linger}, nil
+}
+
+// ErrBatchesClosed is returned by Next once the puller is stopped or drained and empty.
+var ErrBatchesClosed = errors.New("batches closed")
+
+// Next returns the next batch: nil with no error when nothing arrived within the wait, or when
+// ctx ended (the caller checks ctx). Messages already received are always returned, never left
+// unacknowledged in a buffer.
+func (b *Batches) Next(ctx context.Context) ([]jetstream.Msg, error) {
+	var out []jetstream.Msg
+	wait := b.wait
+	for len(out) < b.size {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		msg, err := b.it.Next(jetstream.NextContext(wctx))
+		cancel()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				if len(out) > 0 {
+					return out, nil
+				}
+				return nil, ErrBatchesClosed
+			}
+			if wctx.Err() != nil {
+				return out, nil
+			}
+			if len(out) > 0 {
+				return out, nil
+			}
+			return nil, fmt.Errorf("pull: %w", err)
+		}
+		out = append(out, msg)
+		wait = b.linger
+	}
+	return out, nil
+}
+
+// Stop stops pulling; messages buffered and not yet returned are redelivered after AckWait.
+func (b *Batches) Stop() { b.it.Stop() }
+
+// Drain stops asking for more; Next keeps returning what is buffered, then ErrBatchesClosed.
+func (b *Batches) Drain() { b.it.Drain() }
+
+// Delivery is what the reconciler needs from one stream message's metadata and headers.
+type Delivery struct {
+	Subject string
+	// Seq is the stream sequence; NumDelivered counts deliveries of this message (1 the first time).
+	Seq          uint64
+	NumDelivered uint64
+	// Pending is how many messages the consumer has not been given yet, after this one.
+	Pending uint64
+	// Timestamp is when the stream stored the message.
+	Timestamp time.Time
+	// MsgID, ReceivedAt, Key and QuarantineReason come from the receiver's headers.
+	MsgID            string
+	ReceivedAt       time.Time
+	Key              string
+	QuarantineReason string
+}
+
+// Quarantined reports whether the receiver put the body in quarantine.
+func (d Delivery) Quarantined() bool { return d.Subject == QuarantineSubject }
+
+// DeliveryOf reads msg's metadata and headers. A missing or bad received-at header falls back to
+// the stream's timestamp.
+func DeliveryOf(msg jetstream.Msg) (Delivery, error) {
+	d := Delivery{Subject: msg.Subject()}
+	md, err := msg.Metadata()
+	if err != nil {
+		return d, fmt.Errorf("message metadata: %w", err)
+	}
+	d.Seq, d.NumDelivered, d.Pending, d.Timestamp = md.Sequence.Stream, md.NumDelivered, md.NumPending, md.Timestamp
+	h := msg.Headers()
+	d.MsgID, d.Key, d.QuarantineReason = h.Get(HeaderMsgID), h.Get(HeaderKey), h.Get(HeaderQuarantineReason)
+	d.ReceivedAt = d.Timestamp
+	if v := h.Get(HeaderReceivedAt); v != "" {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			d.ReceivedAt = t
+		}
+	}
+	return d, nil
+}
+
+// NakDelay is the back-off before redelivering a message that failed for a transient reason:
+// 1 s, 2 s, 4 s … capped at 1 min.
+func NakDelay(numDelivered uint64) time.Duration {
+	d := time.Second
+	for i := uint64(1); i < numDelivered && d < time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, time.Minute)
+}
+
+// ReplayFrom says where a replay starts: a stream sequence, or a time.
+type ReplayFrom struct {
+	Seq  uint64
+	Time time.Time
+}
+
+// Replay opens an ordered, ephemeral consumer on the whole stream from where: it reads without
+// acks and without disturbing the durable consumer.
+func Replay(ctx context.Context, js jetstream.JetStream, from ReplayFrom) (jetstream.Consumer, error) {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	switch {
+	case from.Seq > 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from.Seq
+	case !from.Time.IsZero():
+		t := from.Time
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+	}
+	c, err := js.OrderedConsumer(ctx, StreamName, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("replay consumer: %w", err)
+	}
+	return c, nil
+}
