@@ -272,6 +272,20 @@ type ClientConfig struct {
 	Jitter func() float64
 }
 
+// String describes the configuration with the key hidden, so that printing a ClientConfig
+// (%v, %+v) can never leak it.
+func (c ClientConfig) String() string {
+	key := "unset"
+	if c.SecretKey != "" {
+		key = "set"
+	}
+	return fmt.Sprintf("ClientConfig{BaseURL:%s SecretKey:%s BareKey:%v Timeout:%s MaxRetries:%d MaxElapsed:%s RateLimit:%g Burst:%d}",
+		c.BaseURL, key, c.BareKey, c.Timeout, c.MaxRetries, c.MaxElapsed, c.RateLimit, c.Burst)
+}
+
+// GoString hides the key from %#v as well.
+func (c ClientConfig) GoString() string { return c.String() }
+
 // Client calls Checkout.com's payments API. It is safe for concurrent use; its rate limiter is
 // shared by every caller.
 type Client struct {

@@ -3,6 +3,7 @@ package checkout_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -438,6 +439,16 @@ func TestClientTimeout(t *testing.T) {
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() {
 			t.Fatalf("err %v, want a timeout", err)
+		}
+	}
+}
+
+func TestClientConfigHidesKey(t *testing.T) {
+	cfg := checkout.ClientConfig{BaseURL: "http://x", SecretKey: "sk_very_secret"}
+	c, _ := checkout.NewClient(cfg)
+	for _, s := range []string{fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c)} {
+		if strings.Contains(s, "sk_very_secret") {
+			t.Errorf("key printed: %s", s)
 		}
 	}
 }

@@ -93,36 +93,40 @@ func (s *Sim) api(h func(r *http.Request, reqID string) response) http.Handler {
 
 		key := r.Header.Get(checkout.IdempotencyHeader)
 		route := r.Method + " " + r.URL.Path
-		var resp response
-		if r.Method == http.MethodPost && key != "" {
-			s.mu.Lock()
-			e, seen := s.idem[key]
-			if seen && s.clock.Now().Sub(e.at) > 24*time.Hour {
-				seen = false
-			}
-			s.mu.Unlock()
-			switch {
-			case seen && e.route == route:
-				writeResponse(w, response{status: e.status, body: e.body})
-				return
-			case seen:
-				resp = jsonResponse(http.StatusConflict, errorBody{reqID, "request_invalid", []string{"idempotency_key_reused"}})
-				writeResponse(w, resp)
-				return
-			}
+		if r.Method != http.MethodPost || key == "" {
+			writeResponse(w, h(r, reqID))
+			return
 		}
-		resp = h(r, reqID)
-		if r.Method == http.MethodPost && key != "" && resp.status < 500 {
-			s.mu.Lock()
-			if _, seen := s.idem[key]; !seen {
-				s.idem[key] = idemEntry{route: route, status: resp.status, body: resp.body, at: s.clock.Now()}
-			} else {
-				// A concurrent duplicate: the first one's answer stands, as Checkout.com's would.
-				e := s.idem[key]
-				resp = response{status: e.status, body: e.body}
-			}
-			s.mu.Unlock()
+		s.mu.Lock()
+		e, seen := s.idem[key]
+		if seen && !e.pending && s.clock.Now().Sub(e.at) > 24*time.Hour {
+			seen = false // Checkout.com keeps keys for 24 hours
 		}
+		if !seen {
+			s.idem[key] = idemEntry{route: route, pending: true, at: s.clock.Now()}
+		}
+		s.mu.Unlock()
+		switch {
+		case seen && e.pending:
+			// A concurrent duplicate, answered as Checkout.com does.
+			w.Header().Set("Retry-After", "1")
+			writeResponse(w, jsonResponse(http.StatusTooManyRequests, errorBody{reqID, "request_invalid", []string{"idempotency_key_in_use"}}))
+			return
+		case seen && e.route != route:
+			writeResponse(w, jsonResponse(http.StatusConflict, errorBody{reqID, "request_invalid", []string{"idempotency_key_reused"}}))
+			return
+		case seen:
+			writeResponse(w, response{status: e.status, body: e.body})
+			return
+		}
+		resp := h(r, reqID)
+		s.mu.Lock()
+		if resp.status < 500 {
+			s.idem[key] = idemEntry{route: route, status: resp.status, body: resp.body, at: s.clock.Now()}
+		} else {
+			delete(s.idem, key)
+		}
+		s.mu.Unlock()
 		writeResponse(w, resp)
 	})
 }

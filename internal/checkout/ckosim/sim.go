@@ -171,10 +171,11 @@ func (p *payment) balances() checkout.Balances {
 }
 
 type idemEntry struct {
-	route  string
-	status int
-	body   []byte
-	at     time.Time
+	route   string
+	pending bool // the first request with this key is still being answered
+	status  int
+	body    []byte
+	at      time.Time
 }
 
 // Sim is a running simulator. Its methods are safe for concurrent use; Close stops it.

@@ -903,3 +903,35 @@ func TestControlAPI(t *testing.T) {
 		t.Fatalf("faults %+v", f)
 	}
 }
+
+func TestConcurrentIdempotentRefund(t *testing.T) {
+	e := mustSim(t, ckosim.Config{})
+	id := mustCreate(t, e.sim, 1000)
+	e.sim.Complete(id, ckosim.TestCard)
+	var wg sync.WaitGroup
+	codes := make([]int, 20)
+	bodies := make([][]byte, 20)
+	for i := range codes {
+		wg.Go(func() {
+			codes[i], _, bodies[i] = e.do(t, "POST", "/payments/"+id+"/refunds", `{"amount":100}`, map[string]string{"Cko-Idempotency-Key": "same"})
+		})
+	}
+	wg.Wait()
+	var first []byte
+	for i, code := range codes {
+		switch code {
+		case http.StatusAccepted:
+			if first == nil {
+				first = bodies[i]
+			} else if !bytes.Equal(first, bodies[i]) {
+				t.Errorf("two answers for one key: %s and %s", first, bodies[i])
+			}
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("answer %d %s", code, bodies[i])
+		}
+	}
+	if p, _ := e.sim.Payment(id); p.Balances.TotalRefunded != 100 {
+		t.Fatalf("refunded %d, want 100 once", p.Balances.TotalRefunded)
+	}
+}
