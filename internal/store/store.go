@@ -50,8 +50,22 @@ type Ledger struct {
 // DSN returns the go-sqlite3 data source name for path with the ledger's pragmas: WAL, a busy
 // timeout, foreign keys, and immediate transactions so that a writer never upgrades a read lock.
 func DSN(path string, readOnly bool) string {
+	return dsn(path, readOnly, DefaultBusyTimeout)
+}
+
+// DefaultBusyTimeout is how long a statement waits for a lock held by another process.
+const DefaultBusyTimeout = 5 * time.Second
+
+// Options tune Open.
+type Options struct {
+	// BusyTimeout is how long to wait for another process's lock before a transient error;
+	// 0 means DefaultBusyTimeout.
+	BusyTimeout time.Duration
+}
+
+func dsn(path string, readOnly bool, busy time.Duration) string {
 	v := url.Values{}
-	v.Set("_busy_timeout", "5000")
+	v.Set("_busy_timeout", strconv.FormatInt(busy.Milliseconds(), 10))
 	v.Set("_foreign_keys", "on")
 	if readOnly {
 		v.Set("_query_only", "true")
@@ -65,6 +79,14 @@ func DSN(path string, readOnly bool) string {
 
 // Open opens (creating if needed) the ledger at path and brings its schema up to date.
 func Open(ctx context.Context, path string) (*Ledger, error) {
+	return OpenWith(ctx, path, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, opts Options) (*Ledger, error) {
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = DefaultBusyTimeout
+	}
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
 		return nil, fmt.Errorf("open ledger: a file path is required, got %q", path)
 	}
@@ -73,7 +95,7 @@ func Open(ctx context.Context, path string) (*Ledger, error) {
 			return nil, fmt.Errorf("open ledger: %w", err)
 		}
 	}
-	w, err := sqlx.Open("sqlite3", DSN(path, false))
+	w, err := sqlx.Open("sqlite3", dsn(path, false, opts.BusyTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
@@ -86,7 +108,7 @@ func Open(ctx context.Context, path string) (*Ledger, error) {
 		w.Close()
 		return nil, err
 	}
-	r, err := sqlx.Open("sqlite3", DSN(path, true))
+	r, err := sqlx.Open("sqlite3", dsn(path, true, opts.BusyTimeout))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open ledger %s for reading: %w", path, err)

@@ -1,0 +1,353 @@
+package reconcile
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zaptest"
+
+	"knetrecon/internal/events"
+	"knetrecon/internal/events/eventstest"
+	"knetrecon/internal/payment"
+	"knetrecon/internal/store"
+	"knetrecon/internal/store/storetest"
+)
+
+var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+// body is a webhook body in Checkout.com's shape.
+func body(id, typ, pid, action, amount, currency string) []byte {
+	act := ""
+	if action != "" {
+		act = fmt.Sprintf(`"action_id":%q,`, action)
+	}
+	return []byte(fmt.Sprintf(`{"id":%q,"type":%q,"version":"1.0.1","created_on":"2026-03-01T10:00:00.1234567Z",`+
+		`"data":{%s"id":%q,"amount":%s,"currency":%q,"reference":"ORD-1","source":{"type":"knet"},"customer":{"id":"cus_1"}}}`,
+		id, typ, act, pid, amount, currency))
+}
+
+type rig struct {
+	js     jetstream.JetStream
+	pub    *events.Publisher
+	ledger *store.Ledger
+	reg    *prometheus.Registry
+	proc   *Processor
+	cfg    events.ConsumerConfig
+}
+
+func newRig(t *testing.T, cfg events.ConsumerConfig, ledger *store.Ledger) *rig {
+	t.Helper()
+	ns := eventstest.MustRunNATS(t)
+	_, js := eventstest.MustConnect(t, ns)
+	eventstest.MustEnsureStream(t, js)
+	if ledger == nil {
+		ledger = storetest.MustOpenLedger(t)
+	}
+	reg := prometheus.NewRegistry()
+	return &rig{js: js, pub: events.NewPublisher(js), ledger: ledger, reg: reg, cfg: cfg,
+		proc: NewProcessor(ledger, zaptest.NewLogger(t), NewMetrics(reg), cfg.MaxDeliver)}
+}
+
+func (r *rig) publish(t *testing.T, b []byte, typ, id string) {
+	t.Helper()
+	w := &events.Webhook{Body: b, EventID: id, EventType: typ, KeyName: "primary", ReceivedAt: t0}
+	if id == "" {
+		w.QuarantineReason = "not JSON"
+	}
+	if _, err := r.pub.Publish(context.Background(), w); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *rig) batches(t *testing.T, size int) *events.Batches {
+	t.Helper()
+	c, err := events.EnsureConsumer(context.Background(), r.js, r.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := events.NewBatches(c, size, 200*time.Millisecond, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	return b
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (r *rig) totals(t *testing.T) store.Totals {
+	t.Helper()
+	tot, err := r.ledger.Totals(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tot
+}
+
+func (r *rig) consumerInfo(t *testing.T) *jetstream.ConsumerInfo {
+	t.Helper()
+	c, err := r.js.Consumer(context.Background(), events.StreamName, r.cfg.Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// TestPoisonDeadLetteredNeighboursApplied runs the consumer loop over a stream holding good
+// events, a poison event in their middle and a quarantined body.
+func TestPoisonDeadLetteredNeighboursApplied(t *testing.T) {
+	r := newRig(t, events.DefaultConsumerConfig(), nil)
+	for i := 0; i < 10; i++ {
+		pid := fmt.Sprintf("pay_%d", i)
+		r.publish(t, body("evt_p"+pid, "payment_pending", pid, "", "1000", "KWD"), "payment_pending", "evt_p"+pid)
+		if i == 5 {
+			r.publish(t, body("evt_neg", "payment_captured", pid, "act_neg", "-1000", "KWD"), "payment_captured", "evt_neg")
+			r.publish(t, body("evt_frac", "payment_captured", pid, "act_frac", "10.5", "KWD"), "payment_captured", "evt_frac")
+			r.publish(t, body("evt_cur", "payment_captured", pid, "act_cur", "1000", "KD"), "payment_captured", "evt_cur")
+			r.publish(t, []byte(`{"id":"evt_x",`), "", "")
+		}
+		r.publish(t, body("evt_c"+pid, "payment_captured", pid, "act_"+pid, "1000", "KWD"), "payment_captured", "evt_c"+pid)
+	}
+	cons := NewConsumer(r.proc, r.batches(t, 64), zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cons.Run(ctx, 5*time.Second) }()
+	eventually(t, "all applied", func() bool {
+		tot := r.totals(t)
+		return tot.Events == 20 && tot.DeadLetters == 4
+	})
+	eventually(t, "all acked", func() bool {
+		info := r.consumerInfo(t)
+		return info.NumAckPending == 0 && info.NumPending == 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		p, err := r.ledger.Payment(context.Background(), fmt.Sprintf("pay_%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Status != payment.StatusCaptured || p.Captured != 1000 || p.Method != "knet" || p.Customer != "cus_1" {
+			t.Fatalf("payment %d: %+v", i, p.Payment)
+		}
+	}
+	dls, err := r.ledger.DeadLetters(context.Background(), false, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]bool{}
+	for _, d := range dls {
+		reasons[d.Reason] = true
+		if len(d.Body) == 0 || d.StreamSeq == 0 {
+			t.Fatalf("dead letter without body or seq: %+v", d)
+		}
+	}
+	t.Logf("dead letters: %v", reasons)
+	if got := testutil.ToFloat64(r.proc.metrics.deadLetters.WithLabelValues(causeQuarantined)); got != 1 {
+		t.Fatalf("quarantined dead letters %v", got)
+	}
+	if got := testutil.ToFloat64(r.proc.metrics.deadLetters.WithLabelValues(causeUndecodable)); got != 3 {
+		t.Fatalf("undecodable dead letters %v", got)
+	}
+	if got := testutil.ToFloat64(r.proc.metrics.applied.WithLabelValues("payment_captured", "applied")); got != 10 {
+		t.Fatalf("applied captures %v", got)
+	}
+
+	// Replaying the whole stream, twice, changes nothing.
+	before := r.totals(t)
+	for i := 0; i < 2; i++ {
+		st, err := r.proc.Replay(context.Background(), r.js, events.ReplayFrom{Seq: 1}, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Messages != 24 || st.Outcomes[store.OutcomeDuplicate] != 20 || st.DeadLettered != 4 {
+			t.Fatalf("replay %d: %+v", i, st)
+		}
+		if after := r.totals(t); after != before {
+			t.Fatalf("replay changed the ledger: %+v -> %+v", before, after)
+		}
+	}
+
+	// A dead letter replayed: the quarantined body still cannot be decoded.
+	for _, d := range dls {
+		if d.Subject == events.QuarantineSubject {
+			if _, err := r.proc.ReplayDeadLetter(context.Background(), d.ID); err == nil {
+				t.Fatal("replaying an undecodable body must fail")
+			}
+			got, _ := r.ledger.DeadLetter(context.Background(), d.ID)
+			if got.ReplayedAt == nil || got.ReplayResult == "applied" {
+				t.Fatalf("replay not recorded: %+v", got)
+			}
+		}
+	}
+}
+
+// TestCrashBetweenCommitAndAck: the batch is committed, the process "dies" before acking; the
+// redelivery changes nothing in the ledger.
+func TestCrashBetweenCommitAndAck(t *testing.T) {
+	cfg := events.DefaultConsumerConfig()
+	cfg.AckWait = time.Second
+	r := newRig(t, cfg, nil)
+	for i := 0; i < 5; i++ {
+		pid := fmt.Sprintf("pay_%d", i)
+		r.publish(t, body("evt_c"+pid, "payment_captured", pid, "act_"+pid, "1000", "KWD"), "payment_captured", "evt_c"+pid)
+		r.publish(t, body("evt_r"+pid, "payment_refunded", pid, "act_r"+pid, "400", "KWD"), "payment_refunded", "evt_r"+pid)
+	}
+	b := r.batches(t, 100)
+	ctx := context.Background()
+	msgs, err := b.Next(ctx)
+	if err != nil || len(msgs) != 10 {
+		t.Fatalf("batch of %d, %v", len(msgs), err)
+	}
+	r.proc.AfterCommit = func() bool { return false } // die before the acks
+	r.proc.HandleBatch(ctx, msgs)
+	r.proc.AfterCommit = nil
+	before := r.totals(t)
+	if before.Events != 10 || before.Postings != 10 {
+		t.Fatalf("after commit: %+v", before)
+	}
+
+	var again []jetstream.Msg
+	eventually(t, "redelivery", func() bool {
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		m, _ := b.Next(short)
+		again = append(again, m...)
+		return len(again) == 10
+	})
+	d, _ := events.DeliveryOf(again[0])
+	if d.NumDelivered != 2 {
+		t.Fatalf("redelivery number %d", d.NumDelivered)
+	}
+	r.proc.HandleBatch(ctx, again)
+	if after := r.totals(t); after != before {
+		t.Fatalf("redelivery changed the ledger: %+v -> %+v", before, after)
+	}
+	if got := testutil.ToFloat64(r.proc.metrics.duplicates); got != 10 {
+		t.Fatalf("duplicates %v", got)
+	}
+	eventually(t, "acked", func() bool { return r.consumerInfo(t).NumAckPending == 0 })
+	p, _ := r.ledger.Payment(ctx, "pay_0")
+	if p.Status != payment.StatusPartiallyRefunded || p.Refunded != 400 {
+		t.Fatalf("%+v", p.Payment)
+	}
+}
+
+// TestBusyLedgerNaksThenApplies: another process holds the write lock; the batch is handed back,
+// nothing acked, and applied once the lock is gone.
+func TestBusyLedgerNaksThenApplies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	ledger, err := store.OpenWith(context.Background(), path, store.Options{BusyTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ledger.Close() })
+	r := newRig(t, events.DefaultConsumerConfig(), ledger)
+	r.publish(t, body("evt_c", "payment_captured", "pay_1", "act_c", "1000", "KWD"), "payment_captured", "evt_c")
+
+	other, err := sql.Open("sqlite3", store.DSN(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.SetMaxOpenConns(1)
+	lock, err := other.BeginTx(context.Background(), nil) // _txlock=immediate: takes the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec(`UPDATE schema_migrations SET name = name`); err != nil {
+		t.Fatal(err)
+	}
+	b := r.batches(t, 10)
+	ctx := context.Background()
+	msgs, err := b.Next(ctx)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("%d %v", len(msgs), err)
+	}
+	r.proc.HandleBatch(ctx, msgs)
+	if got := testutil.ToFloat64(r.proc.metrics.naks); got != 1 {
+		t.Fatalf("naks %v", got)
+	}
+	if err := lock.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	var again []jetstream.Msg
+	eventually(t, "redelivery after the back-off", func() bool {
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		m, _ := b.Next(short)
+		again = append(again, m...)
+		return len(again) == 1
+	})
+	r.proc.HandleBatch(ctx, again)
+	if tot := r.totals(t); tot.Events != 1 || tot.Postings != 1 {
+		t.Fatalf("%+v", tot)
+	}
+	if err := ledger.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLastDeliveryDeadLetters: a message that keeps failing is dead-lettered on its last
+// delivery, not lost.
+func TestLastDeliveryDeadLetters(t *testing.T) {
+	cfg := events.DefaultConsumerConfig()
+	cfg.MaxDeliver = 2
+	r := newRig(t, cfg, nil)
+	r.publish(t, body("evt_c", "payment_captured", "pay_1", "act_c", "1000", "KWD"), "payment_captured", "evt_c")
+	r.proc.beforeApply = func() { panic("a bug in the handler") }
+	b := r.batches(t, 10)
+	ctx := context.Background()
+	var seen int
+	eventually(t, "two deliveries", func() bool {
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		m, _ := b.Next(short)
+		r.proc.HandleBatch(ctx, m)
+		seen += len(m)
+		return seen == 2
+	})
+	dls, err := r.ledger.DeadLetters(ctx, true, 10)
+	if err != nil || len(dls) != 1 || dls[0].Deliveries != 2 {
+		t.Fatalf("dead letters %+v %v", dls, err)
+	}
+	if got := testutil.ToFloat64(r.proc.metrics.deadLetters.WithLabelValues(causeMaxDeliveries)); got != 1 {
+		t.Fatalf("max-delivery dead letters %v", got)
+	}
+	eventually(t, "terminated", func() bool {
+		info := r.consumerInfo(t)
+		return info.NumAckPending == 0 && info.NumRedelivered == 0
+	})
+	// The bug is fixed: replaying the dead letter applies the event.
+	r.proc.beforeApply = nil
+	res, err := r.proc.ReplayDeadLetter(ctx, dls[0].ID)
+	if err != nil || res.Outcome != store.OutcomeApplied {
+		t.Fatalf("replay: %+v %v", res, err)
+	}
+	if p, err := r.ledger.Payment(ctx, "pay_1"); err != nil || p.Captured != 1000 {
+		t.Fatalf("%v %v", p, err)
+	}
+}
