@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -67,9 +66,9 @@ type APIError struct {
 	Method       string
 	Path         string
 	StatusCode   int
-	RequestID    string   `json:"request_id"`
-	ErrorType    string   `json:"error_type"`
-	ErrorCodes   []string `json:"error_codes"`
+	RequestID    string
+	ErrorType    string
+	ErrorCodes   []string
 	CkoRequestID string
 	// RetryAfter is the server's Retry-After, zero when absent.
 	RetryAfter time.Duration
@@ -294,7 +293,6 @@ type Client struct {
 	http    *http.Client
 	cfg     ClientConfig
 	limiter *rate.Limiter
-	mu      sync.Mutex // guards limiter reservations against the injected clock
 }
 
 // NewClient checks cfg, fills in defaults and returns a Client.
@@ -461,10 +459,8 @@ func (c *Client) backoff(attempt int) time.Duration {
 
 // wait takes a token from the shared limiter, sleeping on the injected clock when there is none.
 func (c *Client) wait(ctx context.Context) error {
-	c.mu.Lock()
 	now := c.cfg.Now()
 	r := c.limiter.ReserveN(now, 1)
-	c.mu.Unlock()
 	if !r.OK() {
 		return errors.New("rate limiter refuses any request")
 	}
@@ -518,7 +514,14 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, ide
 		}
 		// Error bodies are optional (401 and 404 are often empty); a body that is not the
 		// documented shape is ignored, the status says enough.
-		_ = json.Unmarshal(data, apiErr)
+		var body struct {
+			RequestID  string   `json:"request_id"`
+			ErrorType  string   `json:"error_type"`
+			ErrorCodes []string `json:"error_codes"`
+		}
+		if json.Unmarshal(data, &body) == nil {
+			apiErr.RequestID, apiErr.ErrorType, apiErr.ErrorCodes = body.RequestID, body.ErrorType, body.ErrorCodes
+		}
 		return apiErr
 	}
 	if out == nil || len(bytes.TrimSpace(data)) == 0 {

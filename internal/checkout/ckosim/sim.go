@@ -253,6 +253,9 @@ func (s *Sim) Close() error {
 	return nil
 }
 
+// Clock is the simulator's clock (the Config's, or the wall clock).
+func (s *Sim) Clock() Clock { return s.clock }
+
 // Now reads the simulator's clock.
 func (s *Sim) Now() time.Time { return s.clock.Now() }
 
