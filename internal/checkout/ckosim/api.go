@@ -23,6 +23,8 @@ func (s *Sim) Handler() http.Handler {
 	mux.Handle("GET /payments/{id}/actions", s.api(s.handleActions))
 	mux.Handle("POST /payments/{id}/voids", s.api(s.handleVoid))
 	mux.Handle("POST /payments/{id}/refunds", s.api(s.handleRefund))
+	mux.Handle("GET /workflows/events/{id}", s.api(s.handleEvent))
+	mux.Handle("GET /workflows/events/subject/{id}", s.api(s.handleSubjectEvents))
 	mux.HandleFunc("GET /knet/{token}/pay", s.handleKNETPage)
 	mux.HandleFunc("POST /knet/{token}/pay", s.handleKNETSubmit)
 	s.controlRoutes(mux)
@@ -58,6 +60,9 @@ func (s *Sim) api(h func(r *http.Request, reqID string) response) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		reqID := s.newID("req_")
+		if len(s.requests) >= maxRequestLog {
+			s.requests = append(s.requests[:0], s.requests[len(s.requests)/2:]...)
+		}
 		s.requests = append(s.requests, s.clock.Now())
 		f := s.faults
 		roll429, roll5xx, pick := s.apiRng.Float64(), s.apiRng.Float64(), s.apiRng.IntN(3)
@@ -103,6 +108,9 @@ func (s *Sim) api(h func(r *http.Request, reqID string) response) http.Handler {
 			seen = false // Checkout.com keeps keys for 24 hours
 		}
 		if !seen {
+			if len(s.idem) >= 10_000 {
+				s.pruneIdemLocked()
+			}
 			s.idem[key] = idemEntry{route: route, pending: true, at: s.clock.Now()}
 		}
 		s.mu.Unlock()
@@ -129,6 +137,16 @@ func (s *Sim) api(h func(r *http.Request, reqID string) response) http.Handler {
 		s.mu.Unlock()
 		writeResponse(w, resp)
 	})
+}
+
+// pruneIdemLocked forgets answers older than Checkout.com's 24 hours.
+func (s *Sim) pruneIdemLocked() {
+	now := s.clock.Now()
+	for k, e := range s.idem {
+		if !e.pending && now.Sub(e.at) > 24*time.Hour {
+			delete(s.idem, k)
+		}
+	}
 }
 
 func writeResponse(w http.ResponseWriter, resp response) {
@@ -301,6 +319,43 @@ func (s *Sim) handleRefund(r *http.Request, reqID string) response {
 		return jsonResponse(http.StatusForbidden, errorBody{reqID, "action_not_allowed", []string{"refund_not_allowed"}})
 	}
 	return s.accepted(p, a)
+}
+
+// handleEvent is GET /workflows/events/{id}: the event exactly as it was (or would have been)
+// delivered, lost ones included, which is how a missed webhook is re-fetched.
+func (s *Sim) handleEvent(r *http.Request, _ string) response {
+	id := r.PathValue("id")
+	for _, rec := range s.hooks.records() {
+		if rec.EventID == id {
+			return response{status: http.StatusOK, body: rec.Body}
+		}
+	}
+	return response{status: http.StatusNotFound}
+}
+
+// handleSubjectEvents is GET /workflows/events/subject/{id}: every event of a payment, oldest first.
+func (s *Sim) handleSubjectEvents(r *http.Request, _ string) response {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	p, ok := s.payments[id]
+	s.mu.Unlock()
+	if !ok {
+		return response{status: http.StatusNotFound}
+	}
+	type summary struct {
+		ID        string                   `json:"id"`
+		Type      string                   `json:"type"`
+		CreatedOn string                   `json:"created_on"`
+		Links     map[string]checkout.Link `json:"_links"`
+	}
+	data := []summary{}
+	for _, rec := range s.hooks.records() {
+		if rec.PaymentID == id {
+			data = append(data, summary{ID: rec.EventID, Type: rec.Type, CreatedOn: rec.CreatedOn.UTC().Format(time.RFC3339),
+				Links: map[string]checkout.Link{"self": {Href: p.Base + "/workflows/events/" + rec.EventID}}})
+		}
+	}
+	return jsonResponse(http.StatusOK, map[string]any{"data": data})
 }
 
 // formatKWD renders fils as KWD with three decimals, without floats.

@@ -170,6 +170,9 @@ func (p *payment) balances() checkout.Balances {
 	return b
 }
 
+// maxRequestLog bounds RequestTimes: past it, the older half is forgotten.
+const maxRequestLog = 100_000
+
 type idemEntry struct {
 	route   string
 	pending bool // the first request with this key is still being answered

@@ -935,3 +935,31 @@ func TestConcurrentIdempotentRefund(t *testing.T) {
 		t.Fatalf("refunded %d, want 100 once", p.Balances.TotalRefunded)
 	}
 }
+
+func TestRefetchLostWebhook(t *testing.T) {
+	e := mustSim(t, ckosim.Config{})
+	e.sim.DropNext(2)
+	id := mustCreate(t, e.sim, 1000)
+	e.sim.Complete(id, ckosim.TestCard)
+	e.idle(t)
+	if types := e.rc.types(t); !slices.Equal(types, []string{"payment_captured"}) {
+		t.Fatalf("delivered %v", types)
+	}
+	code, _, body := e.do(t, "GET", "/workflows/events/subject/"+id, "", nil)
+	var list struct {
+		Data []struct {
+			ID, Type string
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &list); code != 200 || err != nil || len(list.Data) != 3 || list.Data[1].Type != "payment_approved" {
+		t.Fatalf("%d %s", code, body)
+	}
+	code, _, body = e.do(t, "GET", "/workflows/events/"+list.Data[1].ID, "", nil)
+	ev, err := checkout.DecodeEvent(body)
+	if code != 200 || err != nil || ev.Type != "payment_approved" || ev.Data.ID != id {
+		t.Fatalf("%d %v %s", code, err, body)
+	}
+	if code, _, _ := e.do(t, "GET", "/workflows/events/evt_unknown", "", nil); code != 404 {
+		t.Fatalf("unknown event: %d", code)
+	}
+}
