@@ -83,18 +83,21 @@ type realClock struct {
 // NewRealClock returns the wall clock; Advance on it adds a lasting offset.
 func NewRealClock() Clock { return &realClock{} }
 
+// Now is the wall time plus the offset.
 func (c *realClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return time.Now().Add(c.offset)
 }
 
+// At fires when the wall clock, offset included, reaches t; Sim.Advance wakes waiters itself.
 func (c *realClock) At(t time.Time) (<-chan struct{}, func()) {
 	ch := make(chan struct{})
 	timer := time.AfterFunc(t.Sub(c.Now()), func() { close(ch) })
 	return ch, func() { timer.Stop() }
 }
 
+// Advance grows the offset.
 func (c *realClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
