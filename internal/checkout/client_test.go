@@ -539,3 +539,26 @@ func BenchmarkClientGetPayment(b *testing.B) {
 		}
 	}
 }
+
+func TestClientAgainstSimulatorFaults(t *testing.T) {
+	e := mustClientEnv(t, ckosim.Config{Seed: 5, Faults: ckosim.Faults{API429Rate: 1, RetryAfter: ckosim.Duration(2 * time.Second)}}, nil)
+	c := e.client(t, checkout.ClientConfig{MaxRetries: 3})
+	id := e.create(t, 1000)
+	if _, err := c.GetPayment(context.Background(), id); !errors.Is(err, checkout.ErrRateLimited) {
+		t.Fatalf("err %v, want ErrRateLimited", err)
+	}
+	if got := e.time.waits(); !slices.Equal(got, []time.Duration{2 * time.Second, 2 * time.Second, 2 * time.Second}) {
+		t.Fatalf("waits %v", got)
+	}
+
+	e.sim.SetFaults(ckosim.Faults{API5xxRate: 0.3})
+	c = e.client(t, checkout.ClientConfig{})
+	for range 20 {
+		if _, err := c.GetPayment(context.Background(), id); err != nil {
+			t.Fatalf("with 30%% of answers 5xx and 4 retries (seeded): %v", err)
+		}
+	}
+	if n := e.hits.Load(); n <= 24 {
+		t.Fatalf("%d requests: no 5xx was injected", n)
+	}
+}
