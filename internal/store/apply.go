@@ -295,11 +295,9 @@ func (t *Tx) Apply(ctx context.Context, in Input) (Result, error) {
 		return res, fmt.Errorf("apply event %s: %w", in.EventID, err)
 	}
 	before := p.facts()
-	res.From = payment.Derive(before)
-	if p.Status != "" && payment.Status(p.Status) != res.From {
-		// The stored status is the last derivation; they agree unless the rules changed since.
-		res.From = payment.Status(p.Status)
-	}
+	created := p.Status == ""
+	// From is the stored status: empty for a payment this input creates.
+	res.From = payment.Status(p.Status)
 	var conflicts []payment.Conflict
 	add := func(kind payment.Kind, subject string, details map[string]any) error {
 		added, err := t.discrepancy(ctx, in, kind, subject, details)
@@ -356,7 +354,7 @@ func (t *Tx) Apply(ctx context.Context, in Input) (Result, error) {
 		switch {
 		case !payment.KnownEvent(in.Type):
 			outcome = OutcomeRecorded
-		case change.Changed():
+		case created || change.Changed():
 			outcome = OutcomeApplied
 		default:
 			outcome = OutcomeNoChange

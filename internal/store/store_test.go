@@ -62,12 +62,15 @@ func kinds(p *store.PaymentDetail) []string {
 func TestMigrateTwice(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	l := storetest.MustOpenLedgerAt(t, path)
+	v1, err := l.SchemaVersion(context.Background())
+	if err != nil || v1 < 1 {
+		t.Fatalf("schema version %d, %v", v1, err)
+	}
 	if err := l.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	v, err := l.SchemaVersion(context.Background())
-	if err != nil || v != 1 {
-		t.Fatalf("schema version %d, %v", v, err)
+	if v2, err := l.SchemaVersion(context.Background()); err != nil || v2 != v1 {
+		t.Fatalf("schema version %d after migrating again, was %d, %v", v2, v1, err)
 	}
 }
 

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"knetrecon/internal/config"
+	"knetrecon/internal/events"
+)
+
+// Config is the reconciler's whole configuration, parsed once in main.
+type Config struct {
+	Ledger            string
+	LedgerBusyTimeout time.Duration
+	AdminAddr         string
+	NATS              events.ConnConfig
+	Consumer          events.ConsumerConfig
+	BatchSize         int
+	FetchWait         time.Duration
+	BatchLinger       time.Duration
+	ShutdownTimeout   time.Duration
+	StartTimeout      time.Duration
+	LogLevel          string
+	LogDevelopment    bool
+}
+
+// ParseConfig reads flags from args and KNETRECON_… variables through getenv. It returns the
+// arguments left after the flags (a subcommand's operands).
+func ParseConfig(name string, args []string, getenv func(string) string, extra func(*flag.FlagSet)) (Config, []string, error) {
+	var c Config
+	fs := flag.NewFlagSet("reconciler "+name, flag.ContinueOnError)
+	b := config.NewBinder(fs, getenv)
+	def := events.DefaultConsumerConfig()
+	b.String(&c.Ledger, "ledger", "KNETRECON_LEDGER", "./data/ledger.db", "SQLite ledger file")
+	b.Duration(&c.LedgerBusyTimeout, "ledger-busy-timeout", "KNETRECON_LEDGER_BUSY_TIMEOUT", 5*time.Second, "how long a write waits for another process's lock before the batch is retried later")
+	b.String(&c.AdminAddr, "admin-addr", "KNETRECON_ADMIN_ADDR", "127.0.0.1:9090", "address for /healthz, /readyz and /metrics")
+	b.String(&c.NATS.URL, "nats-url", "KNETRECON_NATS_URL", "nats://127.0.0.1:4222", "NATS URL(s); the default is the receiver's embedded server")
+	b.String(&c.NATS.CredsFile, "nats-creds", "KNETRECON_NATS_CREDS", "", "NATS credentials file")
+	b.String(&c.NATS.NKeySeedFile, "nats-nkey-seed-file", "KNETRECON_NATS_NKEY_SEED_FILE", "", "file holding an NKey seed")
+	b.Secret(&c.NATS.Token, "nats-token", "KNETRECON_NATS_TOKEN", "NATS authentication token")
+	b.String(&c.NATS.TLSCAFile, "nats-tls-ca", "KNETRECON_NATS_TLS_CA", "", "PEM CA file to trust for NATS TLS")
+	b.String(&c.NATS.TLSCertFile, "nats-tls-cert", "KNETRECON_NATS_TLS_CERT", "", "client certificate for NATS mutual TLS")
+	b.String(&c.NATS.TLSKeyFile, "nats-tls-key", "KNETRECON_NATS_TLS_KEY", "", "client key for NATS mutual TLS")
+	b.String(&c.Consumer.Durable, "consumer", "KNETRECON_CONSUMER", def.Durable, "durable JetStream consumer name")
+	b.Duration(&c.Consumer.AckWait, "ack-wait", "KNETRECON_ACK_WAIT", def.AckWait, "redeliver a message not acked within this")
+	b.Int(&c.Consumer.MaxDeliver, "max-deliver", "KNETRECON_MAX_DELIVER", def.MaxDeliver, "deliveries of one message; on the last one a failing message is dead-lettered")
+	b.Int(&c.Consumer.MaxAckPending, "max-ack-pending", "KNETRECON_MAX_ACK_PENDING", def.MaxAckPending, "messages delivered and not yet acked")
+	b.Int(&c.BatchSize, "batch-size", "KNETRECON_BATCH_SIZE", 256, "messages applied per SQLite transaction")
+	b.Duration(&c.FetchWait, "fetch-wait", "KNETRECON_FETCH_WAIT", time.Second, "wait this long for a first message before checking for shutdown")
+	b.Duration(&c.BatchLinger, "batch-linger", "KNETRECON_BATCH_LINGER", 5*time.Millisecond, "after a first message, wait this long for more to fill the batch")
+	b.Duration(&c.ShutdownTimeout, "shutdown-timeout", "KNETRECON_SHUTDOWN_TIMEOUT", 15*time.Second, "how long shutdown waits to finish the batch in hand")
+	b.Duration(&c.StartTimeout, "start-timeout", "KNETRECON_START_TIMEOUT", 30*time.Second, "how long start-up waits for NATS and the stream")
+	b.String(&c.LogLevel, "log-level", "KNETRECON_LOG_LEVEL", "info", "debug, info, warn or error")
+	b.Bool(&c.LogDevelopment, "log-dev", "KNETRECON_LOG_DEV", false, "human-readable console logs instead of JSON")
+	if extra != nil {
+		extra(fs)
+	}
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return c, nil, err
+	}
+	if err := b.Finish(); err != nil {
+		return c, nil, err
+	}
+	c.NATS.Name = "knetrecon-reconciler"
+	return c, rest, c.Validate()
+}
+
+// parseInterspersed parses flags that may come after operands: `payment pay_x --json`.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return rest, nil
+		}
+		if args[0] == "--" {
+			return append(rest, args[1:]...), nil
+		}
+		rest = append(rest, args[0])
+		args = args[1:]
+	}
+}
+
+// Validate checks the configuration; each message names the variable to fix.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Ledger == "" || c.Ledger == ":memory:" || strings.HasPrefix(c.Ledger, "file::memory:") {
+		errs = append(errs, fmt.Errorf("KNETRECON_LEDGER must be a file path, got %q", c.Ledger))
+	}
+	if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+		errs = append(errs, fmt.Errorf("KNETRECON_ADMIN_ADDR %q is not host:port", c.AdminAddr))
+	}
+	if c.NATS.URL == "" {
+		errs = append(errs, errors.New("KNETRECON_NATS_URL must not be empty"))
+	}
+	if err := c.Consumer.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.BatchSize < 1 || c.BatchSize > 10000 {
+		errs = append(errs, fmt.Errorf("KNETRECON_BATCH_SIZE must be 1 to 10000, got %d", c.BatchSize))
+	}
+	if c.Consumer.MaxAckPending < 2*c.BatchSize {
+		errs = append(errs, fmt.Errorf("KNETRECON_MAX_ACK_PENDING (%d) must be at least twice KNETRECON_BATCH_SIZE (%d)", c.Consumer.MaxAckPending, c.BatchSize))
+	}
+	for name, d := range map[string]time.Duration{
+		"KNETRECON_LEDGER_BUSY_TIMEOUT": c.LedgerBusyTimeout, "KNETRECON_FETCH_WAIT": c.FetchWait,
+		"KNETRECON_SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "KNETRECON_START_TIMEOUT": c.StartTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
+		}
+	}
+	if c.BatchLinger < 0 || c.BatchLinger >= c.FetchWait {
+		errs = append(errs, fmt.Errorf("KNETRECON_BATCH_LINGER must be at least 0 and below KNETRECON_FETCH_WAIT, got %s", c.BatchLinger))
+	}
+	return errors.Join(errs...)
+}

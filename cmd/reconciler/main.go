@@ -1,0 +1,463 @@
+// Command reconciler applies the webhooks the receiver stored in JetStream to the SQLite ledger,
+// exactly once each, and answers questions about it. See docs/ledger.md.
+//
+//	reconciler [run]                         consume the stream (default)
+//	reconciler payment <pay_id> [--json]     the ledger's view of one payment
+//	reconciler dlq list [--all] | show <id> | replay <id>
+//	reconciler replay --since <time> | --from-seq <n>
+//	reconciler migrate                       bring the ledger's schema up to date
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"knetrecon/internal/checkout"
+	"knetrecon/internal/events"
+	"knetrecon/internal/logging"
+	"knetrecon/internal/payment"
+	"knetrecon/internal/reconcile"
+	"knetrecon/internal/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main with its inputs and outputs passed in, so tests can call every subcommand.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	var asJSON, all bool
+	var since string
+	var fromSeq uint64
+	extra := func(fs *flag.FlagSet) {
+		switch cmd {
+		case "payment":
+			fs.BoolVar(&asJSON, "json", false, "print the payment as JSON")
+		case "dlq":
+			fs.BoolVar(&all, "all", false, "list replayed dead letters too")
+		case "replay":
+			fs.StringVar(&since, "since", "", "replay messages stored since this RFC 3339 time")
+			fs.Uint64Var(&fromSeq, "from-seq", 0, "replay from this stream sequence")
+		}
+		fs.SetOutput(stderr)
+	}
+	cfg, operands, err := ParseConfig(cmd, args, getenv, extra)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "reconciler: configuration:", err)
+		return 2
+	}
+	log, err := logging.New(cfg.LogLevel, cfg.LogDevelopment)
+	if err != nil {
+		fmt.Fprintln(stderr, "reconciler:", err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "reconciler "+cmd+":", err)
+		return 1
+	}
+	switch cmd {
+	case "run":
+		m := NewMain(cfg, log)
+		if err := m.Run(ctx); err != nil {
+			log.Error("reconciler did not start", zap.Error(err))
+			_ = m.Close()
+			return 1
+		}
+		select {
+		case <-ctx.Done():
+		case err := <-m.Done():
+			log.Error("consumer stopped", zap.Error(err))
+		}
+		log.Info("shutting down")
+		if err := m.Close(); err != nil {
+			log.Error("shutdown", zap.Error(err))
+			return 1
+		}
+		log.Info("stopped")
+		return 0
+	case "migrate":
+		l, err := store.OpenWith(ctx, cfg.Ledger, store.Options{BusyTimeout: cfg.LedgerBusyTimeout})
+		if err != nil {
+			return fail(err)
+		}
+		defer l.Close()
+		v, err := l.SchemaVersion(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "ledger %s at schema version %d\n", cfg.Ledger, v)
+		return 0
+	case "payment":
+		if len(operands) != 1 {
+			return fail(errors.New("usage: reconciler payment <pay_id> [--json]"))
+		}
+		return cmdPayment(ctx, cfg, operands[0], asJSON, stdout, fail)
+	case "dlq":
+		return cmdDLQ(ctx, cfg, log, operands, all, stdout, fail)
+	case "replay":
+		return cmdReplay(ctx, cfg, log, since, fromSeq, stdout, fail)
+	}
+	fmt.Fprintf(stderr, "reconciler: unknown command %q (run, payment, dlq, replay, migrate)\n", cmd)
+	return 2
+}
+
+func openLedger(ctx context.Context, cfg Config) (*store.Ledger, error) {
+	return store.OpenWith(ctx, cfg.Ledger, store.Options{BusyTimeout: cfg.LedgerBusyTimeout})
+}
+
+func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout io.Writer, fail func(error) int) int {
+	l, err := openLedger(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer l.Close()
+	p, err := l.Payment(ctx, id)
+	if err != nil {
+		return fail(err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(p); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
+	money := func(v int64) string {
+		s, err := payment.Format(v, p.Currency)
+		if err != nil {
+			return strconv.FormatInt(v, 10)
+		}
+		return s + " " + p.Currency
+	}
+	fmt.Fprintf(stdout, "%s  %s  amount %s  captured %s  refunded %s", p.ID, p.Status, money(p.Amount), money(p.Captured), money(p.Refunded))
+	if p.Held > 0 {
+		fmt.Fprintf(stdout, "  held refunds %s", money(p.Held))
+	}
+	fmt.Fprintf(stdout, "\nreference %q  method %s  customer %s  first seen %s\n", p.Reference, p.Method, p.Customer, p.FirstSeenAt.Format(time.RFC3339))
+	fmt.Fprintln(stdout, "postings:")
+	for _, po := range p.Postings {
+		fmt.Fprintf(stdout, "  %s  %-7s %-6s %s  (%s, %s)\n", po.ActionID, po.Kind, po.State, money(po.Amount), po.EventID, po.Origin)
+	}
+	fmt.Fprintln(stdout, "events:")
+	for _, e := range p.Events {
+		fmt.Fprintf(stdout, "  %s  %-32s %-7s %-14s %s -> %s\n", e.ID, e.Type, e.Origin, e.Outcome, e.StatusBefore, e.StatusAfter)
+	}
+	if len(p.Discrepancies) > 0 {
+		fmt.Fprintln(stdout, "discrepancies:")
+		for _, d := range p.Discrepancies {
+			fmt.Fprintf(stdout, "  #%d %s %s %s\n", d.ID, d.Kind, d.Subject, d.Details)
+		}
+	}
+	return 0
+}
+
+func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string, all bool, stdout io.Writer, fail func(error) int) int {
+	if len(operands) == 0 {
+		return fail(errors.New("usage: reconciler dlq list [--all] | show <id> | replay <id>"))
+	}
+	l, err := openLedger(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer l.Close()
+	id := func() (int64, error) {
+		if len(operands) != 2 {
+			return 0, fmt.Errorf("usage: reconciler dlq %s <id>", operands[0])
+		}
+		return strconv.ParseInt(operands[1], 10, 64)
+	}
+	switch operands[0] {
+	case "list":
+		dls, err := l.DeadLetters(ctx, !all, 1000)
+		if err != nil {
+			return fail(err)
+		}
+		for _, d := range dls {
+			replayed := ""
+			if d.ReplayedAt != nil {
+				replayed = "  replayed: " + d.ReplayResult
+			}
+			fmt.Fprintf(stdout, "%d\tseq %d\t%s\t%s\t%s%s\n", d.ID, d.StreamSeq, d.CreatedAt.Format(time.RFC3339), d.Subject, d.Reason, replayed)
+		}
+		return 0
+	case "show":
+		n, err := id()
+		if err != nil {
+			return fail(err)
+		}
+		d, err := l.DeadLetter(ctx, n)
+		if err != nil {
+			return fail(err)
+		}
+		out := struct {
+			*store.DeadLetter
+			Body string `json:"body"`
+		}{d, string(d.Body)}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return fail(err)
+		}
+		return 0
+	case "replay":
+		n, err := id()
+		if err != nil {
+			return fail(err)
+		}
+		proc := reconcile.NewProcessor(l, log, reconcile.NewMetrics(prometheus.NewRegistry()), cfg.Consumer.MaxDeliver)
+		res, err := proc.ReplayDeadLetter(ctx, n)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "dead letter %d: event %s payment %s: %s (%s -> %s)\n", n, res.EventID, res.PaymentID, res.Outcome, res.From, res.To)
+		return 0
+	}
+	return fail(fmt.Errorf("unknown dlq command %q (list, show, replay)", operands[0]))
+}
+
+func cmdReplay(ctx context.Context, cfg Config, log *zap.Logger, since string, fromSeq uint64, stdout io.Writer, fail func(error) int) int {
+	var from events.ReplayFrom
+	switch {
+	case since != "" && fromSeq > 0:
+		return fail(errors.New("give --since or --from-seq, not both"))
+	case since != "":
+		t, err := checkout.ParseTime(since)
+		if err != nil {
+			return fail(fmt.Errorf("--since %q is not an RFC 3339 time: %w", since, err))
+		}
+		from.Time = t
+	case fromSeq > 0:
+		from.Seq = fromSeq
+	default:
+		return fail(errors.New("usage: reconciler replay --since <time> | --from-seq <n>"))
+	}
+	l, err := openLedger(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer l.Close()
+	nc, err := events.Connect(cfg.NATS)
+	if err != nil {
+		return fail(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fail(err)
+	}
+	proc := reconcile.NewProcessor(l, log, reconcile.NewMetrics(prometheus.NewRegistry()), cfg.Consumer.MaxDeliver)
+	st, err := proc.Replay(ctx, js, from, cfg.BatchSize)
+	if err != nil {
+		return fail(err)
+	}
+	fmt.Fprintf(stdout, "replayed %d messages: %v, dead-lettered %d\n", st.Messages, st.Outcomes, st.DeadLettered)
+	return 0
+}
+
+// Main is the reconciler process: the ledger, the NATS connection, the consumer loop and the
+// admin server. Tests boot it with a temporary ledger and :0 ports.
+type Main struct {
+	Config Config
+	Log    *zap.Logger
+	// Registry holds the process's metrics.
+	Registry *prometheus.Registry
+
+	ledger  *store.Ledger
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	admin   *http.Server
+	addr    net.Addr
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	done    chan error
+	running atomic.Bool
+}
+
+// NewMain returns a reconciler for cfg logging to log.
+func NewMain(cfg Config, log *zap.Logger) *Main {
+	return &Main{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), done: make(chan error, 2)}
+}
+
+// Run opens the ledger, connects to NATS, waits for the stream, ensures the durable consumer,
+// starts the admin server and the consumer loop. It returns once consuming has started.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	var err error
+	if m.ledger, err = openLedger(ctx, cfg); err != nil {
+		return err
+	}
+	conn := cfg.NATS
+	conn.OnDisconnect = func(err error) { m.Log.Warn("NATS disconnected", zap.Error(err)) }
+	conn.OnReconnect = func(url string) { m.Log.Info("NATS reconnected", zap.String("url", url)) }
+	if m.nc, err = events.Connect(conn); err != nil {
+		return err
+	}
+	if m.js, err = jetstream.New(m.nc); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	cons, err := m.ensureConsumer(ctx)
+	if err != nil {
+		return err
+	}
+	batches, err := events.NewBatches(cons, cfg.BatchSize, cfg.FetchWait, cfg.BatchLinger)
+	if err != nil {
+		return err
+	}
+
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	proc := reconcile.NewProcessor(m.ledger, m.Log.Named("apply"), reconcile.NewMetrics(m.Registry), cfg.Consumer.MaxDeliver)
+	loop := reconcile.NewConsumer(proc, batches, m.Log.Named("consumer"))
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", m.ready)
+	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		batches.Stop()
+		return fmt.Errorf("KNETRECON_ADMIN_ADDR: listen on %s: %w", cfg.AdminAddr, err)
+	}
+	m.addr = ln.Addr()
+	m.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(m.Log.Named("http"))}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Log.Error("admin server stopped", zap.Error(err))
+		}
+	}()
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	m.running.Store(true)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer m.running.Store(false)
+		if err := loop.Run(runCtx, cfg.ShutdownTimeout); err != nil {
+			m.done <- err
+		}
+	}()
+	m.Log.Info("reconciler started", zap.String("ledger", cfg.Ledger), zap.String("admin", m.addr.String()),
+		zap.String("consumer", cfg.Consumer.Durable), zap.Int("batch_size", cfg.BatchSize))
+	return nil
+}
+
+// ensureConsumer waits for the receiver's stream (it owns the stream's settings) and creates the
+// durable consumer, retrying until StartTimeout.
+func (m *Main) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.Config.StartTimeout)
+	defer cancel()
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, 5*time.Second)
+		c, err := events.EnsureConsumer(attempt, m.js, m.Config.Consumer)
+		cancelAttempt()
+		if err == nil {
+			return c, nil
+		}
+		m.Log.Warn("stream or consumer not ready, retrying", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("consumer %s on stream %s not ready within %s: %w", m.Config.Consumer.Durable, events.StreamName, m.Config.StartTimeout, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// ready answers 200 when the consumer loop runs, NATS is connected and the ledger answers.
+func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
+	if !m.running.Load() {
+		http.Error(w, "consumer not running", http.StatusServiceUnavailable)
+		return
+	}
+	if !m.nc.IsConnected() {
+		http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := m.ledger.Ping(ctx); err != nil {
+		http.Error(w, "ledger not answering", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// AdminAddr is the admin server's address (useful with :0).
+func (m *Main) AdminAddr() string { return m.addr.String() }
+
+// Ledger is the open ledger (for tests).
+func (m *Main) Ledger() *store.Ledger { return m.ledger }
+
+// Done reports a consumer loop that stopped on its own.
+func (m *Main) Done() <-chan error { return m.done }
+
+// Close stops fetching, lets the batch in hand finish and be acked, stops the admin server,
+// drains NATS and closes the ledger last. It returns the first error met.
+func (m *Main) Close() error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+	defer cancel()
+	if m.admin != nil {
+		keep(m.admin.Shutdown(ctx))
+	}
+	m.wg.Wait()
+	if m.nc != nil {
+		closed := make(chan struct{})
+		m.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err := m.nc.Drain(); err != nil {
+			m.nc.Close()
+		} else {
+			select {
+			case <-closed:
+			case <-ctx.Done():
+				m.nc.Close()
+			}
+		}
+	}
+	if m.ledger != nil {
+		keep(m.ledger.Close())
+	}
+	return first
+}

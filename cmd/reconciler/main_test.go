@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"knetrecon/internal/events"
+	"knetrecon/internal/events/eventstest"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestConfigDefaultsAndValidate(t *testing.T) {
+	cfg, rest, err := ParseConfig("run", nil, env(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NATS.URL != "nats://127.0.0.1:4222" || cfg.Ledger != "./data/ledger.db" || cfg.AdminAddr != "127.0.0.1:9090" || len(rest) != 0 {
+		t.Fatalf("defaults %+v", cfg)
+	}
+	tests := []struct {
+		give map[string]string
+		want string
+	}{
+		{map[string]string{"KNETRECON_LEDGER": ":memory:"}, "KNETRECON_LEDGER"},
+		{map[string]string{"KNETRECON_ADMIN_ADDR": "nope"}, "KNETRECON_ADMIN_ADDR"},
+		{map[string]string{"KNETRECON_BATCH_SIZE": "0"}, "KNETRECON_BATCH_SIZE"},
+		{map[string]string{"KNETRECON_BATCH_SIZE": "x"}, "KNETRECON_BATCH_SIZE"},
+		{map[string]string{"KNETRECON_MAX_DELIVER": "1"}, "KNETRECON_MAX_DELIVER"},
+		{map[string]string{"KNETRECON_ACK_WAIT": "5"}, "KNETRECON_ACK_WAIT"},
+		{map[string]string{"KNETRECON_BATCH_SIZE": "4000"}, "KNETRECON_MAX_ACK_PENDING"},
+	}
+	for _, tt := range tests {
+		_, _, err := ParseConfig("run", nil, env(tt.give), nil)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: error %v, want one naming %s", tt.give, err, tt.want)
+		}
+	}
+	// Flags after operands, flags over variables.
+	var asJSON bool
+	cfg, rest, err = ParseConfig("payment", []string{"pay_1", "--json", "--ledger", "/tmp/x.db"},
+		env(map[string]string{"KNETRECON_LEDGER": "/tmp/y.db"}), func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "") })
+	if err != nil || !asJSON || cfg.Ledger != "/tmp/x.db" || len(rest) != 1 || rest[0] != "pay_1" {
+		t.Fatalf("%v %v %+v %v", err, asJSON, cfg.Ledger, rest)
+	}
+}
+
+func webhookBody(id, typ, pid, action string, amount int) []byte {
+	act := ""
+	if action != "" {
+		act = fmt.Sprintf(`"action_id":%q,`, action)
+	}
+	return []byte(fmt.Sprintf(`{"id":%q,"type":%q,"created_on":"2026-03-01T10:00:00Z","data":{%s"id":%q,"amount":%d,"currency":"KWD","reference":"ORD-9","source":{"type":"knet"}}}`,
+		id, typ, act, pid, amount))
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestMainEndToEnd(t *testing.T) {
+	ns := eventstest.MustRunNATS(t)
+	_, js := eventstest.MustConnect(t, ns)
+	eventstest.MustEnsureStream(t, js)
+	pub := events.NewPublisher(js)
+	ctx := context.Background()
+	publish := func(b []byte, typ, id, quarantine string) {
+		w := &events.Webhook{Body: b, EventID: id, EventType: typ, ReceivedAt: time.Now(), QuarantineReason: quarantine}
+		if _, err := pub.Publish(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(webhookBody("evt_1", "payment_pending", "pay_1", "", 1500), "payment_pending", "evt_1", "")
+	publish(webhookBody("evt_2", "payment_expired", "pay_1", "act_x", 1500), "payment_expired", "evt_2", "")
+	publish(webhookBody("evt_3", "payment_captured", "pay_1", "act_c", 1500), "payment_captured", "evt_3", "")
+	publish(webhookBody("evt_4", "payment_refunded", "pay_1", "act_r", 500), "payment_refunded", "evt_4", "")
+	publish([]byte(`garbage`), "", "", "not JSON")
+
+	vars := map[string]string{
+		"KNETRECON_NATS_URL":   ns.ClientURL(),
+		"KNETRECON_LEDGER":     filepath.Join(t.TempDir(), "data", "ledger.db"),
+		"KNETRECON_ADMIN_ADDR": "127.0.0.1:0",
+		"KNETRECON_FETCH_WAIT": "100ms",
+	}
+	cfg, _, err := ParseConfig("run", nil, env(vars), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMain(cfg, zaptest.NewLogger(t))
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		tot, err := m.Ledger().Totals(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tot.Events == 4 && tot.DeadLetters == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not applied: %+v", tot)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	base := "http://" + m.AdminAddr()
+	if code, _ := get(t, base+"/healthz"); code != 200 {
+		t.Fatalf("healthz %d", code)
+	}
+	if code, body := get(t, base+"/readyz"); code != 200 {
+		t.Fatalf("readyz %d %s", code, body)
+	}
+	_, metrics := get(t, base+"/metrics")
+	for _, want := range []string{
+		`knetrecon_reconciler_events_total{outcome="applied",type="payment_captured"} 1`,
+		`knetrecon_reconciler_discrepancies_total{kind="captured_after_expiry"} 1`,
+		`knetrecon_reconciler_dead_letters_total{cause="quarantined"} 1`,
+		`knetrecon_reconciler_consumer_lag_messages`, `knetrecon_reconciler_consumer_lag_seconds`,
+		`knetrecon_reconciler_apply_seconds_bucket`, `knetrecon_reconciler_duplicates_total`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	cli := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(ctx, args, env(vars), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	code, out, stderr := cli("payment", "pay_1", "--json")
+	if code != 0 {
+		t.Fatalf("payment: %d %s", code, stderr)
+	}
+	var p map[string]any
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"id", "status", "amount", "currency", "captured", "refunded", "postings", "events", "discrepancies"} {
+		if _, ok := p[k]; !ok {
+			t.Errorf("payment JSON lacks %q", k)
+		}
+	}
+	if p["status"] != "Partially Refunded" || p["captured"] != 1500.0 || p["refunded"] != 500.0 || p["amount"] != 1500.0 {
+		t.Fatalf("payment %s", out)
+	}
+	if d := p["discrepancies"].([]any); len(d) != 1 || d[0].(map[string]any)["kind"] != "captured_after_expiry" {
+		t.Fatalf("discrepancies %v", d)
+	}
+	if code, out, _ = cli("payment", "pay_1"); code != 0 || !strings.Contains(out, "1.500 KWD") || !strings.Contains(out, "Partially Refunded") {
+		t.Fatalf("payment text: %s", out)
+	}
+	if code, _, _ = cli("payment", "pay_nope"); code != 1 {
+		t.Fatalf("unknown payment exit %d", code)
+	}
+	code, out, _ = cli("dlq", "list")
+	if code != 0 || !strings.Contains(out, "quarantined by the receiver: not JSON") {
+		t.Fatalf("dlq list: %s", out)
+	}
+	id := strings.Fields(out)[0]
+	if code, out, _ = cli("dlq", "show", id); code != 0 || !strings.Contains(out, `"body": "garbage"`) {
+		t.Fatalf("dlq show: %s", out)
+	}
+	if code, _, _ = cli("dlq", "replay", id); code != 1 {
+		t.Fatalf("dlq replay of garbage exit %d", code)
+	}
+	for i := 0; i < 2; i++ {
+		code, out, stderr = cli("replay", "--from-seq", "1")
+		if code != 0 || !strings.Contains(out, "replayed 5 messages: map[duplicate:4]") {
+			t.Fatalf("replay: %d %s %s", code, out, stderr)
+		}
+	}
+	if code, out, _ = cli("replay", "--since", "2000-01-01T00:00:00Z"); code != 0 || !strings.Contains(out, "replayed 5") {
+		t.Fatalf("replay since: %s", out)
+	}
+	if code, out, _ = cli("migrate"); code != 0 || !strings.Contains(out, "at schema version") {
+		t.Fatalf("migrate: %s", out)
+	}
+	if code, _, _ = cli("bogus"); code != 2 {
+		t.Fatalf("bogus exit %d", code)
+	}
+}
