@@ -492,7 +492,13 @@ func (s *Sim) landLocked(p *payment) {
 }
 
 func (s *Sim) addAction(p *payment, typ string, amount int64, approved bool, code, summary, ref string) *action {
-	a := action{ID: s.newID("act_"), Type: typ, Amount: amount, Approved: approved, ProcessedOn: s.clock.Now(),
+	// Actions of one payment get strictly increasing times (at Checkout.com's 100ns precision), so
+	// that sorting by processed_on keeps their order even on a clock that does not move.
+	at := s.clock.Now()
+	if n := len(p.Actions); n > 0 && !at.After(p.Actions[n-1].ProcessedOn) {
+		at = p.Actions[n-1].ProcessedOn.Add(100 * time.Nanosecond)
+	}
+	a := action{ID: s.newID("act_"), Type: typ, Amount: amount, Approved: approved, ProcessedOn: at,
 		ResponseCode: code, ResponseSummary: summary, Reference: ref}
 	p.Actions = append(p.Actions, a)
 	return &p.Actions[len(p.Actions)-1]

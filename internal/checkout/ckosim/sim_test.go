@@ -384,8 +384,11 @@ func TestKNETOutcomes(t *testing.T) {
 				t.Fatalf("actions %d %v", code, err)
 			}
 			var types []string
-			for _, a := range acts {
+			for i, a := range acts {
 				types = append(types, a.Type)
+				if i > 0 && !a.ProcessedOn.Before(acts[i-1].ProcessedOn) {
+					t.Errorf("actions not strictly newest first by processed_on: %v", acts)
+				}
 			}
 			if !slices.Equal(types, tt.actions) {
 				t.Fatalf("actions %v, want %v", types, tt.actions)
