@@ -1,0 +1,132 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"knetrecon/internal/payment"
+	"knetrecon/internal/store"
+)
+
+// AlertKinds are the discrepancies announced on the alert webhook.
+var AlertKinds = []payment.Kind{KindStuck, payment.KindCapturedAfterExpiry, payment.KindAmountMismatch}
+
+// Alerter announces discrepancies on a Slack-compatible webhook: one message when one opens, one
+// when it resolves. The ledger remembers what was announced, so nothing repeats every sweep and
+// a failed delivery is tried again on the next pass. It runs on its own goroutine: a slow or
+// broken alert endpoint never holds up the sweep.
+type Alerter struct {
+	ledger  *store.Ledger
+	url     string
+	client  *http.Client
+	log     *zap.Logger
+	metrics *SweepMetrics
+	nudge   chan struct{}
+	mu      sync.Mutex
+}
+
+// NewAlerter returns an Alerter posting to url. metrics may be nil.
+func NewAlerter(ledger *store.Ledger, url string, log *zap.Logger, metrics *SweepMetrics) *Alerter {
+	return &Alerter{ledger: ledger, url: url, client: &http.Client{Timeout: 5 * time.Second}, log: log, metrics: metrics, nudge: make(chan struct{}, 1)}
+}
+
+// Nudge asks for a delivery pass soon; it never blocks.
+func (a *Alerter) Nudge() {
+	select {
+	case a.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers on every nudge and at least every interval, until ctx ends.
+func (a *Alerter) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.nudge:
+		case <-t.C:
+		}
+		if _, err := a.Deliver(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("alert delivery failed; will retry", zap.Error(err))
+		}
+	}
+}
+
+// Deliver announces every pending alert, oldest first, and returns how many were sent. It stops
+// at the first failure (the endpoint is likely down) and leaves the rest for the next pass.
+func (a *Alerter) Deliver(ctx context.Context) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	pending, err := a.ledger.PendingAlerts(ctx, AlertKinds, 100)
+	if err != nil {
+		return 0, err
+	}
+	sent := 0
+	for _, al := range pending {
+		if err := a.post(ctx, al); err != nil {
+			a.count("failed")
+			return sent, fmt.Errorf("alert for discrepancy %d: %w", al.ID, err)
+		}
+		if err := a.ledger.Update(ctx, func(tx *store.Tx) error { return tx.MarkAlerted(ctx, al) }); err != nil {
+			return sent, err
+		}
+		a.count("sent")
+		sent++
+		a.log.Info("alert sent", zap.Int64("discrepancy_id", al.ID), zap.String("kind", string(al.Kind)),
+			zap.String("payment_id", al.PaymentID), zap.Bool("resolved", al.Resolved))
+	}
+	return sent, nil
+}
+
+func (a *Alerter) count(result string) {
+	if a.metrics != nil {
+		a.metrics.alerts.WithLabelValues(result).Inc()
+	}
+}
+
+// AlertMessage is the JSON posted: Slack's `text`, plus fields for machines.
+type AlertMessage struct {
+	Text          string          `json:"text"`
+	State         string          `json:"state"` // open or resolved
+	Kind          string          `json:"kind"`
+	PaymentID     string          `json:"payment_id"`
+	DiscrepancyID int64           `json:"discrepancy_id"`
+	Details       json.RawMessage `json:"details,omitempty"`
+}
+
+func (a *Alerter) post(ctx context.Context, al store.Alert) error {
+	msg := AlertMessage{Kind: string(al.Kind), PaymentID: al.PaymentID, DiscrepancyID: al.ID, Details: al.Details, State: "open"}
+	if al.Resolved || al.ResolvedAt != nil {
+		msg.State = "resolved"
+		msg.Text = fmt.Sprintf(":white_check_mark: knetrecon: %s on payment %s resolved (%s)", al.Kind, al.PaymentID, al.Resolution)
+	} else {
+		msg.Text = fmt.Sprintf(":rotating_light: knetrecon: %s on payment %s: %s", al.Kind, al.PaymentID, al.Details)
+	}
+	body, _ := json.Marshal(msg)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("alert endpoint answered %d", resp.StatusCode)
+	}
+	return nil
+}

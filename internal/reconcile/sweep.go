@@ -1,0 +1,544 @@
+package reconcile
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"knetrecon/internal/checkout"
+	"knetrecon/internal/payment"
+	"knetrecon/internal/store"
+)
+
+// KindStuck marks a payment that stayed open past KNETRECON_STUCK_AFTER or that the sweep cannot
+// resolve (void refused, the API failing again and again). It is a discrepancy like the others,
+// so it is recorded once, alerted once, and resolved when the payment becomes final.
+const KindStuck payment.Kind = "stuck"
+
+// ErrSweepRunning is returned by Sweep while another sweep of the same Sweeper runs.
+var ErrSweepRunning = errors.New("a sweep is already running")
+
+// Check outcomes, as stored in payment_checks.outcome and counted in metrics.
+const (
+	CheckNotDue          = "not_due"
+	CheckStillPending    = "still_pending"
+	CheckVoidPending     = "void_pending"
+	CheckExpiryConfirmed = "expiry_confirmed"
+	CheckCancelConfirmed = "cancel_confirmed"
+	CheckDeclineConfirm  = "decline_confirmed"
+	CheckVoidConfirmed   = "void_confirmed"
+	CheckRecovered       = "recovered"
+	CheckMatch           = "match"
+	CheckNotFound        = "not_found"
+	CheckError           = "error"
+	CheckVoidRefused     = "void_refused"
+	CheckVoidFailed      = "void_failed"
+)
+
+// ActionVoidRequested is the action recorded when the sweep asked Checkout.com to void a payment.
+const ActionVoidRequested = "void_requested"
+
+// SweepConfig tunes the sweep. See DefaultSweepConfig for the defaults and the README for the
+// variables.
+type SweepConfig struct {
+	// PendingTimeout is KNET's seven minutes: a payment older than this is asked about.
+	PendingTimeout time.Duration
+	// VoidGrace is waited past PendingTimeout before voiding, to let Checkout.com's own expiry land.
+	VoidGrace time.Duration
+	// VoidPending voids payments still Pending past PendingTimeout+VoidGrace.
+	VoidPending bool
+	// StuckAfter: a payment open longer than this is stuck.
+	StuckAfter time.Duration
+	// Backoff is when to check, in multiples of PendingTimeout from the payment's age base; after
+	// the last entry, hourly until a day old, then daily.
+	Backoff []float64
+	// MaxErrors is how many failed checks in a row make a payment stuck.
+	MaxErrors int
+	// Concurrency bounds the API calls in flight (the client's rate limit still applies).
+	Concurrency int
+	// PageSize is how many due payments are read at a time.
+	PageSize int
+	// Now is the clock.
+	Now func() time.Time
+}
+
+// DefaultSweepConfig returns the defaults: 7m timeout, 5m grace, voids on, stuck after 30m.
+func DefaultSweepConfig() SweepConfig {
+	return SweepConfig{
+		PendingTimeout: 7 * time.Minute,
+		VoidGrace:      5 * time.Minute,
+		VoidPending:    true,
+		StuckAfter:     30 * time.Minute,
+		Backoff:        []float64{1, 1.15, 1.4, 2, 4, 8},
+		MaxErrors:      5,
+		Concurrency:    8,
+		PageSize:       200,
+		Now:            time.Now,
+	}
+}
+
+// Validate checks the configuration; messages name the variables.
+func (c SweepConfig) Validate() error {
+	var errs []error
+	if c.PendingTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("KNETRECON_PENDING_TIMEOUT must be positive, got %s", c.PendingTimeout))
+	}
+	if c.VoidGrace < 0 {
+		errs = append(errs, fmt.Errorf("KNETRECON_VOID_GRACE must not be negative, got %s", c.VoidGrace))
+	}
+	if c.StuckAfter < c.PendingTimeout {
+		errs = append(errs, fmt.Errorf("KNETRECON_STUCK_AFTER (%s) must not be shorter than KNETRECON_PENDING_TIMEOUT (%s)", c.StuckAfter, c.PendingTimeout))
+	}
+	if len(c.Backoff) == 0 || !slices.IsSorted(c.Backoff) || c.Backoff[0] < 1 {
+		errs = append(errs, fmt.Errorf("KNETRECON_SWEEP_BACKOFF must be increasing multiples of the timeout starting at 1 or more, got %v", c.Backoff))
+	}
+	if c.MaxErrors < 1 {
+		errs = append(errs, fmt.Errorf("KNETRECON_SWEEP_MAX_ERRORS must be at least 1, got %d", c.MaxErrors))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 256 {
+		errs = append(errs, fmt.Errorf("KNETRECON_SWEEP_CONCURRENCY must be 1 to 256, got %d", c.Concurrency))
+	}
+	return errors.Join(errs...)
+}
+
+// Sweeper asks Checkout.com about payments left open and turns the answers into ledger facts
+// through the same Apply as webhooks.
+type Sweeper struct {
+	ledger  *store.Ledger
+	client  *checkout.Client
+	log     *zap.Logger
+	metrics *SweepMetrics
+	cfg     SweepConfig
+	running sync.Mutex
+	// OnDone, when set, is called after every sweep that wrote (the alerter's nudge).
+	OnDone func()
+}
+
+// NewSweeper returns a Sweeper. metrics may be nil (a one-off sweep from the command line).
+func NewSweeper(ledger *store.Ledger, client *checkout.Client, log *zap.Logger, metrics *SweepMetrics, cfg SweepConfig) *Sweeper {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = 200
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	return &Sweeper{ledger: ledger, client: client, log: log, metrics: metrics, cfg: cfg}
+}
+
+// Decision is what the sweep did, or in a dry run would do, about one payment.
+type Decision struct {
+	PaymentID      string         `json:"payment_id"`
+	LedgerStatus   payment.Status `json:"ledger_status"`
+	Age            string         `json:"age"`
+	ProviderStatus string         `json:"provider_status,omitempty"`
+	Outcome        string         `json:"outcome"`
+	Action         string         `json:"action,omitempty"`
+	Applied        []string       `json:"applied,omitempty"`
+	Discrepancies  []string       `json:"discrepancies,omitempty"`
+	Error          string         `json:"error,omitempty"`
+	NextCheckAt    time.Time      `json:"next_check_at"`
+}
+
+// Report sums up one sweep.
+type Report struct {
+	Started   time.Time      `json:"started"`
+	Duration  string         `json:"duration"`
+	DryRun    bool           `json:"dry_run"`
+	Decisions []Decision     `json:"decisions"`
+	Outcomes  map[string]int `json:"outcomes"`
+	NewStuck  []string       `json:"new_stuck,omitempty"`
+	Unstuck   []string       `json:"unstuck,omitempty"`
+	Stuck     int            `json:"stuck"`
+}
+
+// Sweep runs one sweep: every open payment that is due, oldest first, in pages, with at most
+// Concurrency API calls at once; then it refreshes the stuck list. A dry run asks the API (reads
+// only) and writes nothing: no ledger change, no check recorded, no void.
+func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
+	if !s.running.TryLock() {
+		return Report{}, ErrSweepRunning
+	}
+	defer s.running.Unlock()
+	now := s.cfg.Now()
+	started := time.Now()
+	rep := Report{Started: now, DryRun: dryRun, Outcomes: map[string]int{}}
+
+	var cursor store.Cursor
+	for {
+		page, next, err := s.ledger.DuePayments(ctx, store.DueQuery{Due: now, After: cursor, Limit: s.cfg.PageSize})
+		if err != nil {
+			return rep, fmt.Errorf("sweep: %w", err)
+		}
+		decisions := make([]Decision, len(page))
+		sem := make(chan struct{}, s.cfg.Concurrency)
+		var wg sync.WaitGroup
+		for i := range page {
+			if ctx.Err() != nil {
+				break
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				decisions[i] = s.check(ctx, &page[i], now, dryRun)
+			}()
+		}
+		wg.Wait()
+		for _, d := range decisions {
+			if d.PaymentID == "" {
+				continue
+			}
+			rep.Outcomes[d.Outcome]++
+			if d.Outcome != CheckNotDue {
+				rep.Decisions = append(rep.Decisions, d)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return rep, fmt.Errorf("sweep: %w", err)
+		}
+		if next == (store.Cursor{}) {
+			break
+		}
+		cursor = next
+	}
+	if err := s.refreshStuck(ctx, now, dryRun, &rep); err != nil {
+		return rep, err
+	}
+	rep.Duration = time.Since(started).Round(time.Millisecond).String()
+	if s.metrics != nil {
+		s.metrics.duration.Observe(time.Since(started).Seconds())
+		s.metrics.stuck.Set(float64(rep.Stuck))
+		if oldest, ok, err := s.ledger.OldestOpen(ctx); err == nil {
+			age := 0.0
+			if ok {
+				age = now.Sub(oldest).Seconds()
+			}
+			s.metrics.oldestOpen.Set(age)
+		}
+	}
+	if !dryRun && s.OnDone != nil {
+		s.OnDone()
+	}
+	return rep, nil
+}
+
+// check asks about one payment and records what it learned. Errors are part of the decision: one
+// payment's trouble never stops the sweep.
+func (s *Sweeper) check(ctx context.Context, p *store.Payment, now time.Time, dryRun bool) Decision {
+	base := p.AgeBase()
+	age := now.Sub(base)
+	d := Decision{PaymentID: p.ID, LedgerStatus: p.Status, Age: age.Round(time.Second).String()}
+	if age < s.cfg.PendingTimeout {
+		// Met before its first check is due: schedule that check and move on.
+		d.Outcome, d.NextCheckAt = CheckNotDue, base.Add(s.cfg.PendingTimeout)
+		if !dryRun {
+			if err := s.ledger.Update(ctx, func(tx *store.Tx) error { return tx.Reschedule(ctx, p.ID, d.NextCheckAt) }); err != nil {
+				d.Error = err.Error()
+			}
+		}
+		return d
+	}
+	stats, err := s.ledger.CheckStats(ctx, p.ID)
+	if err != nil {
+		d.Outcome, d.Error = CheckError, err.Error()
+		return d
+	}
+	d.NextCheckAt = s.nextCheck(base, stats.Attempts+1, now)
+
+	t0 := time.Now()
+	pay, err := s.client.GetPayment(ctx, p.ID)
+	var actions []checkout.Action
+	if err == nil && needActions(p, pay) {
+		actions, err = s.client.GetPaymentActions(ctx, p.ID)
+	}
+	latency := time.Since(t0)
+	s.countAPI(err)
+
+	var inputs []store.Input
+	var stuckReason string
+	var extra []func(*store.Tx) error
+	switch {
+	case errors.Is(err, checkout.ErrNotFound):
+		d.Outcome = CheckNotFound
+		extra = append(extra, func(tx *store.Tx) error {
+			_, err := tx.AddDiscrepancy(ctx, p.ID, payment.KindUnknownAtProvider, "", store.OriginAPI, map[string]any{
+				"ledger_status": string(p.Status), "checked_at": now, "detail": "GET /payments answered 404"})
+			return err
+		})
+	case err != nil:
+		d.Outcome, d.Error = CheckError, err.Error()
+		if stats.ConsecutiveErrors+1 >= s.cfg.MaxErrors {
+			stuckReason = fmt.Sprintf("%d failed checks in a row; last: %v", stats.ConsecutiveErrors+1, err)
+		}
+	default:
+		d.ProviderStatus = pay.Status
+		inputs = apiInputs(p, pay, actions, now)
+		status := payment.Status(pay.Status)
+		switch {
+		case status == payment.StatusExpired:
+			d.Outcome = CheckExpiryConfirmed
+		case status == payment.StatusCanceled:
+			d.Outcome = CheckCancelConfirmed
+		case status == payment.StatusDeclined:
+			d.Outcome = CheckDeclineConfirm
+		case status == payment.StatusVoided:
+			d.Outcome = CheckVoidConfirmed
+		case status.Final():
+			d.Outcome = CheckMatch // becomes recovered below when the API taught the ledger money
+		case status == payment.StatusPending && s.cfg.VoidPending && age >= s.cfg.PendingTimeout+s.cfg.VoidGrace:
+			if stats.VoidRequested {
+				d.Outcome = CheckVoidPending
+				break
+			}
+			d.Outcome = CheckStillPending
+			if dryRun {
+				d.Action = "would_void"
+				break
+			}
+			_, verr := s.client.VoidPayment(ctx, p.ID, checkout.VoidRequest{Reference: "knetrecon-sweep-expired"})
+			switch {
+			case errors.Is(verr, checkout.ErrForbidden):
+				d.Outcome, d.Error = CheckVoidRefused, verr.Error()
+				stuckReason = "void refused by Checkout.com: " + verr.Error()
+			case verr != nil:
+				d.Outcome, d.Error = CheckVoidFailed, verr.Error()
+				if stats.ConsecutiveErrors+1 >= s.cfg.MaxErrors {
+					stuckReason = fmt.Sprintf("%d failed checks in a row; last: %v", stats.ConsecutiveErrors+1, verr)
+				}
+			default:
+				d.Action = ActionVoidRequested
+				if s.metrics != nil {
+					s.metrics.voids.Inc()
+				}
+				// Look again soon for the void's outcome.
+				d.NextCheckAt = now.Add(s.cfg.PendingTimeout)
+			}
+		default:
+			d.Outcome = CheckStillPending
+		}
+	}
+	if s.metrics != nil {
+		s.metrics.checks.WithLabelValues(d.Outcome).Inc()
+	}
+	if dryRun {
+		for _, in := range inputs {
+			d.Applied = append(d.Applied, in.Type+" "+in.EventID)
+		}
+		return d
+	}
+
+	err = s.ledger.Update(ctx, func(tx *store.Tx) error {
+		d.Applied, d.Discrepancies = nil, nil
+		for _, in := range inputs {
+			res, err := tx.Apply(ctx, in)
+			if err != nil {
+				return err
+			}
+			if res.Outcome == store.OutcomeDuplicate {
+				continue
+			}
+			d.Applied = append(d.Applied, fmt.Sprintf("%s %s: %s", in.Type, in.EventID, res.Outcome))
+			for _, k := range res.Discrepancies {
+				d.Discrepancies = append(d.Discrepancies, string(k))
+			}
+			if payment.MovesMoney(in.Type) && (res.Outcome == store.OutcomeApplied || res.Outcome == store.OutcomeHeld) {
+				// Money no webhook told us about: a lost webhook, recovered.
+				d.Outcome = CheckRecovered
+				added, err := tx.AddDiscrepancy(ctx, p.ID, payment.KindWebhookMissing, in.ActionID, store.OriginAPI, map[string]any{
+					"action_id": in.ActionID, "type": in.Type, "amount": in.Amount, "currency": in.Currency,
+					"provider_status": pay.Status, "detail": "learned from GET /payments/{id}/actions; no webhook had brought it"})
+				if err != nil {
+					return err
+				}
+				if added {
+					d.Discrepancies = append(d.Discrepancies, string(payment.KindWebhookMissing))
+				}
+			}
+		}
+		for _, f := range extra {
+			if err := f(tx); err != nil {
+				return err
+			}
+		}
+		if stuckReason != "" {
+			if _, err := tx.AddDiscrepancy(ctx, p.ID, KindStuck, "", store.OriginAPI, map[string]any{
+				"reason": stuckReason, "ledger_status": string(p.Status), "age": d.Age}); err != nil {
+				return err
+			}
+		}
+		details, _ := json.Marshal(map[string]any{"applied": d.Applied, "discrepancies": d.Discrepancies})
+		return tx.RecordSweepCheck(ctx, store.SweepCheck{
+			Check: store.Check{PaymentID: p.ID, CheckedAt: now, ProviderStatus: d.ProviderStatus, Outcome: d.Outcome,
+				Details: string(details), NextCheckAt: d.NextCheckAt},
+			Action: d.Action, Latency: latency, Error: d.Error,
+		})
+	})
+	if err != nil {
+		d.Error = err.Error()
+		s.log.Error("sweep check not recorded", zap.String("payment_id", p.ID), zap.Error(err))
+		return d
+	}
+	s.log.Info("sweep check", zap.String("payment_id", p.ID), zap.String("outcome", d.Outcome),
+		zap.String("provider_status", d.ProviderStatus), zap.String("action", d.Action),
+		zap.Strings("discrepancies", d.Discrepancies), zap.Duration("latency", latency), zap.String("error", d.Error))
+	return d
+}
+
+// nextCheck returns when to check a payment again after its n-th check: at Backoff[n]×timeout
+// from its age base, then hourly until it is a day old, then daily; never sooner than a second
+// from now, so one sweep never meets the same payment twice.
+func (s *Sweeper) nextCheck(base time.Time, n int, now time.Time) time.Time {
+	var next time.Time
+	if n < len(s.cfg.Backoff) {
+		next = base.Add(time.Duration(math.Round(s.cfg.Backoff[n] * float64(s.cfg.PendingTimeout))))
+	} else if now.Sub(base) < 24*time.Hour {
+		next = now.Add(time.Hour)
+	} else {
+		next = now.Add(24 * time.Hour)
+	}
+	// The void is due at timeout+grace: never let the schedule step over it.
+	if voidAt := base.Add(s.cfg.PendingTimeout + s.cfg.VoidGrace); s.cfg.VoidPending && now.Before(voidAt) && next.After(voidAt) {
+		next = voidAt
+	}
+	if min := now.Add(time.Second); next.Before(min) {
+		next = min
+	}
+	return next
+}
+
+// refreshStuck marks open payments older than StuckAfter as stuck, and resolves the stuck mark of
+// payments that became final since.
+func (s *Sweeper) refreshStuck(ctx context.Context, now time.Time, dryRun bool, rep *Report) error {
+	open, err := s.ledger.Discrepancies(ctx, store.DiscrepancyFilter{Kind: KindStuck})
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	stuck := map[string]bool{}
+	for _, d := range open {
+		stuck[d.PaymentID] = true
+	}
+	overdue, err := s.ledger.OpenSince(ctx, now.Add(-s.cfg.StuckAfter), 10000)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	var newly []store.Payment
+	for _, p := range overdue {
+		if !stuck[p.ID] {
+			newly = append(newly, p)
+		}
+	}
+	var resolved []string
+	for id := range stuck {
+		p, err := s.ledger.Payment(ctx, id)
+		if err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+		if p.Final {
+			resolved = append(resolved, id)
+		}
+	}
+	slices.Sort(resolved)
+	for _, p := range newly {
+		rep.NewStuck = append(rep.NewStuck, p.ID)
+	}
+	rep.Unstuck = resolved
+	rep.Stuck = len(stuck) + len(newly) - len(resolved)
+	if dryRun || (len(newly) == 0 && len(resolved) == 0) {
+		return nil
+	}
+	return s.ledger.Update(ctx, func(tx *store.Tx) error {
+		for _, p := range newly {
+			if _, err := tx.AddDiscrepancy(ctx, p.ID, KindStuck, "", store.OriginAPI, map[string]any{
+				"reason": fmt.Sprintf("open for %s, longer than %s", now.Sub(p.AgeBase()).Round(time.Second), s.cfg.StuckAfter),
+				"ledger_status": string(p.Status), "provider_status": p.ProviderStatus}); err != nil {
+				return err
+			}
+		}
+		for _, id := range resolved {
+			if _, err := tx.ResolveOpen(ctx, id, KindStuck, "payment became final"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Sweeper) countAPI(err error) {
+	if s.metrics == nil || err == nil {
+		return
+	}
+	status := "network"
+	var apiErr *checkout.APIError
+	if errors.As(err, &apiErr) {
+		status = fmt.Sprint(apiErr.StatusCode)
+	}
+	s.metrics.apiErrors.WithLabelValues(status).Inc()
+}
+
+// needActions reports whether the payment's money must be read from its actions: the API reports
+// money the ledger does not hold (or cannot say, without balances).
+func needActions(p *store.Payment, pay *checkout.Payment) bool {
+	if pay.Balances != nil {
+		return pay.Balances.TotalCaptured != p.Captured || pay.Balances.TotalRefunded != p.Refunded
+	}
+	switch payment.Status(pay.Status) {
+	case payment.StatusCaptured, payment.StatusPaid:
+		return p.Captured < pay.Amount
+	case payment.StatusPartiallyCaptured, payment.StatusPartiallyRefunded, payment.StatusRefunded:
+		return true
+	}
+	return false
+}
+
+// apiInputs turns an API answer into ledger inputs: one per approved capture or refund action
+// (keyed by its action id, so a webhook for the same action posts nothing twice), oldest first,
+// then a snapshot of the reported status. Ids are derived from the content, so asking again and
+// hearing the same answer changes nothing.
+func apiInputs(p *store.Payment, pay *checkout.Payment, actions []checkout.Action, now time.Time) []store.Input {
+	var out []store.Input
+	slices.SortStableFunc(actions, func(a, b checkout.Action) int { return a.ProcessedOn.Compare(b.ProcessedOn) })
+	for _, a := range actions {
+		var typ string
+		switch a.Type {
+		case "Capture":
+			typ = payment.EventCaptured
+		case "Refund":
+			typ = payment.EventRefunded
+		default:
+			continue
+		}
+		if !a.Approved {
+			continue
+		}
+		body, _ := json.Marshal(a)
+		out = append(out, store.Input{
+			EventID: "api:" + a.ID, Type: typ, Origin: store.OriginAPI, PaymentID: p.ID,
+			ActionID: a.ID, Amount: a.Amount, Currency: pay.Currency, Reference: pay.Reference,
+			OccurredAt: a.ProcessedOn, ReceivedAt: now, Body: body,
+		})
+	}
+	body, _ := json.Marshal(pay)
+	sum := sha256.Sum256(body)
+	snap := store.Input{
+		EventID: "api:" + pay.ID + ":" + hex.EncodeToString(sum[:8]), Type: payment.EventSnapshot, Origin: store.OriginAPI,
+		PaymentID: p.ID, Amount: pay.Amount, Currency: pay.Currency, Reference: pay.Reference,
+		Method: pay.Source.Type, Status: payment.Status(pay.Status), RequestedAt: pay.RequestedOn,
+		OccurredAt: now, ReceivedAt: now, Body: body,
+	}
+	if pay.Customer != nil {
+		snap.Customer = pay.Customer.ID
+	}
+	return append(out, snap)
+}
