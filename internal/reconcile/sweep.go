@@ -508,6 +508,9 @@ func needActions(p *store.Payment, pay *checkout.Payment) bool {
 // hearing the same answer changes nothing.
 func apiInputs(p *store.Payment, pay *checkout.Payment, actions []checkout.Action, now time.Time) []store.Input {
 	var out []store.Input
+	// The API lists newest first: reverse, then sort by time, so equal times keep their order.
+	actions = slices.Clone(actions)
+	slices.Reverse(actions)
 	slices.SortStableFunc(actions, func(a, b checkout.Action) int { return a.ProcessedOn.Compare(b.ProcessedOn) })
 	for _, a := range actions {
 		var typ string
