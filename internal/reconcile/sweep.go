@@ -227,6 +227,13 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 			}
 			s.metrics.oldestOpen.Set(age)
 		}
+		if dl, open, err := s.ledger.OpenCounts(ctx); err == nil {
+			s.metrics.deadLetters.Set(float64(dl))
+			s.metrics.discrepancies.Reset()
+			for k, n := range open {
+				s.metrics.discrepancies.WithLabelValues(string(k)).Set(float64(n))
+			}
+		}
 	}
 	if !dryRun && s.OnDone != nil {
 		s.OnDone()

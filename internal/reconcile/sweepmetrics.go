@@ -4,13 +4,15 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // SweepMetrics are the sweep's Prometheus series.
 type SweepMetrics struct {
-	duration   prometheus.Histogram
-	checks     *prometheus.CounterVec
-	apiErrors  *prometheus.CounterVec
-	voids      prometheus.Counter
-	stuck      prometheus.Gauge
-	oldestOpen prometheus.Gauge
-	alerts     *prometheus.CounterVec
+	duration      prometheus.Histogram
+	checks        *prometheus.CounterVec
+	apiErrors     *prometheus.CounterVec
+	voids         prometheus.Counter
+	stuck         prometheus.Gauge
+	oldestOpen    prometheus.Gauge
+	alerts        *prometheus.CounterVec
+	deadLetters   prometheus.Gauge
+	discrepancies *prometheus.GaugeVec
 }
 
 // NewSweepMetrics creates the sweep's series and registers them with reg.
@@ -39,6 +41,12 @@ func NewSweepMetrics(reg prometheus.Registerer) *SweepMetrics {
 			Name: "knetrecon_alerts_total", Help: "Alert webhook deliveries, by result (sent, failed).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.duration, m.checks, m.apiErrors, m.voids, m.stuck, m.oldestOpen, m.alerts)
+	m.deadLetters = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "knetrecon_dead_letters_pending", Help: "Dead letters not yet replayed (refreshed every sweep).",
+	})
+	m.discrepancies = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "knetrecon_open_discrepancies", Help: "Discrepancies not yet resolved, by kind (refreshed every sweep).",
+	}, []string{"kind"})
+	reg.MustRegister(m.duration, m.checks, m.apiErrors, m.voids, m.stuck, m.oldestOpen, m.alerts, m.deadLetters, m.discrepancies)
 	return m
 }

@@ -243,3 +243,26 @@ func (t *Tx) ResolveOpen(ctx context.Context, paymentID string, kind payment.Kin
 	n, _ := r.RowsAffected()
 	return n, nil
 }
+
+// OpenCounts returns the number of dead letters not yet replayed and of open discrepancies by
+// kind: the gauges operators alert on.
+func (l *Ledger) OpenCounts(ctx context.Context) (deadLetters int64, discrepancies map[payment.Kind]int64, err error) {
+	if err = l.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL`).Scan(&deadLetters); err != nil {
+		return 0, nil, fmt.Errorf("open counts: %w", err)
+	}
+	rows, err := l.r.QueryContext(ctx, `SELECT kind, COUNT(*) FROM discrepancies WHERE resolved_at IS NULL GROUP BY kind`)
+	if err != nil {
+		return 0, nil, fmt.Errorf("open counts: %w", err)
+	}
+	defer rows.Close()
+	discrepancies = map[payment.Kind]int64{}
+	for rows.Next() {
+		var k string
+		var n int64
+		if err := rows.Scan(&k, &n); err != nil {
+			return 0, nil, fmt.Errorf("open counts: %w", err)
+		}
+		discrepancies[payment.Kind(k)] = n
+	}
+	return deadLetters, discrepancies, rows.Err()
+}
