@@ -69,17 +69,25 @@ func Decode(body []byte, d events.Delivery) (store.Input, error) {
 	return in, nil
 }
 
-// rawString reads one string field of a raw JSON object, or "".
+// rawString reads one string field of a raw JSON object ("id" of customer, "type" of source),
+// or "" when it is absent or not a string.
 func rawString(raw json.RawMessage, field string) string {
 	if len(raw) == 0 || raw[0] != '{' {
 		return ""
 	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
+	var v struct {
+		ID   json.RawMessage `json:"id"`
+		Type json.RawMessage `json:"type"`
+	}
+	if json.Unmarshal(raw, &v) != nil {
 		return ""
 	}
+	f := v.ID
+	if field == "type" {
+		f = v.Type
+	}
 	var s string
-	if json.Unmarshal(m[field], &s) != nil {
+	if json.Unmarshal(f, &s) != nil {
 		return ""
 	}
 	return s

@@ -154,14 +154,25 @@ func (p *Processor) apply(ctx context.Context, items []*item) (err error) {
 // failure every message is handed back with a back-off, except those on their last delivery,
 // which are dead-lettered so that reaching MaxDeliver never loses a message.
 func (p *Processor) HandleBatch(ctx context.Context, msgs []jetstream.Msg) {
-	if len(msgs) == 0 {
-		return
-	}
-	start := time.Now()
+	p.handle(ctx, p.prepareAll(msgs))
+}
+
+// prepareAll decodes a batch; it touches neither the ledger nor the acks, so it may run while
+// the previous batch is being applied.
+func (p *Processor) prepareAll(msgs []jetstream.Msg) []*item {
 	items := make([]*item, len(msgs))
 	for i, m := range msgs {
 		items[i] = p.prepare(m)
 	}
+	return items
+}
+
+// handle applies prepared items, commits, then settles each message.
+func (p *Processor) handle(ctx context.Context, items []*item) {
+	if len(items) == 0 {
+		return
+	}
+	start := time.Now()
 	err := p.apply(ctx, items)
 	if err != nil {
 		p.log.Warn("batch not applied; handing it back", zap.Int("messages", len(items)), zap.Error(err),
@@ -280,8 +291,26 @@ func NewConsumer(proc *Processor, b *events.Batches, log *zap.Logger) *Consumer 
 
 // Run applies batches until ctx ends. Then it stops asking for messages, applies and acks those
 // already received, and returns: the batch in hand is always finished, within drainTimeout.
+//
+// Two stages overlap: one goroutine pulls and decodes the next batch while this one applies and
+// commits the current batch, so JSON decoding runs while SQLite writes and syncs.
 func (c *Consumer) Run(ctx context.Context, drainTimeout time.Duration) error {
 	work := context.WithoutCancel(ctx)
+	prepared := make(chan []*item, 1)
+	pullErr := make(chan error, 1)
+	go func() {
+		defer close(prepared)
+		pullErr <- c.pull(ctx, work, drainTimeout, prepared)
+	}()
+	for items := range prepared {
+		c.proc.handle(work, items)
+	}
+	return <-pullErr
+}
+
+// pull is Run's first stage: it pulls and decodes batches into out until ctx ends, then drains
+// what the client already holds (bounded by drainTimeout).
+func (c *Consumer) pull(ctx, work context.Context, drainTimeout time.Duration, out chan<- []*item) error {
 	for ctx.Err() == nil {
 		msgs, err := c.batches.Next(ctx)
 		if errors.Is(err, events.ErrBatchesClosed) {
@@ -295,7 +324,9 @@ func (c *Consumer) Run(ctx context.Context, drainTimeout time.Duration) error {
 			}
 			continue
 		}
-		c.proc.HandleBatch(work, msgs)
+		if len(msgs) > 0 {
+			out <- c.proc.prepareAll(msgs)
+		}
 	}
 	// Shutdown: no new pulls; finish what the client already holds.
 	c.batches.Drain()
@@ -306,7 +337,7 @@ func (c *Consumer) Run(ctx context.Context, drainTimeout time.Duration) error {
 		if err != nil || len(msgs) == 0 {
 			break
 		}
-		c.proc.HandleBatch(work, msgs)
+		out <- c.proc.prepareAll(msgs)
 	}
 	c.batches.Stop()
 	return nil
@@ -341,10 +372,7 @@ func (p *Processor) Replay(ctx context.Context, js jetstream.JetStream, from eve
 		if len(msgs) == 0 {
 			return st, nil // nothing within the wait: the end of the stream
 		}
-		items := make([]*item, len(msgs))
-		for i, m := range msgs {
-			items[i] = p.prepare(m)
-		}
+		items := p.prepareAll(msgs)
 		if err := p.apply(ctx, items); err != nil {
 			return st, fmt.Errorf("replay at seq %d: %w", items[0].d.Seq, err)
 		}
