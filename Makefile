@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 1
 
-.PHONY: run test vet fmt-check bench bench-receiver bench-go build fuzz clean
+.PHONY: run test vet fmt-check bench bench-receiver bench-go bench-sweep build fuzz clean
 
 ## run: the whole pipeline on this machine, embedded defaults (NATS and SQLite under ./data)
 run:
@@ -26,11 +26,15 @@ build:
 bench: bench-go bench-receiver
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem -skip SweepOverdue ./...
 
 ## bench-receiver: signed 1.5 KB webhooks at 32 and 256 connections and 5,000/s, against a null handler
 bench-receiver:
 	./scripts/bench-receiver.sh
+
+## bench-sweep: one sweep over 10,000 overdue payments, simulator at 50 ms per call, 50 req/s limit
+bench-sweep:
+	$(GO) test ./internal/reconcile -run '^$$' -bench SweepOverdue -benchtime 1x -timeout 30m
 
 fuzz:
 	$(GO) test ./internal/checkout -run '^$$' -fuzz FuzzVerifyDecode -fuzztime 60s

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"knetrecon/internal/checkout"
@@ -31,7 +32,7 @@ const (
 // sweepEnv is the sweep's world: the simulator over real HTTP, sending its webhooks to a sink
 // that verifies and applies them to a real SQLite ledger, and one fake clock for all of them.
 type sweepEnv struct {
-	t       *testing.T
+	t       testing.TB
 	clock   *ckosim.FakeClock
 	sim     *ckosim.Sim
 	ledger  *store.Ledger
@@ -45,6 +46,12 @@ type sweepEnv struct {
 }
 
 func newSweepEnv(t *testing.T, tune func(*reconcile.SweepConfig)) *sweepEnv {
+	t.Helper()
+	return newSweepEnvTB(t, tune, 1000)
+}
+
+// newSweepEnvTB builds the world with the client limited to rate requests/s.
+func newSweepEnvTB(t testing.TB, tune func(*reconcile.SweepConfig), rate float64) *sweepEnv {
 	t.Helper()
 	e := &sweepEnv{t: t, clock: ckosim.NewFakeClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)), alertOK: true}
 	e.ledger = storetest.MustOpenLedger(t)
@@ -66,15 +73,17 @@ func newSweepEnv(t *testing.T, tune func(*reconcile.SweepConfig)) *sweepEnv {
 	t.Cleanup(func() { _ = e.sim.Close() })
 	api := httptest.NewServer(e.sim.Handler())
 	t.Cleanup(api.Close)
-	e.client, err = checkout.NewClient(checkout.ClientConfig{
-		BaseURL: api.URL, SecretKey: secretKey, RateLimit: 1000, Burst: 100, MaxRetries: 3,
-		Sleep: func(ctx context.Context, d time.Duration) error {
+	ccfg := checkout.ClientConfig{BaseURL: api.URL, SecretKey: secretKey, RateLimit: rate, Burst: 10, MaxRetries: 3}
+	if _, bench := t.(*testing.B); !bench {
+		// Tests record the client's waits instead of waiting; a benchmark waits for real.
+		ccfg.Sleep = func(ctx context.Context, d time.Duration) error {
 			e.mu.Lock()
 			e.sleeps = append(e.sleeps, d)
 			e.mu.Unlock()
 			return ctx.Err()
-		},
-	})
+		}
+	}
+	e.client, err = checkout.NewClient(ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +92,11 @@ func newSweepEnv(t *testing.T, tune func(*reconcile.SweepConfig)) *sweepEnv {
 	if tune != nil {
 		tune(&cfg)
 	}
-	e.sweeper = reconcile.NewSweeper(e.ledger, e.client, zaptest.NewLogger(t), nil, cfg)
+	log := zaptest.NewLogger(t)
+	if _, bench := t.(*testing.B); bench {
+		log = zap.NewNop() // a benchmark prints every log line
+	}
+	e.sweeper = reconcile.NewSweeper(e.ledger, e.client, log, nil, cfg)
 	alertSink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m reconcile.AlertMessage
 		_ = json.NewDecoder(r.Body).Decode(&m)
