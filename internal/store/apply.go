@@ -335,7 +335,7 @@ func (t *Tx) Apply(ctx context.Context, in Input) (Result, error) {
 			return res, err
 		}
 	}
-	if after.Amount > 0 && after.Captured > after.Amount && before.Captured <= before.Amount {
+	if after.Amount > 0 && after.Captured > after.Amount {
 		if err := add(payment.KindAmountMismatch, "over_capture", map[string]any{
 			"amount": after.Amount, "captured": after.Captured,
 		}); err != nil {

@@ -371,3 +371,16 @@ func TestDuePayments(t *testing.T) {
 		t.Fatalf("due query not served by the index: %s", plan)
 	}
 }
+
+func TestOverCaptureIsAmountMismatch(t *testing.T) {
+	l := storetest.MustOpenLedger(t)
+	mustApply(t, l,
+		ev("evt_c1", payment.EventCaptured, "pay_1", "act_c1", 800, time.Minute),
+		ev("evt_c2", payment.EventCaptured, "pay_1", "act_c2", 800, 2*time.Minute),
+		ev("evt_p", payment.EventPending, "pay_1", "", 1000, 0),
+	)
+	p := mustPayment(t, l, "pay_1")
+	if p.Captured != 1600 || p.Status != payment.StatusCaptured || !reflect.DeepEqual(kinds(p), []string{"amount_mismatch"}) {
+		t.Fatalf("%+v %v", p.Payment, kinds(p))
+	}
+}
