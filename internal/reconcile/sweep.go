@@ -468,7 +468,7 @@ func (s *Sweeper) refreshStuck(ctx context.Context, now time.Time, dryRun bool, 
 	return s.ledger.Update(ctx, func(tx *store.Tx) error {
 		for _, p := range newly {
 			if _, err := tx.AddDiscrepancy(ctx, p.ID, KindStuck, "", store.OriginAPI, map[string]any{
-				"reason": fmt.Sprintf("open for %s, longer than %s", now.Sub(p.AgeBase()).Round(time.Second), s.cfg.StuckAfter),
+				"reason":        fmt.Sprintf("open for %s, longer than %s", now.Sub(p.AgeBase()).Round(time.Second), s.cfg.StuckAfter),
 				"ledger_status": string(p.Status), "provider_status": p.ProviderStatus}); err != nil {
 				return err
 			}

@@ -270,7 +270,7 @@ func redeliver(t *testing.T, e *sweepEnv, eventID string) []byte {
 			}
 			body, _ := json.Marshal(map[string]any{"id": h.EventID, "type": h.Type, "version": "1.0.1",
 				"created_on": h.CreatedOn.Format(time.RFC3339Nano),
-				"data": map[string]any{"id": pay.ID, "action_id": act.ID, "amount": act.Amount, "currency": pay.Currency}})
+				"data":       map[string]any{"id": pay.ID, "action_id": act.ID, "amount": act.Amount, "currency": pay.Currency}})
 			return body
 		}
 	}
@@ -457,14 +457,25 @@ func TestSweep429StormBacksOffAndLosesNothing(t *testing.T) {
 	if rep.Outcomes[reconcile.CheckError] != 5 {
 		t.Fatalf("outcomes %v, want 5 errors", rep.Outcomes)
 	}
-	// Each payment was tried at most 1+MaxRetries times, each wait honouring Retry-After.
-	if n := len(e.sim.RequestTimes()) - before; n > 5*4 {
-		t.Fatalf("%d API requests during the storm, want at most 20", n)
+	// Each payment was tried at most 1+MaxRetries times, and every retry waited out Retry-After
+	// (the other waits are the client's rate limiter, far shorter).
+	requests := len(e.sim.RequestTimes()) - before
+	if requests > 5*4 {
+		t.Fatalf("%d API requests during the storm, want at most 20", requests)
 	}
+	e.mu.Lock()
+	retryWaits := 0
 	for _, d := range e.sleeps {
-		if d < 2*time.Second {
-			t.Fatalf("slept %s, less than Retry-After", d)
+		switch {
+		case d >= 2*time.Second:
+			retryWaits++
+		case d > 100*time.Millisecond:
+			t.Fatalf("slept %s: neither a rate-limit wait nor Retry-After", d)
 		}
+	}
+	e.mu.Unlock()
+	if retryWaits != requests-5 {
+		t.Fatalf("%d waits of Retry-After for %d retries", retryWaits, requests-5)
 	}
 	// A sweep right after meets nothing due: the next checks were pushed back.
 	before = len(e.sim.RequestTimes())

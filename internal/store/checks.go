@@ -232,7 +232,6 @@ func (t *Tx) MarkAlerted(ctx context.Context, a Alert) error {
 	return nil
 }
 
-
 // ResolveOpen resolves the open discrepancies of a payment of one kind, returning how many.
 func (t *Tx) ResolveOpen(ctx context.Context, paymentID string, kind payment.Kind, resolution string) (int64, error) {
 	r, err := t.tx.ExecContext(ctx, `UPDATE discrepancies SET resolved_at = ?, resolution = ?
