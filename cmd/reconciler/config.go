@@ -5,11 +5,17 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
+
+	"knetrecon/internal/checkout"
 	"knetrecon/internal/config"
 	"knetrecon/internal/events"
+	"knetrecon/internal/reconcile"
 )
 
 // Config is the reconciler's whole configuration, parsed once in main.
@@ -26,6 +32,19 @@ type Config struct {
 	StartTimeout      time.Duration
 	LogLevel          string
 	LogDevelopment    bool
+
+	// Checkout is the API the sweep asks; Sweep its rules; SweepSchedule the cron spec ("off"
+	// runs no sweep); AlertWebhookURL the optional Slack-compatible alert endpoint.
+	Checkout        checkout.ClientConfig
+	Sweep           reconcile.SweepConfig
+	SweepSchedule   string
+	AlertWebhookURL string
+	command         string
+}
+
+// SweepOn reports whether `reconciler run` schedules the sweep.
+func (c Config) SweepOn() bool {
+	return !strings.EqualFold(c.SweepSchedule, "off") && c.SweepSchedule != ""
 }
 
 // ParseConfig reads flags from args and KNETRECON_… variables through getenv. It returns the
@@ -56,6 +75,23 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.Duration(&c.StartTimeout, "start-timeout", "KNETRECON_START_TIMEOUT", 30*time.Second, "how long start-up waits for NATS and the stream")
 	b.String(&c.LogLevel, "log-level", "KNETRECON_LOG_LEVEL", "info", "debug, info, warn or error")
 	b.Bool(&c.LogDevelopment, "log-dev", "KNETRECON_LOG_DEV", false, "human-readable console logs instead of JSON")
+	b.String(&c.Checkout.BaseURL, "checkout-url", "KNETRECON_CHECKOUT_URL", checkout.DefaultBaseURL, "Checkout.com API base URL (the simulator: http://127.0.0.1:8090)")
+	b.Secret(&c.Checkout.SecretKey, "checkout-secret-key", "KNETRECON_CHECKOUT_SECRET_KEY", "Checkout.com secret key sk_… (required by run and sweep)")
+	b.Bool(&c.Checkout.BareKey, "checkout-bare-key", "KNETRECON_CHECKOUT_BARE_KEY", false, "send the key without Bearer (legacy ABC accounts)")
+	b.Duration(&c.Checkout.Timeout, "checkout-timeout", "KNETRECON_CHECKOUT_TIMEOUT", 10*time.Second, "timeout of one API request")
+	var rateLimit int
+	b.Int(&rateLimit, "checkout-rate-limit", "KNETRECON_CHECKOUT_RATE_LIMIT", 50, "API requests per second, all callers together (Checkout.com allows ~100)")
+	sw := reconcile.DefaultSweepConfig()
+	b.String(&c.SweepSchedule, "sweep-schedule", "KNETRECON_SWEEP_SCHEDULE", "@every 1m", "cron spec of the sweep (5 fields, or @every 30s); off disables it")
+	b.Duration(&c.Sweep.PendingTimeout, "pending-timeout", "KNETRECON_PENDING_TIMEOUT", sw.PendingTimeout, "age past which an open payment is asked about (KNET's seven minutes)")
+	b.Duration(&c.Sweep.VoidGrace, "void-grace", "KNETRECON_VOID_GRACE", sw.VoidGrace, "wait this long past the timeout for Checkout.com's own expiry before voiding")
+	b.Bool(&c.Sweep.VoidPending, "void-pending", "KNETRECON_VOID_PENDING", sw.VoidPending, "void payments still Pending past timeout + grace")
+	b.Duration(&c.Sweep.StuckAfter, "stuck-after", "KNETRECON_STUCK_AFTER", sw.StuckAfter, "a payment open longer than this is stuck")
+	var backoff string
+	b.String(&backoff, "sweep-backoff", "KNETRECON_SWEEP_BACKOFF", "1,1.15,1.4,2,4,8", "when to check, in multiples of the timeout from the payment's age; then hourly, then daily")
+	b.Int(&c.Sweep.MaxErrors, "sweep-max-errors", "KNETRECON_SWEEP_MAX_ERRORS", sw.MaxErrors, "failed checks in a row that make a payment stuck")
+	b.Int(&c.Sweep.Concurrency, "sweep-concurrency", "KNETRECON_SWEEP_CONCURRENCY", sw.Concurrency, "API calls in flight during a sweep")
+	b.String(&c.AlertWebhookURL, "alert-webhook-url", "KNETRECON_ALERT_WEBHOOK_URL", "", "Slack-compatible URL for stuck / captured_after_expiry / amount_mismatch alerts; empty: none")
 	if extra != nil {
 		extra(fs)
 	}
@@ -67,6 +103,17 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 		return c, nil, err
 	}
 	c.NATS.Name = "knetrecon-reconciler"
+	c.command = name
+	c.Checkout.RateLimit = float64(rateLimit)
+	c.Sweep.PageSize = sw.PageSize
+	c.Sweep.Backoff = nil
+	for _, f := range strings.Split(backoff, ",") {
+		x, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return c, nil, fmt.Errorf("KNETRECON_SWEEP_BACKOFF %q: %q is not a number", backoff, f)
+		}
+		c.Sweep.Backoff = append(c.Sweep.Backoff, x)
+	}
 	return c, rest, c.Validate()
 }
 
@@ -116,6 +163,31 @@ func (c Config) Validate() error {
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
+		}
+	}
+	needsAPI := c.command == "sweep" || (c.command == "run" && c.SweepOn())
+	if needsAPI && c.Checkout.SecretKey == "" {
+		errs = append(errs, errors.New("no Checkout.com secret key for the sweep: set KNETRECON_CHECKOUT_SECRET_KEY or KNETRECON_CHECKOUT_SECRET_KEY_FILE (or KNETRECON_SWEEP_SCHEDULE=off to run without the sweep)"))
+	}
+	if needsAPI {
+		if err := c.Sweep.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if c.Checkout.RateLimit <= 0 || c.Checkout.RateLimit > 100 {
+			errs = append(errs, fmt.Errorf("KNETRECON_CHECKOUT_RATE_LIMIT must be 1 to 100 requests/s, got %v", c.Checkout.RateLimit))
+		}
+		if u, err := url.Parse(c.Checkout.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("KNETRECON_CHECKOUT_URL %q is not an http(s) URL", c.Checkout.BaseURL))
+		}
+	}
+	if c.command == "run" && c.SweepOn() {
+		if _, err := cron.ParseStandard(c.SweepSchedule); err != nil {
+			errs = append(errs, fmt.Errorf("KNETRECON_SWEEP_SCHEDULE %q: %w", c.SweepSchedule, err))
+		}
+	}
+	if c.AlertWebhookURL != "" {
+		if u, err := url.Parse(c.AlertWebhookURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, errors.New("KNETRECON_ALERT_WEBHOOK_URL is not an http(s) URL"))
 		}
 	}
 	if c.BatchLinger < 0 || c.BatchLinger >= c.FetchWait {

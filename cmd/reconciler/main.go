@@ -6,6 +6,8 @@
 //	reconciler dlq list [--all] | show <id> | replay <id>
 //	reconciler replay --since <time> | --from-seq <n>
 //	reconciler migrate                       bring the ledger's schema up to date
+//	reconciler sweep --once [--dry-run] [--json]  one seven-minute sweep by hand
+//	reconciler stuck [--json]                the payments the sweep could not resolve
 package main
 
 import (
@@ -30,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
 	"knetrecon/internal/checkout"
@@ -53,7 +56,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
-	var asJSON, all bool
+	var asJSON, all, once, dryRun bool
 	var since string
 	var fromSeq uint64
 	extra := func(fs *flag.FlagSet) {
@@ -62,6 +65,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.BoolVar(&asJSON, "json", false, "print the payment as JSON")
 		case "dlq":
 			fs.BoolVar(&all, "all", false, "list replayed dead letters too")
+		case "sweep":
+			fs.BoolVar(&once, "once", false, "run one sweep now")
+			fs.BoolVar(&dryRun, "dry-run", false, "ask the API, write nothing, void nothing: print what would be done")
+			fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+		case "stuck":
+			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "replay":
 			fs.StringVar(&since, "since", "", "replay messages stored since this RFC 3339 time")
 			fs.Uint64Var(&fromSeq, "from-seq", 0, "replay from this stream sequence")
@@ -128,8 +137,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdDLQ(ctx, cfg, log, operands, all, stdout, fail)
 	case "replay":
 		return cmdReplay(ctx, cfg, log, since, fromSeq, stdout, fail)
+	case "sweep":
+		return cmdSweep(ctx, cfg, log, once, dryRun, asJSON, stdout, fail)
+	case "stuck":
+		return cmdStuck(ctx, cfg, asJSON, stdout, fail)
 	}
-	fmt.Fprintf(stderr, "reconciler: unknown command %q (run, payment, dlq, replay, migrate)\n", cmd)
+	fmt.Fprintf(stderr, "reconciler: unknown command %q (run, payment, dlq, replay, migrate, sweep, stuck)\n", cmd)
 	return 2
 }
 
@@ -294,6 +307,8 @@ type Main struct {
 	Log    *zap.Logger
 	// Registry holds the process's metrics.
 	Registry *prometheus.Registry
+	// Now, when set before Run, is the clock of the ledger and the sweep (tests move it).
+	Now func() time.Time
 
 	ledger  *store.Ledger
 	nc      *nats.Conn
@@ -304,6 +319,10 @@ type Main struct {
 	wg      sync.WaitGroup
 	done    chan error
 	running atomic.Bool
+
+	sweeper      *reconcile.Sweeper
+	cron         *cron.Cron
+	stopSweepCtx context.CancelFunc
 }
 
 // NewMain returns a reconciler for cfg logging to log.
@@ -318,6 +337,10 @@ func (m *Main) Run(ctx context.Context) error {
 	var err error
 	if m.ledger, err = openLedger(ctx, cfg); err != nil {
 		return err
+	}
+	if m.Now != nil {
+		m.ledger.Now = m.Now
+		m.Config.Sweep.Now = m.Now
 	}
 	conn := cfg.NATS
 	conn.OnDisconnect = func(err error) { m.Log.Warn("NATS disconnected", zap.Error(err)) }
@@ -371,6 +394,13 @@ func (m *Main) Run(ctx context.Context) error {
 			m.done <- err
 		}
 	}()
+	if cfg.SweepOn() {
+		if err := m.startSweep(ctx); err != nil {
+			return err
+		}
+	} else {
+		m.Log.Warn("sweep off (KNETRECON_SWEEP_SCHEDULE=off): payments left Pending are not checked")
+	}
 	m.Log.Info("reconciler started", zap.String("ledger", cfg.Ledger), zap.String("admin", m.addr.String()),
 		zap.String("consumer", cfg.Consumer.Durable), zap.Int("batch_size", cfg.BatchSize))
 	return nil
@@ -434,11 +464,12 @@ func (m *Main) Close() error {
 			first = err
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+	defer cancel()
+	m.stopSweep(ctx)
 	if m.cancel != nil {
 		m.cancel()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
-	defer cancel()
 	if m.admin != nil {
 		keep(m.admin.Shutdown(ctx))
 	}

@@ -22,12 +22,19 @@ import (
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 func TestConfigDefaultsAndValidate(t *testing.T) {
-	cfg, rest, err := ParseConfig("run", nil, env(nil), nil)
+	if _, _, err := ParseConfig("run", nil, env(nil), nil); err == nil || !strings.Contains(err.Error(), "KNETRECON_CHECKOUT_SECRET_KEY") {
+		t.Fatalf("run without a Checkout.com key: %v, want an error naming KNETRECON_CHECKOUT_SECRET_KEY", err)
+	}
+	cfg, rest, err := ParseConfig("run", nil, env(map[string]string{"KNETRECON_CHECKOUT_SECRET_KEY": "sk_test"}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.NATS.URL != "nats://127.0.0.1:4222" || cfg.Ledger != "./data/ledger.db" || cfg.AdminAddr != "127.0.0.1:9090" || len(rest) != 0 {
 		t.Fatalf("defaults %+v", cfg)
+	}
+	if cfg.SweepSchedule != "@every 1m" || cfg.Sweep.PendingTimeout != 7*time.Minute || cfg.Sweep.VoidGrace != 5*time.Minute ||
+		!cfg.Sweep.VoidPending || cfg.Sweep.StuckAfter != 30*time.Minute || len(cfg.Sweep.Backoff) != 6 {
+		t.Fatalf("sweep defaults %+v %+v", cfg.SweepSchedule, cfg.Sweep)
 	}
 	tests := []struct {
 		give map[string]string
@@ -40,8 +47,16 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 		{map[string]string{"KNETRECON_MAX_DELIVER": "1"}, "KNETRECON_MAX_DELIVER"},
 		{map[string]string{"KNETRECON_ACK_WAIT": "5"}, "KNETRECON_ACK_WAIT"},
 		{map[string]string{"KNETRECON_BATCH_SIZE": "4000"}, "KNETRECON_MAX_ACK_PENDING"},
+		{map[string]string{"KNETRECON_SWEEP_SCHEDULE": "every minute"}, "KNETRECON_SWEEP_SCHEDULE"},
+		{map[string]string{"KNETRECON_SWEEP_BACKOFF": "1,x"}, "KNETRECON_SWEEP_BACKOFF"},
+		{map[string]string{"KNETRECON_STUCK_AFTER": "1m"}, "KNETRECON_STUCK_AFTER"},
+		{map[string]string{"KNETRECON_CHECKOUT_RATE_LIMIT": "500"}, "KNETRECON_CHECKOUT_RATE_LIMIT"},
+		{map[string]string{"KNETRECON_CHECKOUT_URL": "ftp://x"}, "KNETRECON_CHECKOUT_URL"},
 	}
 	for _, tt := range tests {
+		if tt.give["KNETRECON_CHECKOUT_SECRET_KEY"] == "" {
+			tt.give["KNETRECON_CHECKOUT_SECRET_KEY"] = "sk_test"
+		}
 		_, _, err := ParseConfig("run", nil, env(tt.give), nil)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: error %v, want one naming %s", tt.give, err, tt.want)
@@ -99,6 +114,7 @@ func TestMainEndToEnd(t *testing.T) {
 		"KNETRECON_LEDGER":     filepath.Join(t.TempDir(), "data", "ledger.db"),
 		"KNETRECON_ADMIN_ADDR": "127.0.0.1:0",
 		"KNETRECON_FETCH_WAIT": "100ms",
+		"KNETRECON_SWEEP_SCHEDULE": "off",
 	}
 	cfg, _, err := ParseConfig("run", nil, env(vars), nil)
 	if err != nil {

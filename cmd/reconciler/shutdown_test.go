@@ -35,6 +35,7 @@ func TestShutdownFinishesTheBatchInHand(t *testing.T) {
 		"KNETRECON_ADMIN_ADDR": "127.0.0.1:0",
 		"KNETRECON_BATCH_SIZE": "100",
 		"KNETRECON_FETCH_WAIT": "100ms",
+		"KNETRECON_SWEEP_SCHEDULE": "off",
 	}
 	cfg, _, err := ParseConfig("run", nil, env(vars), nil)
 	if err != nil {

@@ -336,9 +336,6 @@ func (s *Sweeper) check(ctx context.Context, p *store.Payment, now time.Time, dr
 			d.Outcome = CheckStillPending
 		}
 	}
-	if s.metrics != nil {
-		s.metrics.checks.WithLabelValues(d.Outcome).Inc()
-	}
 	if dryRun {
 		for _, in := range inputs {
 			d.Applied = append(d.Applied, in.Type+" "+in.EventID)
@@ -396,6 +393,9 @@ func (s *Sweeper) check(ctx context.Context, p *store.Payment, now time.Time, dr
 		d.Error = err.Error()
 		s.log.Error("sweep check not recorded", zap.String("payment_id", p.ID), zap.Error(err))
 		return d
+	}
+	if s.metrics != nil {
+		s.metrics.checks.WithLabelValues(d.Outcome).Inc()
 	}
 	s.log.Info("sweep check", zap.String("payment_id", p.ID), zap.String("outcome", d.Outcome),
 		zap.String("provider_status", d.ProviderStatus), zap.String("action", d.Action),

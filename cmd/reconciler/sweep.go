@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"go.uber.org/zap"
+
+	"knetrecon/internal/checkout"
+	"knetrecon/internal/reconcile"
+	"knetrecon/internal/store"
+)
+
+// startSweep schedules the sweep on cron (SkipIfStillRunning, Recover) and starts the alerter.
+// stopSweep undoes it.
+func (m *Main) startSweep(ctx context.Context) error {
+	client, err := checkout.NewClient(m.Config.Checkout)
+	if err != nil {
+		return fmt.Errorf("KNETRECON_CHECKOUT_URL / KNETRECON_CHECKOUT_SECRET_KEY: %w", err)
+	}
+	log := m.Log.Named("sweep")
+	metrics := reconcile.NewSweepMetrics(m.Registry)
+	m.sweeper = reconcile.NewSweeper(m.ledger, client, log, metrics, m.Config.Sweep)
+	sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopSweepCtx = cancel
+	if m.Config.AlertWebhookURL != "" {
+		alerter := reconcile.NewAlerter(m.ledger, m.Config.AlertWebhookURL, m.Log.Named("alert"), metrics)
+		m.sweeper.OnDone = alerter.Nudge
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			alerter.Run(sweepCtx, time.Minute)
+		}()
+	}
+	cl := cronLogger{log}
+	m.cron = cron.New(cron.WithLogger(cl), cron.WithChain(cron.Recover(cl), cron.SkipIfStillRunning(cl)))
+	if _, err := m.cron.AddFunc(m.Config.SweepSchedule, func() {
+		rep, err := m.sweeper.Sweep(sweepCtx, false)
+		if err != nil {
+			log.Error("sweep failed", zap.Error(err))
+			return
+		}
+		log.Info("sweep done", zap.String("duration", rep.Duration), zap.Any("outcomes", rep.Outcomes),
+			zap.Int("stuck", rep.Stuck), zap.Strings("new_stuck", rep.NewStuck), zap.Strings("unstuck", rep.Unstuck))
+	}); err != nil {
+		return fmt.Errorf("KNETRECON_SWEEP_SCHEDULE %q: %w", m.Config.SweepSchedule, err)
+	}
+	m.cron.Start()
+	log.Info("sweep scheduled", zap.String("schedule", m.Config.SweepSchedule), zap.Duration("pending_timeout", m.Config.Sweep.PendingTimeout),
+		zap.Duration("void_grace", m.Config.Sweep.VoidGrace), zap.Bool("void_pending", m.Config.Sweep.VoidPending),
+		zap.Bool("alerts", m.Config.AlertWebhookURL != ""))
+	return nil
+}
+
+// stopSweep stops scheduling, cancels the sweep in progress and waits for it, bounded by ctx.
+func (m *Main) stopSweep(ctx context.Context) {
+	if m.cron == nil {
+		return
+	}
+	done := m.cron.Stop()
+	if m.stopSweepCtx != nil {
+		m.stopSweepCtx()
+	}
+	select {
+	case <-done.Done():
+	case <-ctx.Done():
+		m.Log.Warn("sweep did not stop in time")
+	}
+}
+
+// cronLogger adapts zap to cron's logger.
+type cronLogger struct{ log *zap.Logger }
+
+func (c cronLogger) Info(msg string, kv ...any) { c.log.Sugar().Debugw("cron: "+msg, kv...) }
+func (c cronLogger) Error(err error, msg string, kv ...any) {
+	c.log.Sugar().Errorw("cron: "+msg, append(kv, "error", err)...)
+}
+
+// cmdSweep runs one sweep now and prints what it did (or, with --dry-run, would do).
+func cmdSweep(ctx context.Context, cfg Config, log *zap.Logger, once, dryRun, asJSON bool, stdout io.Writer, fail func(error) int) int {
+	if !once {
+		return fail(fmt.Errorf("usage: reconciler sweep --once [--dry-run] [--json] (the schedule runs inside `reconciler run`)"))
+	}
+	l, err := openLedger(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer l.Close()
+	client, err := checkout.NewClient(cfg.Checkout)
+	if err != nil {
+		return fail(err)
+	}
+	rep, err := reconcile.NewSweeper(l, client, log.Named("sweep"), nil, cfg.Sweep).Sweep(ctx, dryRun)
+	if err != nil {
+		return fail(err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
+	verb := "did"
+	if dryRun {
+		verb = "would do (dry run: nothing written, nothing voided)"
+	}
+	fmt.Fprintf(stdout, "sweep at %s, %s: what it %s\n", rep.Started.Format(time.RFC3339), rep.Duration, verb)
+	for _, d := range rep.Decisions {
+		line := fmt.Sprintf("  %s  age %-8s ledger %-10s provider %-10s %s", d.PaymentID, d.Age, d.LedgerStatus, d.ProviderStatus, d.Outcome)
+		if d.Action != "" {
+			line += "  action " + d.Action
+		}
+		if len(d.Applied) > 0 {
+			line += fmt.Sprintf("  applied %v", d.Applied)
+		}
+		if len(d.Discrepancies) > 0 {
+			line += fmt.Sprintf("  discrepancies %v", d.Discrepancies)
+		}
+		if d.Error != "" {
+			line += "  error: " + d.Error
+		}
+		fmt.Fprintln(stdout, line)
+	}
+	keys := make([]string, 0, len(rep.Outcomes))
+	for k := range rep.Outcomes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprint(stdout, "outcomes:")
+	for _, k := range keys {
+		fmt.Fprintf(stdout, " %s=%d", k, rep.Outcomes[k])
+	}
+	fmt.Fprintf(stdout, "\nstuck: %d (new %v, resolved %v)\n", rep.Stuck, rep.NewStuck, rep.Unstuck)
+	return 0
+}
+
+// StuckPayment is one line of `reconciler stuck`: the payment, why it is stuck, and the last
+// checks (what Checkout.com said and what was tried).
+type StuckPayment struct {
+	ID             string              `json:"id"`
+	Status         string              `json:"status"`
+	ProviderStatus string              `json:"provider_status,omitempty"`
+	Amount         int64               `json:"amount"`
+	Currency       string              `json:"currency"`
+	Age            string              `json:"age"`
+	StuckSince     time.Time           `json:"stuck_since"`
+	Reason         json.RawMessage     `json:"reason"`
+	Checks         []store.CheckRecord `json:"checks"`
+}
+
+// cmdStuck lists the payments marked stuck and not yet final.
+func cmdStuck(ctx context.Context, cfg Config, asJSON bool, stdout io.Writer, fail func(error) int) int {
+	l, err := openLedger(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer l.Close()
+	ds, err := l.Discrepancies(ctx, store.DiscrepancyFilter{Kind: reconcile.KindStuck})
+	if err != nil {
+		return fail(err)
+	}
+	now := time.Now()
+	out := []StuckPayment{}
+	for _, d := range ds {
+		p, err := l.Payment(ctx, d.PaymentID)
+		if err != nil {
+			return fail(err)
+		}
+		checks, err := l.Checks(ctx, d.PaymentID, 5)
+		if err != nil {
+			return fail(err)
+		}
+		out = append(out, StuckPayment{ID: p.ID, Status: string(p.Status), ProviderStatus: p.ProviderStatus, Amount: p.Amount,
+			Currency: p.Currency, Age: now.Sub(p.AgeBase()).Round(time.Second).String(), StuckSince: d.DetectedAt,
+			Reason: d.Details, Checks: checks})
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
+	if len(out) == 0 {
+		fmt.Fprintln(stdout, "no stuck payments")
+		return 0
+	}
+	for _, s := range out {
+		fmt.Fprintf(stdout, "%s  %s  age %s  stuck since %s  provider %q\n  reason %s\n", s.ID, s.Status, s.Age,
+			s.StuckSince.Format(time.RFC3339), s.ProviderStatus, s.Reason)
+		for _, c := range s.Checks {
+			fmt.Fprintf(stdout, "    %s  %-16s provider %-10q action %-15s %s\n", c.CheckedAt.Format(time.RFC3339), c.Outcome, c.ProviderStatus, c.Action, c.Error)
+		}
+	}
+	return 0
+}
