@@ -110,10 +110,10 @@ func TestMainEndToEnd(t *testing.T) {
 	publish([]byte(`garbage`), "", "", "not JSON")
 
 	vars := map[string]string{
-		"KNETRECON_NATS_URL":   ns.ClientURL(),
-		"KNETRECON_LEDGER":     filepath.Join(t.TempDir(), "data", "ledger.db"),
-		"KNETRECON_ADMIN_ADDR": "127.0.0.1:0",
-		"KNETRECON_FETCH_WAIT": "100ms",
+		"KNETRECON_NATS_URL":       ns.ClientURL(),
+		"KNETRECON_LEDGER":         filepath.Join(t.TempDir(), "data", "ledger.db"),
+		"KNETRECON_ADMIN_ADDR":     "127.0.0.1:0",
+		"KNETRECON_FETCH_WAIT":     "100ms",
 		"KNETRECON_SWEEP_SCHEDULE": "off",
 	}
 	cfg, _, err := ParseConfig("run", nil, env(vars), nil)

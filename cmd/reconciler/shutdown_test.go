@@ -30,11 +30,11 @@ func TestShutdownFinishesTheBatchInHand(t *testing.T) {
 	}
 	<-js.PublishAsyncComplete()
 	vars := map[string]string{
-		"KNETRECON_NATS_URL":   ns.ClientURL(),
-		"KNETRECON_LEDGER":     filepath.Join(t.TempDir(), "ledger.db"),
-		"KNETRECON_ADMIN_ADDR": "127.0.0.1:0",
-		"KNETRECON_BATCH_SIZE": "100",
-		"KNETRECON_FETCH_WAIT": "100ms",
+		"KNETRECON_NATS_URL":       ns.ClientURL(),
+		"KNETRECON_LEDGER":         filepath.Join(t.TempDir(), "ledger.db"),
+		"KNETRECON_ADMIN_ADDR":     "127.0.0.1:0",
+		"KNETRECON_BATCH_SIZE":     "100",
+		"KNETRECON_FETCH_WAIT":     "100ms",
 		"KNETRECON_SWEEP_SCHEDULE": "off",
 	}
 	cfg, _, err := ParseConfig("run", nil, env(vars), nil)

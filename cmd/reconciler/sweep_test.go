@@ -144,7 +144,10 @@ func TestRunSweepsOnSchedule(t *testing.T) {
 	})
 	ctx := context.Background()
 	id := p.pay(t, 7_000)
-	poll(t, "payment_pending applied", func() bool { d, err := m.Ledger().Payment(ctx, id); return err == nil && d.Status == payment.StatusPending })
+	poll(t, "payment_pending applied", func() bool {
+		d, err := m.Ledger().Payment(ctx, id)
+		return err == nil && d.Status == payment.StatusPending
+	})
 	p.sim.DropNext(2)
 	if _, err := p.sim.Complete(id, ckosim.TestCard); err != nil {
 		t.Fatal(err)
