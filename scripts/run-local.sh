@@ -1,17 +1,70 @@
 #!/usr/bin/env bash
-# The whole pipeline on this machine, on embedded defaults: the receiver (with an in-process
-# NATS server under ./data/nats). Ctrl-C stops everything.
+# The whole pipeline on this machine, on embedded defaults:
+#   ckosim (a local Checkout.com) ──webhooks──▶ receiver (embedded NATS under ./data/nats)
+#        ▲                                            │ JetStream
+#        └──── GET /payments, voids ◀── reconciler ◀──┘ ──▶ SQLite ledger ./data/ledger.db
+# The simulator drives demo payments; KNET's seven minutes are shortened to one so that the
+# sweep's work (confirming expiries, voiding abandoned payments) shows within minutes.
+# Everything listens on 127.0.0.1. Ctrl-C stops it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export KNETRECON_WEBHOOK_KEYS=${KNETRECON_WEBHOOK_KEYS:-local-dev-webhook-key}
+
 export KNETRECON_DATA_DIR=${KNETRECON_DATA_DIR:-./data}
+export KNETRECON_LEDGER=${KNETRECON_LEDGER:-$KNETRECON_DATA_DIR/ledger.db}
+WEBHOOK_KEY=${KNETRECON_WEBHOOK_KEYS:-local-dev-webhook-key}
+SECRET_KEY=${KNETRECON_CHECKOUT_SECRET_KEY:-sk_sbox_local}
+DEMO=${DEMO:-40}
+EXPIRY=${EXPIRY:-1m}
+
 mkdir -p "$KNETRECON_DATA_DIR" bin
-go build -o bin/ ./cmd/...
+echo "building…"
+go build -o bin/ ./cmd/receiver ./cmd/reconciler ./cmd/ckosim
 
 pids=()
-stop() { trap - INT TERM EXIT; for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait; }
+stop() {
+  trap - INT TERM EXIT
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
 trap stop INT TERM EXIT
 
-bin/receiver --log-dev &
+wait_for() { # url
+  for _ in $(seq 1 150); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "gave up waiting for $1" >&2
+  return 1
+}
+
+KNETRECON_WEBHOOK_KEYS=$WEBHOOK_KEY KNETRECON_RECEIVER_ADDR=127.0.0.1:8080 \
+  bin/receiver --log-dev --log-level warn &
 pids+=($!)
+wait_for http://127.0.0.1:8080/readyz
+
+KNETRECON_CHECKOUT_URL=http://127.0.0.1:8090 KNETRECON_CHECKOUT_SECRET_KEY=$SECRET_KEY \
+KNETRECON_PENDING_TIMEOUT=$EXPIRY KNETRECON_VOID_GRACE=20s KNETRECON_STUCK_AFTER=5m \
+KNETRECON_SWEEP_SCHEDULE="@every 15s" \
+  bin/reconciler run --log-dev &
+pids+=($!)
+wait_for http://127.0.0.1:9090/readyz
+
+bin/ckosim --log-dev --addr 127.0.0.1:8090 --expiry "$EXPIRY" --secret-key "$SECRET_KEY" \
+  --webhook-url http://127.0.0.1:8080/webhooks/checkout --webhook-key "$WEBHOOK_KEY" \
+  --drop-rate 0.1 --duplicate-rate 0.1 --delay-rate 0.1 --max-delay 20s --demo "$DEMO" &
+pids+=($!)
+
+cat <<TXT
+
+knetrecon is running (KNET expiry shortened to $EXPIRY for the demo):
+  receiver     http://127.0.0.1:8080/webhooks/checkout   (/healthz /readyz /metrics)
+  reconciler   http://127.0.0.1:9090/metrics             ledger $KNETRECON_LEDGER
+  ckosim       http://127.0.0.1:8090/_sim/payments        (open a redirect_url to pay by hand:
+               card 8888880000000001, 09/2025, PIN 1234)
+In another terminal:
+  bin/reconciler payment <pay_id>        the ledger's view of a payment
+  bin/reconciler stuck                   what the sweep could not resolve
+  sqlite3 $KNETRECON_LEDGER 'select status, count(*), sum(captured) from payments group by 1'
+Ctrl-C stops everything.
+TXT
 wait
