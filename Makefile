@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 1
 
-.PHONY: run test vet fmt-check bench bench-receiver bench-go bench-sweep build fuzz clean
+.PHONY: run test vet fmt-check bench bench-receiver bench-go bench-sweep bench-road build fuzz clean
 
 ## run: the whole pipeline on this machine, embedded defaults (NATS and SQLite under ./data)
 run:
@@ -31,6 +31,10 @@ bench-go:
 ## bench-receiver: signed 1.5 KB webhooks at 32 and 256 connections and 5,000/s, against a null handler
 bench-receiver:
 	./scripts/bench-receiver.sh
+
+## bench-road: receiver and reconciler together on one box, fixed rates, time to drain
+bench-road:
+	./scripts/bench-road.sh
 
 ## bench-sweep: one sweep over 10,000 overdue payments, simulator at 50 ms per call, 50 req/s limit
 bench-sweep:

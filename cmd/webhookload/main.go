@@ -35,7 +35,7 @@ func main() {
 		targets  = flag.String("targets", "", "comma-separated name=host:port list to load, e.g. null=127.0.0.1:18081,receiver=127.0.0.1:18080")
 		path     = flag.String("path", "/webhooks/checkout", "webhook path")
 		key      = flag.String("key", "bench-key", "webhook signature key")
-		conns    = flag.String("conns", "32,256", "concurrencies for the closed-loop runs")
+		conns    = flag.String("conns", "32,256", "concurrencies for the closed-loop runs (empty: none)")
 		duration = flag.Duration("duration", 10*time.Second, "length of each run")
 		warmup   = flag.Duration("warmup", 2*time.Second, "warm-up before each run, not counted")
 		rate     = flag.Int("rate", 5000, "webhooks/s for the fixed-rate run (0 skips it)")
@@ -56,6 +56,9 @@ func main() {
 	}
 	var levels []int
 	for _, c := range strings.Split(*conns, ",") {
+		if strings.TrimSpace(c) == "" {
+			continue
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(c))
 		if err != nil || n < 1 || n > 4096 {
 			fmt.Fprintf(os.Stderr, "webhookload: bad -conns entry %q\n", c)

@@ -1,0 +1,80 @@
+package config
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFlagOverEnvOverDefault(t *testing.T) {
+	env := map[string]string{"X_ADDR": ":9", "X_N": "7", "X_D": "90s", "X_B": "true"}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	b := NewBinder(fs, func(k string) string { return env[k] })
+	var addr, other string
+	var n int
+	var d time.Duration
+	var on bool
+	b.String(&addr, "addr", "X_ADDR", ":1", "")
+	b.String(&other, "other", "X_OTHER", "def", "")
+	b.Int(&n, "n", "X_N", 1, "")
+	b.Duration(&d, "d", "X_D", time.Second, "")
+	b.Bool(&on, "b", "X_B", false, "")
+	if err := fs.Parse([]string{"-addr", ":5"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if addr != ":5" || other != "def" || n != 7 || d != 90*time.Second || !on {
+		t.Fatalf("got %q %q %d %s %v", addr, other, n, d, on)
+	}
+	if len(b.Vars) != 5 || b.Vars[0].Env != "X_ADDR" {
+		t.Fatalf("vars %+v", b.Vars)
+	}
+}
+
+func TestBadValuesNameTheVariable(t *testing.T) {
+	env := map[string]string{"X_N": "seven", "X_D": "5", "X_B": "maybe"}
+	b := NewBinder(flag.NewFlagSet("t", flag.ContinueOnError), func(k string) string { return env[k] })
+	var n int
+	var d time.Duration
+	var on bool
+	b.Int(&n, "n", "X_N", 1, "")
+	b.Duration(&d, "d", "X_D", time.Second, "")
+	b.Bool(&on, "b", "X_B", false, "")
+	err := b.Finish()
+	for _, v := range []string{"X_N", "X_D", "X_B"} {
+		if err == nil || !strings.Contains(err.Error(), v) {
+			t.Errorf("error %v does not name %s", err, v)
+		}
+	}
+}
+
+func TestSecretFromFileNeverInErrors(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(f, []byte("sk_from_file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	b := NewBinder(fs, func(k string) string { return map[string]string{"X_KEY_FILE": f}[k] })
+	var key string
+	b.Secret(&key, "key", "X_KEY", "")
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Finish(); err != nil || key != "sk_from_file" {
+		t.Fatalf("key %q, %v", key, err)
+	}
+
+	fs = flag.NewFlagSet("t", flag.ContinueOnError)
+	b = NewBinder(fs, func(k string) string { return map[string]string{"X_KEY": "sk_direct_secret", "X_KEY_FILE": f}[k] })
+	b.Secret(&key, "key", "X_KEY", "")
+	_ = fs.Parse(nil)
+	err := b.Finish()
+	if err == nil || !strings.Contains(err.Error(), "X_KEY_FILE") || strings.Contains(err.Error(), "sk_direct_secret") {
+		t.Fatalf("both set: %v", err)
+	}
+}
