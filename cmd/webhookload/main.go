@@ -74,16 +74,19 @@ func main() {
 			fmt.Fprintf(os.Stderr, "webhookload: bad -targets entry %q (want name=host:port)\n", t)
 			os.Exit(2)
 		}
+		// The fixed-rate run comes first, on a quiet server: it measures latency, not the
+		// aftermath of the overload runs that follow.
+		if *rate > 0 {
+			_ = fixedRate(gen, addr, *rate, *warmup)
+			r := fixedRate(gen, addr, *rate, *duration)
+			r.Target, r.Mode = name, fmt.Sprintf("%d/s fixed", *rate)
+			results = append(results, r)
+			fmt.Println(r)
+		}
 		for _, c := range levels {
 			_ = closedLoop(gen, addr, c, *warmup)
 			r := closedLoop(gen, addr, c, *duration)
 			r.Target, r.Mode = name, fmt.Sprintf("%d conns", c)
-			results = append(results, r)
-			fmt.Println(r)
-		}
-		if *rate > 0 {
-			r := fixedRate(gen, addr, *rate, *duration)
-			r.Target, r.Mode = name, fmt.Sprintf("%d/s fixed", *rate)
 			results = append(results, r)
 			fmt.Println(r)
 		}
