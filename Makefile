@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 1
 
-.PHONY: run test vet fmt-check bench bench-receiver bench-go bench-sweep bench-road build fuzz clean
+.PHONY: run test vet fmt-check bench bench-receiver bench-go bench-sweep bench-road bench-growth build fuzz clean
 
 ## run: the whole pipeline on this machine, embedded defaults (NATS and SQLite under ./data)
 run:
@@ -26,11 +26,15 @@ build:
 bench: bench-go bench-receiver
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem -skip SweepOverdue ./...
+	$(GO) test -run '^$$' -bench . -benchmem -skip 'SweepOverdue|LedgerGrowth' ./...
 
 ## bench-receiver: signed 1.5 KB webhooks at 32 and 256 connections and 5,000/s, against a null handler
 bench-receiver:
 	./scripts/bench-receiver.sh
+
+## bench-growth: memory and throughput while the ledger grows to 1M payments (several minutes)
+bench-growth:
+	$(GO) test ./internal/store -run '^$$' -bench LedgerGrowth -benchtime 1x -timeout 60m
 
 ## bench-road: receiver and reconciler together on one box, fixed rates, time to drain
 bench-road:
