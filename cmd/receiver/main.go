@@ -265,19 +265,7 @@ func (m *Main) Close() error {
 		keep(srv.Shutdown(ctx))
 	}
 	m.wg.Wait()
-	if m.nc != nil {
-		closed := make(chan struct{})
-		m.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-		if err := m.nc.Drain(); err != nil {
-			m.nc.Close()
-		} else {
-			select {
-			case <-closed:
-			case <-ctx.Done():
-				m.nc.Close()
-			}
-		}
-	}
+	events.Drain(ctx, m.nc)
 	if m.ns != nil {
 		m.ns.Shutdown()
 		m.ns.WaitForShutdown()

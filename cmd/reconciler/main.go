@@ -474,19 +474,7 @@ func (m *Main) Close() error {
 		keep(m.admin.Shutdown(ctx))
 	}
 	m.wg.Wait()
-	if m.nc != nil {
-		closed := make(chan struct{})
-		m.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-		if err := m.nc.Drain(); err != nil {
-			m.nc.Close()
-		} else {
-			select {
-			case <-closed:
-			case <-ctx.Done():
-				m.nc.Close()
-			}
-		}
-	}
+	events.Drain(ctx, m.nc)
 	if m.ledger != nil {
 		keep(m.ledger.Close())
 	}

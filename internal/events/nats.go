@@ -1,6 +1,7 @@
 package events
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"knetrecon/internal/config"
 )
 
 // ConnConfig says how to reach NATS. Production NATS is secured: credentials, an NKey seed or a
@@ -35,6 +38,36 @@ type ConnConfig struct {
 	// OnDisconnect and OnReconnect, when set, are told of connection changes (for logs).
 	OnDisconnect func(error)
 	OnReconnect  func(url string)
+}
+
+// BindSecurity binds the settings that secure a NATS connection (credentials, NKey, token, TLS)
+// to their flags and KNETRECON_NATS_… variables: every command that talks to NATS takes them alike.
+func (c *ConnConfig) BindSecurity(b *config.Binder) {
+	b.String(&c.CredsFile, "nats-creds", "KNETRECON_NATS_CREDS", "", "NATS credentials file")
+	b.String(&c.NKeySeedFile, "nats-nkey-seed-file", "KNETRECON_NATS_NKEY_SEED_FILE", "", "file holding an NKey seed")
+	b.Secret(&c.Token, "nats-token", "KNETRECON_NATS_TOKEN", "NATS authentication token")
+	b.String(&c.TLSCAFile, "nats-tls-ca", "KNETRECON_NATS_TLS_CA", "", "PEM CA file to trust for NATS TLS")
+	b.String(&c.TLSCertFile, "nats-tls-cert", "KNETRECON_NATS_TLS_CERT", "", "client certificate for NATS mutual TLS")
+	b.String(&c.TLSKeyFile, "nats-tls-key", "KNETRECON_NATS_TLS_KEY", "", "client key for NATS mutual TLS")
+}
+
+// Drain drains nc (subscriptions finish, publishes flush) and waits for it to close, or closes it
+// when ctx ends first.
+func Drain(ctx context.Context, nc *nats.Conn) {
+	if nc == nil {
+		return
+	}
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		nc.Close()
+	}
 }
 
 // Connect dials NATS with endless reconnects: a NATS restart must never need a knetrecon restart.
