@@ -568,3 +568,29 @@ func TestSweepConfigValidate(t *testing.T) {
 		t.Fatalf("Validate = %v", err)
 	}
 }
+
+func TestSweepAmountMismatchRecorded(t *testing.T) {
+	e := newSweepEnv(t, nil)
+	e.sim.DropNext(1) // its payment_pending is lost; the ledger hears a wrong amount instead
+	c, err := e.sim.CreatePayment(ckosim.PaymentRequest{Amount: 1_000, Currency: "KWD", Reference: "ORD-2",
+		Source: checkout.Source{Type: "knet", Language: "en"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.Land(c.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.idle()
+	body, _ := json.Marshal(map[string]any{"id": "evt_wrongamount", "type": "payment_pending",
+		"created_on": e.clock.Now().Format(time.RFC3339), "data": map[string]any{"id": c.ID, "amount": 9_990, "currency": "KWD"}})
+	e.apply(body)
+	e.advance(8 * time.Minute)
+	e.sweep(false)
+	p := e.payment(c.ID)
+	if len(p.Discrepancies) != 1 || p.Discrepancies[0].Kind != payment.KindAmountMismatch || p.Discrepancies[0].Origin != "api" {
+		t.Fatalf("discrepancies %+v, want one amount_mismatch from the API", p.Discrepancies)
+	}
+	if p.Amount != 9_990 {
+		t.Fatalf("ledger amount %d: the API's answer must not silently replace it", p.Amount)
+	}
+}
