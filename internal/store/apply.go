@@ -227,6 +227,11 @@ var statements = map[string]string{
 		WHERE payment_id = ? AND state = 'held' ORDER BY occurred_at, action_id`,
 	"postHeld":    `UPDATE postings SET state = 'posted', posted_at = ? WHERE action_id = ?`,
 	"journalLine": `INSERT INTO journal (action_id, account, debit, credit, currency) VALUES (?, ?, ?, ?, ?)`,
+	// One savepoint name serves every level: SQLite releases or rolls back the innermost of that
+	// name. Prepared once, they cost a step each instead of a parse (see Tx.Savepoint).
+	"savepoint":  `SAVEPOINT sp`,
+	"release":    `RELEASE sp`,
+	"rollbackTo": `ROLLBACK TO sp`,
 	"discrepancy": `INSERT INTO discrepancies (payment_id, kind, subject, details, event_id, origin, detected_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (payment_id, kind, subject) DO NOTHING`,
 }

@@ -236,7 +236,6 @@ type Tx struct {
 	l     *Ledger
 	now   time.Time
 	stmts map[string]*sqlx.Stmt
-	sp    int
 }
 
 // Update runs fn in one immediate transaction on the writer connection and commits if fn returns
@@ -261,21 +260,19 @@ func (l *Ledger) Update(ctx context.Context, fn func(*Tx) error) error {
 // Savepoint runs fn inside a savepoint of tx: if fn fails, only its writes are rolled back and
 // the transaction goes on. This is how one bad event in a batch leaves its neighbours applied.
 func (t *Tx) Savepoint(ctx context.Context, fn func() error) error {
-	t.sp++
-	name := "sp" + strconv.Itoa(t.sp)
-	if _, err := t.tx.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
+	if _, err := t.stmt("savepoint").ExecContext(ctx); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
 	if err := fn(); err != nil {
-		if _, rerr := t.tx.ExecContext(ctx, "ROLLBACK TO "+name); rerr != nil {
+		if _, rerr := t.stmt("rollbackTo").ExecContext(ctx); rerr != nil {
 			return errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
 		}
-		if _, rerr := t.tx.ExecContext(ctx, "RELEASE "+name); rerr != nil {
+		if _, rerr := t.stmt("release").ExecContext(ctx); rerr != nil {
 			return errors.Join(err, fmt.Errorf("release savepoint: %w", rerr))
 		}
 		return err
 	}
-	if _, err := t.tx.ExecContext(ctx, "RELEASE "+name); err != nil {
+	if _, err := t.stmt("release").ExecContext(ctx); err != nil {
 		return fmt.Errorf("release savepoint: %w", err)
 	}
 	return nil
