@@ -3,6 +3,7 @@
 # Sends signed ~1.5 KB webhooks to 127.0.0.1 only; every run is bounded by -duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v curl >/dev/null || { echo "this benchmark reads /metrics with curl: apt-get install -y curl" >&2; exit 1; }
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32,256}
 RATE=${RATE:-5000}

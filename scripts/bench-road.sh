@@ -4,6 +4,7 @@
 # time until the ledger holds every event. Reports webhooks/s taken in and events/s applied.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v curl >/dev/null || { echo "this benchmark reads /metrics with curl: apt-get install -y curl" >&2; exit 1; }
 RATES=${RATES:-8000 10000 12500}
 DURATION=${DURATION:-20s}
 tmp=$(mktemp -d)

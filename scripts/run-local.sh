@@ -28,26 +28,26 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-wait_for() { # url
+wait_for() { # host port: each service opens its port once it is ready (no curl needed)
   for _ in $(seq 1 150); do
-    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
     sleep 0.2
   done
-  echo "gave up waiting for $1" >&2
+  echo "gave up waiting for $1:$2" >&2
   return 1
 }
 
 KNETRECON_WEBHOOK_KEYS=$WEBHOOK_KEY KNETRECON_RECEIVER_ADDR=127.0.0.1:8080 \
   bin/receiver --log-dev --log-level warn &
 pids+=($!)
-wait_for http://127.0.0.1:8080/readyz
+wait_for 127.0.0.1 8080
 
 KNETRECON_CHECKOUT_URL=http://127.0.0.1:8090 KNETRECON_CHECKOUT_SECRET_KEY=$SECRET_KEY \
 KNETRECON_PENDING_TIMEOUT=$EXPIRY KNETRECON_VOID_GRACE=20s KNETRECON_STUCK_AFTER=5m \
 KNETRECON_SWEEP_SCHEDULE="@every 15s" \
   bin/reconciler run --log-dev &
 pids+=($!)
-wait_for http://127.0.0.1:9090/readyz
+wait_for 127.0.0.1 9090
 
 bin/ckosim --log-dev --addr 127.0.0.1:8090 --expiry "$EXPIRY" --secret-key "$SECRET_KEY" \
   --webhook-url http://127.0.0.1:8080/webhooks/checkout --webhook-key "$WEBHOOK_KEY" \
