@@ -388,3 +388,35 @@ func TestKeysFromFileNeverLogged(t *testing.T) {
 		t.Fatalf("error %v must name the problem and never the key", err)
 	}
 }
+
+// A full stream refuses new messages (DiscardNew): the receiver answers 503 so Checkout.com
+// retries, and nothing already stored is pushed out.
+func TestStreamFull503(t *testing.T) {
+	m := mustRunReceiver(t, map[string]string{"KNETRECON_STREAM_MAX_BYTES": "3000", "KNETRECON_PUBLISH_TIMEOUT": "1s"})
+	s := stream(t, m)
+	first := sample(t, "webhook_payment_captured.json")
+	if resp, text := post(t, m, first, signed(oldKey, first)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first: %d %s", resp.StatusCode, text)
+	}
+	var refused bool
+	for _, name := range []string{"webhook_payment_refunded.json", "webhook_payment_expired.json", "webhook_payment_pending.json"} {
+		body := sample(t, name)
+		resp, _ := post(t, m, body, signed(oldKey, body))
+		switch resp.StatusCode {
+		case http.StatusOK:
+		case http.StatusServiceUnavailable:
+			refused = true
+			if resp.Header.Get("Retry-After") == "" {
+				t.Fatal("503 without Retry-After")
+			}
+		default:
+			t.Fatalf("%s: %d, want 200 or 503", name, resp.StatusCode)
+		}
+	}
+	if !refused {
+		t.Fatal("a 3000-byte stream took every sample")
+	}
+	if _, err := s.GetMsg(context.Background(), 1); err != nil {
+		t.Fatalf("the first message was pushed out: %v", err)
+	}
+}
