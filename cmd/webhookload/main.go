@@ -242,6 +242,7 @@ type result struct {
 	Seconds float64 `json:"seconds"`
 }
 
+// String is the result as one line of the report.
 func (r result) String() string {
 	return fmt.Sprintf("%-10s %-14s %9.0f webhooks/s  p50 %6.2f ms  p99 %6.2f ms  max %7.2f ms  (%d ok, %d errors)",
 		r.Target, r.Mode, r.PerSec, r.P50ms, r.P99ms, r.Maxms, r.OK, r.Errors)

@@ -42,10 +42,12 @@ type flushOnError struct {
 	ws zapcore.WriteSyncer
 }
 
+// With keeps the flushing behaviour on derived loggers.
 func (f *flushOnError) With(fields []zapcore.Field) zapcore.Core {
 	return &flushOnError{Core: f.Core.With(fields), ws: f.ws}
 }
 
+// Check routes enabled entries through Write below.
 func (f *flushOnError) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
 	if f.Enabled(e.Level) {
 		return ce.AddCore(e, f)
@@ -53,6 +55,7 @@ func (f *flushOnError) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore
 	return ce
 }
 
+// Write writes the entry and flushes the buffer for errors and worse.
 func (f *flushOnError) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	err := f.Core.Write(e, fields)
 	if e.Level >= zapcore.ErrorLevel {
