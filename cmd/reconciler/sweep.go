@@ -78,6 +78,7 @@ type cronLogger struct{ log *zap.Logger }
 
 // Info logs cron's routine messages at debug level.
 func (c cronLogger) Info(msg string, kv ...any) { c.log.Sugar().Debugw("cron: "+msg, kv...) }
+
 // Error logs cron's errors (a recovered panic in a sweep among them).
 func (c cronLogger) Error(err error, msg string, kv ...any) {
 	c.log.Sugar().Errorw("cron: "+msg, append(kv, "error", err)...)
