@@ -317,6 +317,16 @@ func (s *scanner) number() bool {
 	return s.i > start
 }
 
+// stopInString marks the bytes that end a run of plain string content: the closing quote, a
+// backslash, and the control characters JSON forbids inside strings.
+var stopInString = func() (t [256]bool) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
+
 // str reads a string token and, when decode is set, returns its decoded value. The common case,
 // no escapes, costs one scan and no allocation: the result aliases the input.
 func (s *scanner) str(decode bool) ([]byte, bool) {
@@ -324,16 +334,14 @@ func (s *scanner) str(decode bool) ([]byte, bool) {
 	s.i++ // opening quote
 	escaped := false
 	for {
-		j := bytes.IndexAny(s.b[s.i:], "\"\\")
-		if j < 0 {
+		j := s.i
+		for j < len(s.b) && !stopInString[s.b[j]] {
+			j++
+		}
+		if j >= len(s.b) || s.b[j] < 0x20 {
 			return nil, false
 		}
-		for _, c := range s.b[s.i : s.i+j] {
-			if c < 0x20 {
-				return nil, false
-			}
-		}
-		s.i += j
+		s.i = j
 		if s.b[s.i] == '"' {
 			s.i++
 			break
