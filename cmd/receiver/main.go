@@ -114,7 +114,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.nc, err = events.Connect(conn); err != nil {
 		return err
 	}
-	if m.js, err = jetstream.New(m.nc); err != nil {
+	if m.js, err = jetstream.New(m.nc, events.PublishOptions(2*cfg.PublishTimeout)...); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	if err := m.ensureStream(ctx); err != nil {
