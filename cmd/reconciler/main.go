@@ -342,6 +342,9 @@ func (m *Main) Run(ctx context.Context) error {
 		m.ledger.Now = m.Now
 		m.Config.Sweep.Now = m.Now
 	}
+	if cfg.SweepOn() {
+		m.ledger.FirstCheckAfter = cfg.Sweep.PendingTimeout
+	}
 	conn := cfg.NATS
 	conn.OnDisconnect = func(err error) { m.Log.Warn("NATS disconnected", zap.Error(err)) }
 	conn.OnReconnect = func(url string) { m.Log.Info("NATS reconnected", zap.String("url", url)) }

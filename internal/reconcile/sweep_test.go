@@ -92,6 +92,7 @@ func newSweepEnvTB(t testing.TB, tune func(*reconcile.SweepConfig), rate float64
 	if tune != nil {
 		tune(&cfg)
 	}
+	e.ledger.FirstCheckAfter = cfg.PendingTimeout
 	log := zaptest.NewLogger(t)
 	if _, bench := t.(*testing.B); bench {
 		log = zap.NewNop() // a benchmark prints every log line
@@ -592,5 +593,26 @@ func TestSweepAmountMismatchRecorded(t *testing.T) {
 	}
 	if p.Amount != 9_990 {
 		t.Fatalf("ledger amount %d: the API's answer must not silently replace it", p.Amount)
+	}
+}
+
+// A ledger that made a young payment due at once (FirstCheckAfter zero, as after a change of
+// KNETRECON_PENDING_TIMEOUT): the sweep only schedules its first check, asking nothing.
+func TestSweepSchedulesYoungPayments(t *testing.T) {
+	e := newSweepEnv(t, nil)
+	e.ledger.FirstCheckAfter = 0
+	id := e.newPayment(1_000)
+	e.advance(time.Minute)
+	before := len(e.sim.RequestTimes())
+	rep := e.sweep(false)
+	if rep.Outcomes[reconcile.CheckNotDue] != 1 || len(e.sim.RequestTimes()) != before {
+		t.Fatalf("outcomes %v, %d API requests", rep.Outcomes, len(e.sim.RequestTimes())-before)
+	}
+	p := e.payment(id)
+	if want := p.AgeBase().Add(7 * time.Minute); !p.NextCheckAt.Equal(want) {
+		t.Fatalf("next check %s, want %s", p.NextCheckAt, want)
+	}
+	if rep := e.sweep(false); len(rep.Outcomes) != 0 {
+		t.Fatalf("second sweep met it again: %v", rep.Outcomes)
 	}
 }

@@ -525,7 +525,7 @@ func (t *Tx) loadPayment(ctx context.Context, in Input) (*paymentRow, error) {
 		if first.IsZero() {
 			first = t.now
 		}
-		return &paymentRow{ID: in.PaymentID, FirstSeenAt: first, NextCheckAt: first}, nil
+		return &paymentRow{ID: in.PaymentID, FirstSeenAt: first, NextCheckAt: first.Add(t.l.FirstCheckAfter)}, nil
 	}
 	if err != nil {
 		return nil, err

@@ -43,6 +43,10 @@ type Ledger struct {
 	r    *sqlx.DB // readers
 	// Now is the ledger's clock (applied_at, detected_at). Tests set it.
 	Now func() time.Time
+	// FirstCheckAfter sets a new payment's first sweep check this long after it was first seen
+	// (the reconciler sets KNETRECON_PENDING_TIMEOUT), so the sweep's due list never holds young
+	// payments. Zero makes them due at once.
+	FirstCheckAfter time.Duration
 
 	stmts map[string]*sqlx.Stmt
 }
