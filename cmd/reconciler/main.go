@@ -194,6 +194,13 @@ func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout 
 			fmt.Fprintf(stdout, "  #%d %s %s %s\n", d.ID, d.Kind, d.Subject, d.Details)
 		}
 	}
+	if len(p.Checks) > 0 {
+		fmt.Fprintln(stdout, "sweep checks (newest first):")
+		for _, c := range p.Checks {
+			fmt.Fprintf(stdout, "  %s  %-17s provider %-12q action %-15s %4d ms %s\n", c.CheckedAt.Format(time.RFC3339),
+				c.Outcome, c.ProviderStatus, c.Action, c.LatencyMS, c.Error)
+		}
+	}
 	return 0
 }
 

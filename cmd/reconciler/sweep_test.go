@@ -250,4 +250,25 @@ func TestSweepAndStuckCommands(t *testing.T) {
 	if text := cli("stuck"); !strings.Contains(text, refused) || !strings.Contains(text, "void refused") {
 		t.Fatalf("stuck printed:\n%s", text)
 	}
+	// The whole story of the payment, checks included.
+	var detail struct {
+		ID     string `json:"id"`
+		Checks []struct {
+			Outcome string `json:"outcome"`
+			Error   string `json:"error"`
+		} `json:"checks"`
+		Discrepancies []struct {
+			Kind string `json:"kind"`
+		} `json:"discrepancies"`
+	}
+	if err := json.Unmarshal([]byte(cli("payment", refused, "--json")), &detail); err != nil {
+		t.Fatal(err)
+	}
+	if len(detail.Checks) != 1 || detail.Checks[0].Outcome != "void_refused" || detail.Checks[0].Error == "" ||
+		len(detail.Discrepancies) != 1 || detail.Discrepancies[0].Kind != "stuck" {
+		t.Fatalf("payment --json = %+v", detail)
+	}
+	if text := cli("payment", refused); !strings.Contains(text, "sweep checks") || !strings.Contains(text, "void_refused") {
+		t.Fatalf("payment printed:\n%s", text)
+	}
 }

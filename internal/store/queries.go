@@ -36,12 +36,15 @@ type Payment struct {
 	UpdatedAt      time.Time      `json:"updated_at"`
 }
 
-// PaymentDetail is a payment with its journal, its full event history and its discrepancies.
+// PaymentDetail is a payment with its journal, its full event history, its discrepancies and the
+// sweep's checks: the whole story of one payment.
 type PaymentDetail struct {
 	Payment
 	Postings      []Posting     `json:"postings"`
 	Events        []EventRecord `json:"events"`
 	Discrepancies []Discrepancy `json:"discrepancies"`
+	// Checks are the sweep's questions to Checkout.com about it, newest first.
+	Checks []CheckRecord `json:"checks"`
 }
 
 // Posting is one money movement, keyed by action id, with its journal lines.
@@ -146,6 +149,9 @@ func (l *Ledger) Payment(ctx context.Context, id string) (*PaymentDetail, error)
 		return nil, err
 	}
 	if d.Discrepancies, err = l.Discrepancies(ctx, DiscrepancyFilter{PaymentID: id, All: true}); err != nil {
+		return nil, err
+	}
+	if d.Checks, err = l.Checks(ctx, id, 0); err != nil {
 		return nil, err
 	}
 	return d, nil
