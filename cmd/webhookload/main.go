@@ -276,6 +276,52 @@ func (rec *recorder) result(elapsed time.Duration) result {
 		P50ms: pct(0.50), P99ms: pct(0.99), Maxms: pct(1), Seconds: elapsed.Seconds()}
 }
 
+// worker is one connection's share of a run: it sends, redials after a broken connection, and
+// tallies what happened.
+type worker struct {
+	g    *generator
+	addr string
+	c    *conn
+	lats []time.Duration
+	ok   int
+	errs int
+}
+
+// send sends one webhook and records its latency from since. It reports false when the
+// connection is gone and cannot be redialled.
+func (w *worker) send(since time.Time) bool {
+	if w.c == nil {
+		c, err := dial(w.g, w.addr)
+		if err != nil {
+			w.errs++
+			return false
+		}
+		w.c = c
+	}
+	status, err := w.c.do(w.g, w.addr)
+	if err != nil {
+		w.errs++
+		w.c.c.Close()
+		w.c = nil
+		return true
+	}
+	w.lats = append(w.lats, time.Since(since))
+	if status == http.StatusOK {
+		w.ok++
+	} else {
+		w.errs++
+	}
+	return true
+}
+
+// done closes the connection and hands the tally to rec.
+func (w *worker) done(rec *recorder) {
+	if w.c != nil {
+		w.c.c.Close()
+	}
+	rec.add(w.lats, w.ok, w.errs)
+}
+
 // closedLoop keeps n connections busy for d, each sending its next webhook as soon as the last
 // one is answered.
 func closedLoop(g *generator, addr string, n int, d time.Duration) result {
@@ -288,31 +334,9 @@ func closedLoop(g *generator, addr string, n int, d time.Duration) result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var lats []time.Duration
-			ok, errs := 0, 0
-			defer func() { rec.add(lats, ok, errs) }()
-			c, err := dial(g, addr)
-			if err != nil {
-				errs++
-				return
-			}
-			defer c.c.Close()
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				status, err := c.do(g, addr)
-				if err != nil {
-					errs++
-					if c, err = dial(g, addr); err != nil {
-						return
-					}
-					continue
-				}
-				lats = append(lats, time.Since(t0))
-				if status == http.StatusOK {
-					ok++
-				} else {
-					errs++
-				}
+			w := &worker{g: g, addr: addr}
+			defer w.done(rec)
+			for ctx.Err() == nil && w.send(time.Now()) {
 			}
 		}()
 	}
@@ -327,37 +351,14 @@ func fixedRate(g *generator, addr string, rate int, d time.Duration) result {
 	total := int(float64(rate) * d.Seconds())
 	due := make(chan time.Time, total)
 	var wg sync.WaitGroup
-	workers := 128
-	for range workers {
+	for range 128 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var lats []time.Duration
-			ok, errs := 0, 0
-			defer func() { rec.add(lats, ok, errs) }()
-			c, err := dial(g, addr)
-			if err != nil {
-				for range due {
-					errs++
-				}
-				return
-			}
-			defer c.c.Close()
+			w := &worker{g: g, addr: addr}
+			defer w.done(rec)
 			for at := range due {
-				status, err := c.do(g, addr)
-				if err != nil {
-					errs++
-					if c2, err := dial(g, addr); err == nil {
-						c = c2
-					}
-					continue
-				}
-				lats = append(lats, time.Since(at))
-				if status == http.StatusOK {
-					ok++
-				} else {
-					errs++
-				}
+				w.send(at) // an unreachable server counts each due webhook as an error
 			}
 		}()
 	}
