@@ -261,7 +261,12 @@ const (
 // Apply applies one input inside tx: de-duplicate by event id and body hash; load or create the
 // payment; learn the fact; post money by action id; derive the status; write the payment, the
 // event and any discrepancy. An error leaves tx to be rolled back (or the savepoint).
+//
+// Once started, Apply runs to its end whatever ctx says (the busy timeout bounds its waits): the
+// statements then run without a watcher goroutine each, and a batch in hand is finished on
+// shutdown rather than torn.
 func (t *Tx) Apply(ctx context.Context, in Input) (Result, error) {
+	ctx = context.WithoutCancel(ctx)
 	res := Result{EventID: in.EventID, PaymentID: in.PaymentID}
 	if err := in.Validate(); err != nil {
 		return res, err

@@ -240,16 +240,35 @@ type Tx struct {
 	l     *Ledger
 	now   time.Time
 	stmts map[string]*sqlx.Stmt
+	// optimistic runs savepoint bodies without a savepoint; see Update.
+	optimistic bool
 }
+
+// errNeedSavepoint ends an optimistic run of Update: a savepoint's body failed, so the run is
+// rolled back and done again with real savepoints. It never leaves Update.
+var errNeedSavepoint = fmt.Errorf("%w: a savepoint's work failed; running the transaction again with savepoints", ErrTransient)
 
 // Update runs fn in one immediate transaction on the writer connection and commits if fn returns
 // nil; otherwise it rolls back and returns fn's error. Failures worth retrying wrap ErrTransient.
+//
+// Savepoints are optimistic: a real one costs more than the event it guards (a copy of every page
+// the event touches), and nearly every event succeeds. So fn first runs with Savepoint calling its
+// body directly; if a body fails, that run is rolled back whole and fn runs again, this time with
+// real savepoints. fn must therefore keep its effects inside the transaction, or be safe to repeat.
 func (l *Ledger) Update(ctx context.Context, fn func(*Tx) error) error {
+	err := l.update(ctx, fn, true)
+	if errors.Is(err, errNeedSavepoint) {
+		err = l.update(ctx, fn, false)
+	}
+	return err
+}
+
+func (l *Ledger) update(ctx context.Context, fn func(*Tx) error, optimistic bool) error {
 	tx, err := l.w.BeginTxx(ctx, nil)
 	if err != nil {
 		return classify(fmt.Errorf("begin: %w", err))
 	}
-	t := &Tx{tx: tx, l: l, now: l.Now().UTC(), stmts: make(map[string]*sqlx.Stmt, len(l.stmts))}
+	t := &Tx{tx: tx, l: l, now: l.Now().UTC(), stmts: make(map[string]*sqlx.Stmt, len(l.stmts)), optimistic: optimistic}
 	if err := fn(t); err != nil {
 		_ = tx.Rollback()
 		return classify(err)
@@ -263,7 +282,19 @@ func (l *Ledger) Update(ctx context.Context, fn func(*Tx) error) error {
 
 // Savepoint runs fn inside a savepoint of tx: if fn fails, only its writes are rolled back and
 // the transaction goes on. This is how one bad event in a batch leaves its neighbours applied.
+//
+// In Update's optimistic run there is no savepoint: fn runs directly, and if it fails the whole
+// run is rolled back and repeated with real savepoints (see Update).
 func (t *Tx) Savepoint(ctx context.Context, fn func() error) error {
+	if t.optimistic {
+		if err := fn(); err != nil {
+			if IsTransient(err) {
+				return err
+			}
+			return errNeedSavepoint
+		}
+		return nil
+	}
 	if _, err := t.stmt("savepoint").ExecContext(ctx); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}

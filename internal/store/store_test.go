@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jmoiron/sqlx"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -382,5 +383,45 @@ func TestOverCaptureIsAmountMismatch(t *testing.T) {
 	p := mustPayment(t, l, "pay_1")
 	if p.Captured != 1600 || p.Status != payment.StatusCaptured || !reflect.DeepEqual(kinds(p), []string{"amount_mismatch"}) {
 		t.Fatalf("%+v %v", p.Payment, kinds(p))
+	}
+}
+
+// TestBatchFailureAfterWrites makes one event fail after it has already written its payment,
+// posting and journal lines (a trigger refuses its event row): the optimistic run is rolled back
+// and redone with savepoints, so its half-written rows vanish and its neighbours are kept.
+func TestBatchFailureAfterWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	l := storetest.MustOpenLedgerAt(t, path)
+	db, err := sqlx.Open("sqlite3", store.DSN(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER refuse_bad BEFORE INSERT ON events WHEN NEW.id = 'evt_bad'
+		BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END`); err != nil {
+		t.Fatal(err)
+	}
+	ins := []store.Input{
+		ev("evt_1", payment.EventPending, "pay_1", "", 1000, 0),
+		ev("evt_bad", payment.EventCaptured, "pay_2", "act_bad", 500, time.Second),
+		ev("evt_2", payment.EventCaptured, "pay_1", "act_c", 1000, time.Minute),
+	}
+	res, err := l.ApplyBatch(context.Background(), ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Err != nil || res[2].Err != nil || res[1].Err == nil || !strings.Contains(res[1].Err.Error(), "refused by test trigger") {
+		t.Fatalf("results %+v", res)
+	}
+	if p := mustPayment(t, l, "pay_1"); p.Status != payment.StatusCaptured || p.Captured != 1000 || len(p.Events) != 2 {
+		t.Fatalf("pay_1 %+v events %d", p.Payment, len(p.Events))
+	}
+	var n int
+	if err := db.Get(&n, `SELECT (SELECT COUNT(*) FROM payments WHERE id = 'pay_2') + (SELECT COUNT(*) FROM postings WHERE action_id = 'act_bad')
+		+ (SELECT COUNT(*) FROM journal WHERE action_id = 'act_bad')`); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d rows of the refused event survived", n)
 	}
 }
