@@ -31,6 +31,7 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 	StartTimeout      time.Duration
 	LogLevel          string
+	PProf             bool
 	LogDevelopment    bool
 
 	// Checkout is the API the sweep asks; Sweep its rules; SweepSchedule the cron spec ("off"
@@ -68,6 +69,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.Duration(&c.BatchLinger, "batch-linger", "KNETRECON_BATCH_LINGER", 5*time.Millisecond, "after a first message, wait this long for more to fill the batch")
 	b.Duration(&c.ShutdownTimeout, "shutdown-timeout", "KNETRECON_SHUTDOWN_TIMEOUT", 15*time.Second, "how long shutdown waits to finish the batch in hand")
 	b.Duration(&c.StartTimeout, "start-timeout", "KNETRECON_START_TIMEOUT", 30*time.Second, "how long start-up waits for NATS and the stream")
+	b.Bool(&c.PProf, "pprof", "KNETRECON_PPROF", false, "serve /debug/pprof/ on the admin address (for profiling)")
 	b.String(&c.LogLevel, "log-level", "KNETRECON_LOG_LEVEL", "info", "debug, info, warn or error")
 	b.Bool(&c.LogDevelopment, "log-dev", "KNETRECON_LOG_DEV", false, "human-readable console logs instead of JSON")
 	b.String(&c.Checkout.BaseURL, "checkout-url", "KNETRECON_CHECKOUT_URL", checkout.DefaultBaseURL, "Checkout.com API base URL (the simulator: http://127.0.0.1:8090)")
