@@ -122,7 +122,16 @@ func (p *Processor) apply(ctx context.Context, items []*item) (err error) {
 	if p.beforeApply != nil {
 		p.beforeApply()
 	}
+	ins := make([]store.Input, 0, len(items))
+	for _, it := range items {
+		if it.dead == nil {
+			ins = append(ins, it.in)
+		}
+	}
 	return p.ledger.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.Prefetch(ctx, ins); err != nil {
+			return err
+		}
 		for _, it := range items {
 			it.res = store.Result{}
 			if it.dead == nil {

@@ -165,6 +165,9 @@ type BatchResult struct {
 func (l *Ledger) ApplyBatch(ctx context.Context, ins []Input) ([]BatchResult, error) {
 	out := make([]BatchResult, len(ins))
 	err := l.Update(ctx, func(tx *Tx) error {
+		if err := tx.Prefetch(ctx, ins); err != nil {
+			return err
+		}
 		for i := range ins {
 			var res Result
 			err := tx.Savepoint(ctx, func() error {
@@ -204,9 +207,7 @@ func (p *paymentRow) facts() payment.Facts {
 var statements = map[string]string{
 	"eventHash": `SELECT body_hash FROM events WHERE id = ?`,
 	"eventDup":  `UPDATE events SET duplicates = duplicates + 1 WHERE id = ?`,
-	"payment": `SELECT id, status, provider_status, amount, currency, reference, customer, method, seen,
-		captured, refunded, held, requested_at, first_seen_at, last_event_at, last_checked_at, next_check_at
-		FROM payments WHERE id = ?`,
+	"payment":   `SELECT ` + paymentRowColumns + ` FROM payments WHERE id = ?`,
 	"upsertPayment": `INSERT INTO payments (id, status, provider_status, amount, currency, reference, customer,
 		method, seen, captured, refunded, held, final, requested_at, first_seen_at, last_event_at,
 		last_checked_at, next_check_at, updated_at)
@@ -274,8 +275,7 @@ func (t *Tx) Apply(ctx context.Context, in Input) (Result, error) {
 	sum := sha256.Sum256(in.Body)
 	hash := hex.EncodeToString(sum[:])
 
-	var prev string
-	switch err := t.stmt("eventHash").QueryRowContext(ctx, in.EventID).Scan(&prev); {
+	switch prev, err := t.eventHash(ctx, in.EventID); {
 	case err == nil && prev == hash:
 		res.Outcome = OutcomeDuplicate
 		if _, err := t.stmt("eventDup").ExecContext(ctx, in.EventID); err != nil {
@@ -425,14 +425,12 @@ func (t *Tx) learn(ctx context.Context, in Input, p *paymentRow, add func(paymen
 		return "", nil
 	}
 
-	var owner, kind, state string
-	var amount int64
-	switch err := t.stmt("posting").QueryRowContext(ctx, in.ActionID).Scan(&owner, &kind, &amount, &state); {
+	switch posted, err := t.posting(ctx, in.ActionID); {
 	case err == nil:
-		if amount != in.Amount || owner != in.PaymentID {
+		if posted.Amount != in.Amount || posted.PaymentID != in.PaymentID {
 			if err := add(payment.KindAmountMismatch, in.ActionID, map[string]any{
-				"action_id": in.ActionID, "posted_amount": amount, "event_amount": in.Amount,
-				"posted_payment": owner, "event_type": in.Type, "origin": string(in.Origin),
+				"action_id": in.ActionID, "posted_amount": posted.Amount, "event_amount": in.Amount,
+				"posted_payment": posted.PaymentID, "event_type": in.Type, "origin": string(in.Origin),
 			}); err != nil {
 				return "", err
 			}
@@ -488,6 +486,7 @@ func (t *Tx) releaseHeld(ctx context.Context, p *paymentRow) error {
 		if _, err := t.stmt("postHeld").ExecContext(ctx, fmtTime(t.now), h.ActionID); err != nil {
 			return err
 		}
+		t.rememberPosting(h.ActionID, postingRow{PaymentID: p.ID, Kind: "refund", Amount: h.Amount, State: "posted"})
 		if err := t.journal(ctx, h.ActionID, "refund", h.Amount, h.Currency); err != nil {
 			return err
 		}
@@ -502,6 +501,9 @@ func (t *Tx) insertPosting(ctx context.Context, in Input, kind, state string) er
 	}
 	_, err := t.stmt("insertPosting").ExecContext(ctx, in.ActionID, in.PaymentID, kind, in.Amount, in.Currency,
 		state, in.EventID, string(in.Origin), nullTime(in.OccurredAt), fmtTime(t.now), postedAt)
+	if err == nil {
+		t.rememberPosting(in.ActionID, postingRow{PaymentID: in.PaymentID, Kind: kind, Amount: in.Amount, State: state})
+	}
 	return err
 }
 
@@ -518,20 +520,16 @@ func (t *Tx) journal(ctx context.Context, actionID, kind string, amount int64, c
 	return err
 }
 
-func (t *Tx) loadPayment(ctx context.Context, in Input) (*paymentRow, error) {
+// paymentRowColumns are the payments columns scanPaymentRow reads, in its order.
+const paymentRowColumns = `id, status, provider_status, amount, currency, reference, customer, method, seen,
+	captured, refunded, held, requested_at, first_seen_at, last_event_at, last_checked_at, next_check_at`
+
+func scanPaymentRow(s scanner) (*paymentRow, error) {
 	var p paymentRow
 	var seen string
 	var req, first, last, checked, next sql.NullString
-	err := t.stmt("payment").QueryRowContext(ctx, in.PaymentID).Scan(&p.ID, &p.Status, &p.ProviderStatus,
-		&p.Amount, &p.Currency, &p.Reference, &p.Customer, &p.Method, &seen, &p.Captured, &p.Refunded, &p.Held,
-		&req, &first, &last, &checked, &next)
-	if errors.Is(err, sql.ErrNoRows) {
-		first := in.ReceivedAt
-		if first.IsZero() {
-			first = t.now
-		}
-		return &paymentRow{ID: in.PaymentID, FirstSeenAt: first, NextCheckAt: first.Add(t.l.FirstCheckAfter)}, nil
-	}
+	err := s.Scan(&p.ID, &p.Status, &p.ProviderStatus, &p.Amount, &p.Currency, &p.Reference, &p.Customer,
+		&p.Method, &seen, &p.Captured, &p.Refunded, &p.Held, &req, &first, &last, &checked, &next)
 	if err != nil {
 		return nil, err
 	}
@@ -539,6 +537,28 @@ func (t *Tx) loadPayment(ctx context.Context, in Input) (*paymentRow, error) {
 	p.RequestedAt, p.FirstSeenAt, p.LastEvent = parseTime(req), parseTime(first), parseTime(last)
 	p.LastCheckedAt, p.NextCheckAt = parseTime(checked), parseTime(next)
 	return &p, nil
+}
+
+func (t *Tx) loadPayment(ctx context.Context, in Input) (*paymentRow, error) {
+	p, cached := t.cachedPayment(in.PaymentID)
+	var err error
+	if !cached {
+		p, err = scanPaymentRow(t.stmt("payment").QueryRowContext(ctx, in.PaymentID))
+		if errors.Is(err, sql.ErrNoRows) {
+			p, err = nil, nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		first := in.ReceivedAt
+		if first.IsZero() {
+			first = t.now
+		}
+		return &paymentRow{ID: in.PaymentID, FirstSeenAt: first, NextCheckAt: first.Add(t.l.FirstCheckAfter)}, nil
+	}
+	return p, nil
 }
 
 func (t *Tx) savePayment(ctx context.Context, p *paymentRow, in Input) error {
@@ -550,6 +570,9 @@ func (t *Tx) savePayment(ctx context.Context, p *paymentRow, in Input) error {
 		p.Reference, p.Customer, p.Method, p.Seen.String(), p.Captured, p.Refunded, p.Held, final,
 		nullTime(p.RequestedAt), fmtTime(p.FirstSeenAt), nullTime(p.LastEvent), nullTime(p.LastCheckedAt),
 		fmtTime(p.NextCheckAt), fmtTime(t.now))
+	if err == nil {
+		t.rememberPayment(p)
+	}
 	return err
 }
 
@@ -575,6 +598,7 @@ func (t *Tx) insertEvent(ctx context.Context, in Input, hash string, res Result)
 	if err != nil {
 		return fmt.Errorf("apply event %s: store event: %w", in.EventID, err)
 	}
+	t.rememberEvent(in.EventID, hash)
 	return nil
 }
 

@@ -242,6 +242,8 @@ type Tx struct {
 	stmts map[string]*sqlx.Stmt
 	// optimistic runs savepoint bodies without a savepoint; see Update.
 	optimistic bool
+	// cache is what Prefetch read (optimistic runs only).
+	cache *txCache
 }
 
 // errNeedSavepoint ends an optimistic run of Update: a savepoint's body failed, so the run is
