@@ -75,22 +75,22 @@ func rawString(raw json.RawMessage, field string) string {
 	if len(raw) == 0 || raw[0] != '{' {
 		return ""
 	}
+	if field == "type" {
+		var v struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(raw, &v) != nil {
+			return ""
+		}
+		return v.Type
+	}
 	var v struct {
-		ID   json.RawMessage `json:"id"`
-		Type json.RawMessage `json:"type"`
+		ID string `json:"id"`
 	}
 	if json.Unmarshal(raw, &v) != nil {
 		return ""
 	}
-	f := v.ID
-	if field == "type" {
-		f = v.Type
-	}
-	var s string
-	if json.Unmarshal(f, &s) != nil {
-		return ""
-	}
-	return s
+	return v.ID
 }
 
 // now is the package's default clock.
