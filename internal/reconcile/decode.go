@@ -39,6 +39,7 @@ func Decode(body []byte, d events.Delivery) (store.Input, error) {
 		OccurredAt: ev.Created,
 		ReceivedAt: d.ReceivedAt,
 		Body:       body,
+		BodyHash:   store.BodyHashOf(body),
 		StreamSeq:  d.Seq,
 	}
 	if ev.IsPayment() || strings.HasPrefix(ev.Data.ID, "pay_") {

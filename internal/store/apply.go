@@ -63,6 +63,9 @@ type Input struct {
 	ReceivedAt time.Time
 	// Body is the exact bytes received (webhook body, API answer): stored and hashed.
 	Body []byte
+	// BodyHash, when set, is BodyHashOf(Body), computed ahead (off the writer's path); Apply
+	// computes it when empty.
+	BodyHash string
 	// StreamSeq is the JetStream sequence of a webhook, 0 otherwise.
 	StreamSeq uint64
 }
@@ -140,6 +143,12 @@ type Result struct {
 	From, To payment.Status
 	// Discrepancies lists the kinds newly recorded.
 	Discrepancies []payment.Kind
+}
+
+// BodyHashOf is the body hash the ledger stores and de-duplicates by: hex SHA-256.
+func BodyHashOf(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
 }
 
 // Apply applies one input in its own transaction. See Tx.Apply.
@@ -227,7 +236,7 @@ var statements = map[string]string{
 	"heldRefunds": `SELECT action_id, amount, currency FROM postings
 		WHERE payment_id = ? AND state = 'held' ORDER BY occurred_at, action_id`,
 	"postHeld":    `UPDATE postings SET state = 'posted', posted_at = ? WHERE action_id = ?`,
-	"journalLine": `INSERT INTO journal (action_id, account, debit, credit, currency) VALUES (?, ?, ?, ?, ?)`,
+	"journal": `INSERT INTO journal (action_id, account, debit, credit, currency) VALUES (?, ?, ?, 0, ?), (?, ?, 0, ?, ?)`,
 	// One savepoint name serves every level: SQLite releases or rolls back the innermost of that
 	// name. Prepared once, they cost a step each instead of a parse (see Tx.Savepoint).
 	"savepoint":  `SAVEPOINT sp`,
@@ -272,8 +281,10 @@ func (t *Tx) Apply(ctx context.Context, in Input) (Result, error) {
 	if err := in.Validate(); err != nil {
 		return res, err
 	}
-	sum := sha256.Sum256(in.Body)
-	hash := hex.EncodeToString(sum[:])
+	hash := in.BodyHash
+	if hash == "" {
+		hash = BodyHashOf(in.Body)
+	}
 
 	switch prev, err := t.eventHash(ctx, in.EventID); {
 	case err == nil && prev == hash:
@@ -513,10 +524,7 @@ func (t *Tx) journal(ctx context.Context, actionID, kind string, amount int64, c
 	if kind == "refund" {
 		debit, credit = AccountCustomerRefunds, AccountCheckoutBalance
 	}
-	if _, err := t.stmt("journalLine").ExecContext(ctx, actionID, debit, amount, 0, currency); err != nil {
-		return err
-	}
-	_, err := t.stmt("journalLine").ExecContext(ctx, actionID, credit, 0, amount, currency)
+	_, err := t.stmt("journal").ExecContext(ctx, actionID, debit, amount, currency, actionID, credit, amount, currency)
 	return err
 }
 

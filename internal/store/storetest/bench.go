@@ -84,7 +84,7 @@ func PlainUpsert(tb testing.TB, path string, ins []store.Input, batch int) {
 		VALUES (?, ?, ?, 'webhook', ?, ?, ?, ?, ?, ?, 'applied', '', 'Pending', ?, ?)`)
 	posting := prep(`INSERT INTO postings (action_id, payment_id, kind, amount, currency, state,
 		event_id, origin, occurred_at, created_at, posted_at) VALUES (?, ?, 'capture', ?, ?, 'posted', ?, 'webhook', ?, ?, ?)`)
-	journal := prep(`INSERT INTO journal (action_id, account, debit, credit, currency) VALUES (?, ?, ?, ?, ?)`)
+	journal := prep(`INSERT INTO journal (action_id, account, debit, credit, currency) VALUES (?, ?, ?, 0, ?), (?, ?, 0, ?, ?)`)
 	for start := 0; start < len(ins); start += batch {
 		end := min(start+batch, len(ins))
 		tx, err := db.BeginTxx(ctx, nil)
@@ -109,8 +109,8 @@ func PlainUpsert(tb testing.TB, path string, ins []store.Input, batch int) {
 				continue
 			}
 			exec(posting, in.ActionID, in.PaymentID, in.Amount, in.Currency, in.EventID, ts, ts, ts)
-			exec(journal, in.ActionID, store.AccountCheckoutBalance, in.Amount, 0, in.Currency)
-			exec(journal, in.ActionID, store.AccountCustomerPayments, 0, in.Amount, in.Currency)
+			exec(journal, in.ActionID, store.AccountCheckoutBalance, in.Amount, in.Currency,
+				in.ActionID, store.AccountCustomerPayments, in.Amount, in.Currency)
 		}
 		if err := tx.Commit(); err != nil {
 			tb.Fatal(err)
