@@ -5,7 +5,6 @@
 package reconcile
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -25,7 +24,7 @@ var ErrUndecodable = errors.New("undecodable event")
 // that are not a valid envelope, amounts that are not a positive integer of minor units (or zero,
 // for events that move no money), and currencies with no known exponent.
 func Decode(body []byte, d events.Delivery) (store.Input, error) {
-	ev, err := checkout.DecodeEvent(body)
+	ev, err := checkout.DecodeFields(body)
 	if err != nil {
 		return store.Input{}, fmt.Errorf("%w: %w", ErrUndecodable, err)
 	}
@@ -33,24 +32,26 @@ func Decode(body []byte, d events.Delivery) (store.Input, error) {
 		EventID:    ev.ID,
 		Type:       ev.Type,
 		Origin:     store.OriginWebhook,
-		ActionID:   ev.Data.ActionID,
-		Currency:   ev.Data.Currency,
-		Reference:  ev.Data.Reference,
+		ActionID:   ev.ActionID,
+		Currency:   ev.Currency,
+		Reference:  ev.Reference,
+		Customer:   ev.CustomerID,
+		Method:     ev.SourceType,
 		OccurredAt: ev.Created,
 		ReceivedAt: d.ReceivedAt,
 		Body:       body,
 		BodyHash:   store.BodyHashOf(body),
 		StreamSeq:  d.Seq,
 	}
-	if ev.IsPayment() || strings.HasPrefix(ev.Data.ID, "pay_") {
-		in.PaymentID = ev.Data.ID
+	if ev.IsPayment() || strings.HasPrefix(ev.DataID, "pay_") {
+		in.PaymentID = ev.DataID
 	}
-	if in.OccurredAt.IsZero() && ev.Data.ProcessedOn != "" {
-		if t, err := checkout.ParseTime(ev.Data.ProcessedOn); err == nil {
+	if in.OccurredAt.IsZero() && ev.ProcessedOn != "" {
+		if t, err := checkout.ParseTime(ev.ProcessedOn); err == nil {
 			in.OccurredAt = t
 		}
 	}
-	if a := ev.Data.Amount.String(); a != "" {
+	if a := ev.Amount; a != "" {
 		if a == "0" && !payment.MovesMoney(ev.Type) {
 			in.Amount = 0
 		} else if in.Amount, err = payment.ParseMinor(a); err != nil {
@@ -62,36 +63,10 @@ func Decode(body []byte, d events.Delivery) (store.Input, error) {
 			return store.Input{}, fmt.Errorf("%w: event %s: %w", ErrUndecodable, ev.ID, err)
 		}
 	}
-	in.Customer = rawString(ev.Data.Customer, "id")
-	in.Method = rawString(ev.Data.Source, "type")
 	if err := in.Validate(); err != nil {
 		return store.Input{}, fmt.Errorf("%w: %w", ErrUndecodable, err)
 	}
 	return in, nil
-}
-
-// rawString reads one string field of a raw JSON object ("id" of customer, "type" of source),
-// or "" when it is absent or not a string.
-func rawString(raw json.RawMessage, field string) string {
-	if len(raw) == 0 || raw[0] != '{' {
-		return ""
-	}
-	if field == "type" {
-		var v struct {
-			Type string `json:"type"`
-		}
-		if json.Unmarshal(raw, &v) != nil {
-			return ""
-		}
-		return v.Type
-	}
-	var v struct {
-		ID string `json:"id"`
-	}
-	if json.Unmarshal(raw, &v) != nil {
-		return ""
-	}
-	return v.ID
 }
 
 // now is the package's default clock.

@@ -235,8 +235,8 @@ var statements = map[string]string{
 		origin, occurred_at, created_at, posted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	"heldRefunds": `SELECT action_id, amount, currency FROM postings
 		WHERE payment_id = ? AND state = 'held' ORDER BY occurred_at, action_id`,
-	"postHeld":    `UPDATE postings SET state = 'posted', posted_at = ? WHERE action_id = ?`,
-	"journal": `INSERT INTO journal (action_id, account, debit, credit, currency) VALUES (?, ?, ?, 0, ?), (?, ?, 0, ?, ?)`,
+	"postHeld": `UPDATE postings SET state = 'posted', posted_at = ? WHERE action_id = ?`,
+	"journal":  `INSERT INTO journal (action_id, account, debit, credit, currency) VALUES (?, ?, ?, 0, ?), (?, ?, 0, ?, ?)`,
 	// One savepoint name serves every level: SQLite releases or rolls back the innermost of that
 	// name. Prepared once, they cost a step each instead of a parse (see Tx.Savepoint).
 	"savepoint":  `SAVEPOINT sp`,
