@@ -21,13 +21,21 @@ KNETRECON_DATA_DIR="$tmp/data" KNETRECON_WEBHOOK_KEYS=bench-key \
 pids+=($!)
 "$tmp/webhookload" -null 127.0.0.1:18081 2>/dev/null &
 pids+=($!)
+# Two bounds beside the null handler: a bare receiver (HMAC + JetStream publish waiting for the
+# PubAck, nothing else) and the same waiting for no ack at all: what a JetStream publish per webhook
+# costs on this machine before any of the receiver's own work.
+"$tmp/webhookload" -bare 127.0.0.1:18082 -bare-ack sync -key bench-key 2>/dev/null &
+pids+=($!)
+"$tmp/webhookload" -bare 127.0.0.1:18083 -bare-ack none -key bench-key 2>/dev/null &
+pids+=($!)
 
 for i in $(seq 1 100); do
-  if curl -fsS http://127.0.0.1:18080/readyz >/dev/null 2>&1 && curl -s -o /dev/null http://127.0.0.1:18081/; then break; fi
+  if curl -fsS http://127.0.0.1:18080/readyz >/dev/null 2>&1 && curl -s -o /dev/null http://127.0.0.1:18081/ \
+    && curl -s -o /dev/null http://127.0.0.1:18082/ && curl -s -o /dev/null http://127.0.0.1:18083/; then break; fi
   sleep 0.1
 done
 
-"$tmp/webhookload" -targets null=127.0.0.1:18081,receiver=127.0.0.1:18080 \
+"$tmp/webhookload" -targets null=127.0.0.1:18081,receiver=127.0.0.1:18080,bare-sync-ack=127.0.0.1:18082,bare-no-ack=127.0.0.1:18083 \
   -conns "$CONNS" -rate "$RATE" -duration "$DURATION" -key bench-key "$@"
 echo
 echo "receiver outcomes:"

@@ -1,7 +1,9 @@
 // Command webhookload measures the receiver: it sends signed ~1.5 KB webhooks with unique event
 // ids over keep-alive HTTP/1.1 connections, closed-loop at fixed concurrencies and open-loop at a
 // fixed rate, and reports webhooks/s and latency percentiles. With -null it serves instead a null
-// handler that reads the body and answers 200, the ceiling the receiver is compared with.
+// handler that reads the body and answers 200, the ceiling the receiver is compared with; with
+// -bare a bare receiver (HMAC and a JetStream publish, nothing else), the floor of any design
+// that stores before it answers.
 //
 // It talks to the given address only (127.0.0.1 in `make bench-receiver`) and stops by itself.
 package main
@@ -26,12 +28,15 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
 func main() {
 	var (
 		null     = flag.String("null", "", "serve a null handler on this address instead of sending load")
+		bare     = flag.String("bare", "", "serve a bare receiver (HMAC + JetStream publish) on this address instead of sending load")
+		bareAck  = flag.String("bare-ack", "sync", "the bare receiver waits for the PubAck (sync) or not at all (none)")
 		targets  = flag.String("targets", "", "comma-separated name=host:port list to load, e.g. null=127.0.0.1:18081,receiver=127.0.0.1:18080")
 		path     = flag.String("path", "/webhooks/checkout", "webhook path")
 		key      = flag.String("key", "bench-key", "webhook signature key")
@@ -45,6 +50,13 @@ func main() {
 	flag.Parse()
 	if *null != "" {
 		if err := serveNull(*null); err != nil {
+			fmt.Fprintln(os.Stderr, "webhookload:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *bare != "" {
+		if err := serveBare(*bare, *key, *bareAck); err != nil {
 			fmt.Fprintln(os.Stderr, "webhookload:", err)
 			os.Exit(1)
 		}
@@ -74,6 +86,9 @@ func main() {
 			fmt.Fprintf(os.Stderr, "webhookload: bad -targets entry %q (want name=host:port)\n", t)
 			os.Exit(2)
 		}
+		// Each target starts on a quiet disk: the stores written by the targets before it are
+		// flushed first, not while this one is measured.
+		syscall.Sync()
 		// The fixed-rate run comes first, on a quiet server: it measures latency, not the
 		// aftermath of the overload runs that follow.
 		if *rate > 0 {
