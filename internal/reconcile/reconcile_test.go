@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -350,4 +351,65 @@ func TestLastDeliveryDeadLetters(t *testing.T) {
 	if p, err := r.ledger.Payment(ctx, "pay_1"); err != nil || p.Captured != 1000 {
 		t.Fatalf("%v %v", p, err)
 	}
+}
+
+// TestApplyFailureMidBatch: an event that fails inside Apply after it has written rows (a test
+// trigger refuses its event row), in the same batch as a poison body and good neighbours. The
+// batch's first, savepoint-free run is rolled back and redone with savepoints: the failed event is
+// dead-lettered with nothing of it left in the ledger, the poison body too, and the rest applied.
+func TestApplyFailureMidBatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	ledger := storetest.MustOpenLedgerAt(t, path)
+	other, err := sql.Open("sqlite3", store.DSN(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Exec(`CREATE TRIGGER refuse_bad BEFORE INSERT ON events WHEN NEW.id = 'evt_bad'
+		BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END`); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, events.DefaultConsumerConfig(), ledger)
+	r.publish(t, body("evt_c1", "payment_captured", "pay_1", "act_1", "1000", "KWD"), "payment_captured", "evt_c1")
+	r.publish(t, body("evt_bad", "payment_captured", "pay_2", "act_bad", "500", "KWD"), "payment_captured", "evt_bad")
+	r.publish(t, []byte(`{"id":"evt_x",`), "", "")
+	r.publish(t, body("evt_c3", "payment_captured", "pay_3", "act_3", "700", "KWD"), "payment_captured", "evt_c3")
+
+	b := r.batches(t, 10)
+	ctx := context.Background()
+	var msgs []jetstream.Msg
+	eventually(t, "one batch of four", func() bool {
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		m, _ := b.Next(short)
+		msgs = append(msgs, m...)
+		return len(msgs) == 4
+	})
+	r.proc.HandleBatch(ctx, msgs)
+	if tot := r.totals(t); tot.Events != 2 || tot.Postings != 2 || tot.DeadLetters != 2 {
+		t.Fatalf("%+v", tot)
+	}
+	var left int
+	if err := other.QueryRow(`SELECT (SELECT COUNT(*) FROM payments WHERE id = 'pay_2')
+		+ (SELECT COUNT(*) FROM postings WHERE action_id = 'act_bad') + (SELECT COUNT(*) FROM journal WHERE action_id = 'act_bad')`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Fatalf("%d rows of the refused event survived", left)
+	}
+	dls, err := ledger.DeadLetters(ctx, false, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused bool
+	for _, d := range dls {
+		refused = refused || strings.Contains(d.Reason, "refused by test trigger")
+	}
+	if !refused {
+		t.Fatalf("no dead letter carries Apply's reason: %+v", dls)
+	}
+	eventually(t, "all settled", func() bool {
+		info := r.consumerInfo(t)
+		return info.NumAckPending == 0 && info.NumPending == 0
+	})
 }
