@@ -44,8 +44,10 @@ bench-road:
 bench-sweep:
 	$(GO) test ./internal/reconcile -run '^$$' -bench SweepOverdue -benchtime 1x -timeout 30m
 
+## fuzz: the envelope decoders against each other (verify+decode, then the ledger's fast reading)
 fuzz:
 	$(GO) test ./internal/checkout -run '^$$' -fuzz FuzzVerifyDecode -fuzztime 60s
+	$(GO) test ./internal/checkout -run '^$$' -fuzz FuzzDecodeFields -fuzztime 60s
 
 clean:
 	rm -rf bin data
