@@ -289,6 +289,10 @@ func (t *Tx) Apply(ctx context.Context, in Input) (Result, error) {
 	switch prev, err := t.eventHash(ctx, in.EventID); {
 	case err == nil && prev == hash:
 		res.Outcome = OutcomeDuplicate
+		// The first copy may still be among the rows gathered for the end of the batch.
+		if err := t.flushRows(ctx); err != nil {
+			return res, fmt.Errorf("apply event %s: %w", in.EventID, err)
+		}
 		if _, err := t.stmt("eventDup").ExecContext(ctx, in.EventID); err != nil {
 			return res, fmt.Errorf("apply event %s: %w", in.EventID, err)
 		}
@@ -524,7 +528,12 @@ func (t *Tx) journal(ctx context.Context, actionID, kind string, amount int64, c
 	if kind == "refund" {
 		debit, credit = AccountCustomerRefunds, AccountCheckoutBalance
 	}
-	_, err := t.stmt("journal").ExecContext(ctx, actionID, debit, amount, currency, actionID, credit, amount, currency)
+	args := []any{actionID, debit, amount, currency, actionID, credit, amount, currency}
+	if t.deferRows() {
+		t.pending.journals = append(t.pending.journals, args)
+		return nil
+	}
+	_, err := t.stmt("journal").ExecContext(ctx, args...)
 	return err
 }
 
@@ -600,10 +609,15 @@ func (t *Tx) insertEvent(ctx context.Context, in Input, hash string, res Result)
 	if body == nil {
 		body = []byte{}
 	}
-	_, err := t.stmt("insertEvent").ExecContext(ctx, in.EventID, pid, in.Type, string(in.Origin), in.ActionID,
+	args := []any{in.EventID, pid, in.Type, string(in.Origin), in.ActionID,
 		in.Amount, in.Currency, nullTime(in.OccurredAt), fmtTime(received), fmtTime(t.now), string(res.Outcome),
-		string(res.From), string(res.To), seq, hash, body)
-	if err != nil {
+		string(res.From), string(res.To), seq, hash, body}
+	if t.deferRows() {
+		t.pending.events = append(t.pending.events, args)
+		t.rememberEvent(in.EventID, hash)
+		return nil
+	}
+	if _, err := t.stmt("insertEvent").ExecContext(ctx, args...); err != nil {
 		return fmt.Errorf("apply event %s: store event: %w", in.EventID, err)
 	}
 	t.rememberEvent(in.EventID, hash)

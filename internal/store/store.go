@@ -244,6 +244,8 @@ type Tx struct {
 	optimistic bool
 	// cache is what Prefetch read (optimistic runs only).
 	cache *txCache
+	// pending are the rows written at the end of the batch (with cache only; see rows.go).
+	pending pendingRows
 }
 
 // errNeedSavepoint ends an optimistic run of Update: a savepoint's body failed, so the run is
@@ -274,6 +276,13 @@ func (l *Ledger) update(ctx context.Context, fn func(*Tx) error, optimistic bool
 	if err := fn(t); err != nil {
 		_ = tx.Rollback()
 		return classify(err)
+	}
+	if err := t.flushRows(ctx); err != nil {
+		_ = tx.Rollback()
+		if err = classify(err); optimistic && !IsTransient(err) {
+			return errNeedSavepoint
+		}
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		_ = tx.Rollback()

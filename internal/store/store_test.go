@@ -425,3 +425,21 @@ func TestBatchFailureAfterWrites(t *testing.T) {
 		t.Fatalf("%d rows of the refused event survived", n)
 	}
 }
+
+// TestSameEventTwiceInOneBatch: the second copy is a duplicate and is counted on the first's row,
+// even though that row is only written at the end of the batch.
+func TestSameEventTwiceInOneBatch(t *testing.T) {
+	l := storetest.MustOpenLedger(t)
+	in := ev("evt_1", payment.EventCaptured, "pay_1", "act_1", 1000, 0)
+	res, err := l.ApplyBatch(context.Background(), []store.Input{in, in, ev("evt_2", payment.EventPending, "pay_2", "", 5, 0), in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Outcome != store.OutcomeApplied || res[1].Outcome != store.OutcomeDuplicate || res[3].Outcome != store.OutcomeDuplicate {
+		t.Fatalf("%+v", res)
+	}
+	p := mustPayment(t, l, "pay_1")
+	if len(p.Events) != 1 || p.Events[0].Duplicates != 2 || p.Captured != 1000 {
+		t.Fatalf("%+v events %+v", p.Payment, p.Events)
+	}
+}
