@@ -28,7 +28,7 @@ for rate in $RATES; do
   for _ in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:19090/readyz && break; sleep 0.1; done
 
   start=$(date +%s.%N)
-  "$tmp/webhookload" -targets road=127.0.0.1:18080 -conns "" -rate "$rate" -duration "$DURATION" -key bench-key | head -1
+  "$tmp/webhookload" -targets road=127.0.0.1:18080 -conns "" -rate "$rate" -duration "$DURATION" -key bench-key | sed -n 1p
   sent=$(stored)
   # Wait (bounded) for the reconciler to apply everything stored.
   for _ in $(seq 1 600); do
