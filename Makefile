@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 1
 
-.PHONY: run test vet fmt-check bench bench-receiver bench-go bench-sweep bench-road bench-growth build fuzz clean
+.PHONY: run test vet fmt-check bench bench-ledger bench-receiver bench-go bench-sweep bench-road bench-growth build fuzz clean
 
 ## run: the whole pipeline on this machine, embedded defaults (NATS and SQLite under ./data)
 run:
@@ -27,6 +27,10 @@ bench: bench-go bench-receiver
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -skip 'SweepOverdue|LedgerGrowth' ./...
+
+## bench-ledger: Apply (batched, unbatched) and the consumer, each beside the plain upsert of the same rows
+bench-ledger:
+	$(GO) test -run '^$$' -bench 'Apply|UpsertCeiling|Consumer' -benchtime 40000x -count 3 ./internal/store ./internal/reconcile
 
 ## bench-receiver: signed 1.5 KB webhooks at 32 and 256 connections and 5,000/s, against a null handler
 bench-receiver:
