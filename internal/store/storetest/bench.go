@@ -14,26 +14,35 @@ import (
 	"knetrecon/internal/store"
 )
 
-// KNETInputs returns n webhook inputs for n/2 KNET payments, each a payment_pending followed by
-// a payment_captured, with bodies of a realistic size (~700 bytes), as benchmarks feed them.
+// KNETInputs returns n webhook inputs for n/2 KNET payments, each a payment_pending and, 1,000
+// events later, its payment_captured (as at a busy hour, where other payments' events come
+// between the two), with bodies of a realistic size (~700 bytes), as benchmarks feed them.
 func KNETInputs(n int) []store.Input {
+	const lag = 1000
 	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	out := make([]store.Input, 0, n)
-	for i := 0; len(out) < n; i++ {
+	input := func(i int, typ string) store.Input {
 		pid := fmt.Sprintf("pay_bench%09d", i)
-		for _, typ := range []string{payment.EventPending, payment.EventCaptured} {
-			if len(out) == n {
-				break
-			}
-			id := fmt.Sprintf("evt_%s_%s", typ[8:], pid)
-			in := store.Input{EventID: id, Type: typ, Origin: store.OriginWebhook, PaymentID: pid, Amount: 12340,
-				Currency: "KWD", Reference: "ORD-" + pid[8:], Method: "knet", OccurredAt: t0.Add(time.Duration(i) * time.Millisecond),
-				ReceivedAt: t0.Add(time.Duration(i)*time.Millisecond + time.Second)}
-			if typ == payment.EventCaptured {
-				in.ActionID = "act_" + pid
-			}
-			in.Body = []byte(WebhookBody(in))
-			out = append(out, in)
+		id := fmt.Sprintf("evt_%s_%s", typ[8:], pid)
+		in := store.Input{EventID: id, Type: typ, Origin: store.OriginWebhook, PaymentID: pid, Amount: 12340,
+			Currency: "KWD", Reference: "ORD-" + pid[8:], Method: "knet", OccurredAt: t0.Add(time.Duration(i) * time.Millisecond),
+			ReceivedAt: t0.Add(time.Duration(i)*time.Millisecond + time.Second)}
+		if typ == payment.EventCaptured {
+			in.ActionID = "act_" + pid
+			in.OccurredAt = in.OccurredAt.Add(lag * time.Millisecond)
+			in.ReceivedAt = in.ReceivedAt.Add(lag * time.Millisecond)
+		}
+		in.Body = []byte(WebhookBody(in))
+		return in
+	}
+	payments := (n + 1) / 2
+	out := make([]store.Input, 0, n)
+	for i, captured := 0, 0; len(out) < n; i++ {
+		if i < payments {
+			out = append(out, input(i, payment.EventPending))
+		}
+		if (i >= lag || i >= payments) && captured < payments && len(out) < n {
+			out = append(out, input(captured, payment.EventCaptured))
+			captured++
 		}
 	}
 	return out
