@@ -214,25 +214,15 @@ func (p *paymentRow) facts() payment.Facts {
 
 // The statements Apply runs, prepared once on the writer connection.
 var statements = map[string]string{
-	"eventHash": `SELECT body_hash FROM events WHERE id = ?`,
-	"eventDup":  `UPDATE events SET duplicates = duplicates + 1 WHERE id = ?`,
-	"payment":   `SELECT ` + paymentRowColumns + ` FROM payments WHERE id = ?`,
-	"upsertPayment": `INSERT INTO payments (id, status, provider_status, amount, currency, reference, customer,
-		method, seen, captured, refunded, held, final, requested_at, first_seen_at, last_event_at,
-		last_checked_at, next_check_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET status = excluded.status, provider_status = excluded.provider_status,
-		amount = excluded.amount, currency = excluded.currency, reference = excluded.reference,
-		customer = excluded.customer, method = excluded.method, seen = excluded.seen,
-		captured = excluded.captured, refunded = excluded.refunded, held = excluded.held,
-		final = excluded.final, requested_at = excluded.requested_at, last_event_at = excluded.last_event_at,
-		updated_at = excluded.updated_at`,
+	"eventHash":     `SELECT body_hash FROM events WHERE id = ?`,
+	"eventDup":      `UPDATE events SET duplicates = duplicates + 1 WHERE id = ?`,
+	"payment":       `SELECT ` + paymentRowColumns + ` FROM payments WHERE id = ?`,
+	"upsertPayment": `INSERT INTO payments ` + paymentInsertColumns + ` VALUES ` + paymentValues + paymentUpsert,
 	"insertEvent": `INSERT INTO events (id, payment_id, type, origin, action_id, amount, currency, occurred_at,
 		received_at, applied_at, outcome, status_before, status_after, stream_seq, body_hash, body)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-	"posting": `SELECT payment_id, kind, amount, state FROM postings WHERE action_id = ?`,
-	"insertPosting": `INSERT INTO postings (action_id, payment_id, kind, amount, currency, state, event_id,
-		origin, occurred_at, created_at, posted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	"posting":       `SELECT payment_id, kind, amount, state FROM postings WHERE action_id = ?`,
+	"insertPosting": `INSERT INTO postings ` + postingColumns + ` VALUES ` + postingValues,
 	"heldRefunds": `SELECT action_id, amount, currency FROM postings
 		WHERE payment_id = ? AND state = 'held' ORDER BY occurred_at, action_id`,
 	"postHeld": `UPDATE postings SET state = 'posted', posted_at = ? WHERE action_id = ?`,
@@ -489,6 +479,9 @@ func (t *Tx) releaseHeld(ctx context.Context, p *paymentRow) error {
 		Currency string `db:"currency"`
 	}
 	var hs []held
+	if err := t.flushRows(ctx); err != nil { // held refunds may be among the gathered rows
+		return err
+	}
 	if err := t.stmt("heldRefunds").SelectContext(ctx, &hs, p.ID); err != nil {
 		return err
 	}
@@ -514,12 +507,15 @@ func (t *Tx) insertPosting(ctx context.Context, in Input, kind, state string) er
 	if state == "posted" {
 		postedAt = fmtTime(t.now)
 	}
-	_, err := t.stmt("insertPosting").ExecContext(ctx, in.ActionID, in.PaymentID, kind, in.Amount, in.Currency,
-		state, in.EventID, string(in.Origin), nullTime(in.OccurredAt), fmtTime(t.now), postedAt)
-	if err == nil {
-		t.rememberPosting(in.ActionID, postingRow{PaymentID: in.PaymentID, Kind: kind, Amount: in.Amount, State: state})
+	args := []any{in.ActionID, in.PaymentID, kind, in.Amount, in.Currency,
+		state, in.EventID, string(in.Origin), nullTime(in.OccurredAt), fmtTime(t.now), postedAt}
+	if t.deferRows() {
+		t.pending.postings = append(t.pending.postings, args)
+	} else if _, err := t.stmt("insertPosting").ExecContext(ctx, args...); err != nil {
+		return err
 	}
-	return err
+	t.rememberPosting(in.ActionID, postingRow{PaymentID: in.PaymentID, Kind: kind, Amount: in.Amount, State: state})
+	return nil
 }
 
 // journal writes the two balanced lines of a posting.
@@ -583,14 +579,17 @@ func (t *Tx) savePayment(ctx context.Context, p *paymentRow, in Input) error {
 	if payment.Status(p.Status).Final() {
 		final = 1
 	}
-	_, err := t.stmt("upsertPayment").ExecContext(ctx, p.ID, p.Status, p.ProviderStatus, p.Amount, p.Currency,
+	args := []any{p.ID, p.Status, p.ProviderStatus, p.Amount, p.Currency,
 		p.Reference, p.Customer, p.Method, p.Seen.String(), p.Captured, p.Refunded, p.Held, final,
 		nullTime(p.RequestedAt), fmtTime(p.FirstSeenAt), nullTime(p.LastEvent), nullTime(p.LastCheckedAt),
-		fmtTime(p.NextCheckAt), fmtTime(t.now))
-	if err == nil {
-		t.rememberPayment(p)
+		fmtTime(p.NextCheckAt), fmtTime(t.now)}
+	if t.deferRows() {
+		t.pending.payment(p.ID, args)
+	} else if _, err := t.stmt("upsertPayment").ExecContext(ctx, args...); err != nil {
+		return err
 	}
-	return err
+	t.rememberPayment(p)
+	return nil
 }
 
 func (t *Tx) insertEvent(ctx context.Context, in Input, hash string, res Result) error {

@@ -6,14 +6,27 @@ import (
 	"strings"
 )
 
-// Event rows and journal lines are the writes of a batch that nothing in the batch reads back
-// (its event lookups go through the cache Prefetch filled). In the optimistic run of a batch they
-// are therefore gathered and written at the end, many rows per INSERT, which saves a statement's
-// fixed cost (round trips through database/sql and cgo) per row. A failure there cannot be
-// pinned on one event, so it ends the optimistic run like any other (see Update).
+// In the optimistic run of a batch, Apply reads payments, postings and events through the cache
+// Prefetch filled and keeps it up to date; so the rows it writes need not reach SQLite until the
+// end of the batch. They are gathered (a payment once, in its last state) and written then, many
+// rows per INSERT, which saves a statement's fixed cost (round trips through database/sql and
+// cgo) per row. The two reads that do go to the tables, a duplicate's counter and a payment's
+// held refunds, flush first. A failure while flushing cannot be pinned on one event, so it ends
+// the optimistic run like any other (see Update).
 const rowsPerInsert = 64
 
 const (
+	paymentInsertColumns = `(id, status, provider_status, amount, currency, reference, customer, method, seen,
+		captured, refunded, held, final, requested_at, first_seen_at, last_event_at, last_checked_at, next_check_at, updated_at)`
+	paymentValues = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	paymentUpsert = ` ON CONFLICT (id) DO UPDATE SET status = excluded.status, provider_status = excluded.provider_status,
+		amount = excluded.amount, currency = excluded.currency, reference = excluded.reference,
+		customer = excluded.customer, method = excluded.method, seen = excluded.seen,
+		captured = excluded.captured, refunded = excluded.refunded, held = excluded.held,
+		final = excluded.final, requested_at = excluded.requested_at, last_event_at = excluded.last_event_at,
+		updated_at = excluded.updated_at`
+	postingColumns = `(action_id, payment_id, kind, amount, currency, state, event_id, origin, occurred_at, created_at, posted_at)`
+	postingValues  = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	eventColumns   = `(id, payment_id, type, origin, action_id, amount, currency, occurred_at, received_at, applied_at, outcome, status_before, status_after, stream_seq, body_hash, body)`
 	eventValues    = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	journalColumns = `(action_id, account, debit, credit, currency)`
@@ -25,14 +38,32 @@ func multiInsert(table, columns, values string, n int) string {
 }
 
 func init() {
+	statements["upsertPayments"] = multiInsert("payments", paymentInsertColumns, paymentValues, rowsPerInsert) + paymentUpsert
+	statements["insertPostings"] = multiInsert("postings", postingColumns, postingValues, rowsPerInsert)
 	statements["insertEvents"] = multiInsert("events", eventColumns, eventValues, rowsPerInsert)
 	statements["journals"] = multiInsert("journal", journalColumns, journalValues, rowsPerInsert)
 }
 
 // pendingRows are the rows gathered for the end of the batch: args for each table's INSERT.
 type pendingRows struct {
-	events   [][]any
-	journals [][]any
+	payments  [][]any
+	paymentAt map[string]int // payment id → its index in payments
+	postings  [][]any
+	events    [][]any
+	journals  [][]any
+}
+
+// payment gathers the row of payment id, replacing an earlier state of it.
+func (p *pendingRows) payment(id string, args []any) {
+	if i, ok := p.paymentAt[id]; ok {
+		p.payments[i] = args
+		return
+	}
+	if p.paymentAt == nil {
+		p.paymentAt = map[string]int{}
+	}
+	p.paymentAt[id] = len(p.payments)
+	p.payments = append(p.payments, args)
 }
 
 // deferRows reports whether t gathers rows instead of writing them now.
@@ -41,17 +72,25 @@ func (t *Tx) deferRows() bool { return t.cache != nil }
 // flushRows writes the gathered rows, rowsPerInsert per statement.
 func (t *Tx) flushRows(ctx context.Context) error {
 	ctx = context.WithoutCancel(ctx) // like Apply: a batch in hand is finished, not torn
-	if err := t.flushTable(ctx, "insertEvents", "events", eventColumns, eventValues, t.pending.events); err != nil {
+	// Parents first: journal lines refer to their posting at once (the other references are
+	// checked at commit).
+	if err := t.flushTable(ctx, "upsertPayments", "payments", paymentInsertColumns, paymentValues, paymentUpsert, t.pending.payments); err != nil {
+		return fmt.Errorf("store payments: %w", err)
+	}
+	if err := t.flushTable(ctx, "insertPostings", "postings", postingColumns, postingValues, "", t.pending.postings); err != nil {
+		return fmt.Errorf("store postings: %w", err)
+	}
+	if err := t.flushTable(ctx, "insertEvents", "events", eventColumns, eventValues, "", t.pending.events); err != nil {
 		return fmt.Errorf("store events: %w", err)
 	}
-	if err := t.flushTable(ctx, "journals", "journal", journalColumns, journalValues, t.pending.journals); err != nil {
+	if err := t.flushTable(ctx, "journals", "journal", journalColumns, journalValues, "", t.pending.journals); err != nil {
 		return fmt.Errorf("store journal lines: %w", err)
 	}
 	t.pending = pendingRows{}
 	return nil
 }
 
-func (t *Tx) flushTable(ctx context.Context, full, table, columns, values string, rows [][]any) error {
+func (t *Tx) flushTable(ctx context.Context, full, table, columns, values, suffix string, rows [][]any) error {
 	for len(rows) > 0 {
 		n := min(rowsPerInsert, len(rows))
 		args := make([]any, 0, n*len(rows[0]))
@@ -62,7 +101,7 @@ func (t *Tx) flushTable(ctx context.Context, full, table, columns, values string
 		if n == rowsPerInsert {
 			_, err = t.stmt(full).ExecContext(ctx, args...)
 		} else {
-			_, err = t.tx.ExecContext(ctx, multiInsert(table, columns, values, n), args...)
+			_, err = t.tx.ExecContext(ctx, multiInsert(table, columns, values, n)+suffix, args...)
 		}
 		if err != nil {
 			return err

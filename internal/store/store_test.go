@@ -443,3 +443,26 @@ func TestSameEventTwiceInOneBatch(t *testing.T) {
 		t.Fatalf("%+v events %+v", p.Payment, p.Events)
 	}
 }
+
+// TestHeldRefundReleasedInOneBatch: a refund that arrives before its capture is held; when the
+// capture comes later in the same batch, the held refund (still among the rows gathered for the
+// end of the batch) is found and posted.
+func TestHeldRefundReleasedInOneBatch(t *testing.T) {
+	l := storetest.MustOpenLedger(t)
+	ins := []store.Input{
+		ev("evt_r", payment.EventRefunded, "pay_1", "act_r", 400, time.Minute),
+		ev("evt_other", payment.EventPending, "pay_2", "", 5, 0),
+		ev("evt_c", payment.EventCaptured, "pay_1", "act_c", 1000, 0),
+	}
+	res, err := l.ApplyBatch(context.Background(), ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Outcome != store.OutcomeHeld || res[2].Outcome != store.OutcomeApplied {
+		t.Fatalf("%+v", res)
+	}
+	p := mustPayment(t, l, "pay_1")
+	if p.Captured != 1000 || p.Refunded != 400 || p.Held != 0 || p.Status != payment.StatusPartiallyRefunded {
+		t.Fatalf("%+v", p.Payment)
+	}
+}
