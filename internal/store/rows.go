@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -14,6 +15,11 @@ import (
 // held refunds, flush first. A failure while flushing cannot be pinned on one event, so it ends
 // the optimistic run like any other (see Update).
 const rowsPerInsert = 64
+
+// insertSizes are the row counts with a statement prepared at open: a batch's rows go out in
+// statements of 64 and then of the powers of two that make up the rest, never a statement
+// parsed on the spot.
+var insertSizes = []int{64, 32, 16, 8, 4, 2, 1}
 
 const (
 	paymentInsertColumns = `(id, status, provider_status, amount, currency, reference, customer, method, seen,
@@ -38,11 +44,15 @@ func multiInsert(table, columns, values string, n int) string {
 }
 
 func init() {
-	statements["upsertPayments"] = multiInsert("payments", paymentInsertColumns, paymentValues, rowsPerInsert) + paymentUpsert
-	statements["insertPostings"] = multiInsert("postings", postingColumns, postingValues, rowsPerInsert)
-	statements["insertEvents"] = multiInsert("events", eventColumns, eventValues, rowsPerInsert)
-	statements["journals"] = multiInsert("journal", journalColumns, journalValues, rowsPerInsert)
+	for _, n := range insertSizes {
+		statements[sized("upsertPayments", n)] = multiInsert("payments", paymentInsertColumns, paymentValues, n) + paymentUpsert
+		statements[sized("insertPostings", n)] = multiInsert("postings", postingColumns, postingValues, n)
+		statements[sized("insertEvents", n)] = multiInsert("events", eventColumns, eventValues, n)
+		statements[sized("journals", n)] = multiInsert("journal", journalColumns, journalValues, n)
+	}
 }
+
+func sized(key string, n int) string { return key + "/" + strconv.Itoa(n) }
 
 // pendingRows are the rows gathered for the end of the batch: args for each table's INSERT.
 type pendingRows struct {
@@ -74,36 +84,36 @@ func (t *Tx) flushRows(ctx context.Context) error {
 	ctx = context.WithoutCancel(ctx) // like Apply: a batch in hand is finished, not torn
 	// Parents first: journal lines refer to their posting at once (the other references are
 	// checked at commit).
-	if err := t.flushTable(ctx, "upsertPayments", "payments", paymentInsertColumns, paymentValues, paymentUpsert, t.pending.payments); err != nil {
+	if err := t.flushTable(ctx, "upsertPayments", t.pending.payments); err != nil {
 		return fmt.Errorf("store payments: %w", err)
 	}
-	if err := t.flushTable(ctx, "insertPostings", "postings", postingColumns, postingValues, "", t.pending.postings); err != nil {
+	if err := t.flushTable(ctx, "insertPostings", t.pending.postings); err != nil {
 		return fmt.Errorf("store postings: %w", err)
 	}
-	if err := t.flushTable(ctx, "insertEvents", "events", eventColumns, eventValues, "", t.pending.events); err != nil {
+	if err := t.flushTable(ctx, "insertEvents", t.pending.events); err != nil {
 		return fmt.Errorf("store events: %w", err)
 	}
-	if err := t.flushTable(ctx, "journals", "journal", journalColumns, journalValues, "", t.pending.journals); err != nil {
+	if err := t.flushTable(ctx, "journals", t.pending.journals); err != nil {
 		return fmt.Errorf("store journal lines: %w", err)
 	}
 	t.pending = pendingRows{}
 	return nil
 }
 
-func (t *Tx) flushTable(ctx context.Context, full, table, columns, values, suffix string, rows [][]any) error {
+func (t *Tx) flushTable(ctx context.Context, key string, rows [][]any) error {
 	for len(rows) > 0 {
-		n := min(rowsPerInsert, len(rows))
+		n := 1
+		for _, size := range insertSizes {
+			if size <= len(rows) {
+				n = size
+				break
+			}
+		}
 		args := make([]any, 0, n*len(rows[0]))
 		for _, r := range rows[:n] {
 			args = append(args, r...)
 		}
-		var err error
-		if n == rowsPerInsert {
-			_, err = t.stmt(full).ExecContext(ctx, args...)
-		} else {
-			_, err = t.tx.ExecContext(ctx, multiInsert(table, columns, values, n)+suffix, args...)
-		}
-		if err != nil {
+		if _, err := t.stmt(sized(key, n)).ExecContext(ctx, args...); err != nil {
 			return err
 		}
 		rows = rows[n:]
