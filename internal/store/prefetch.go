@@ -32,32 +32,22 @@ func (t *Tx) Prefetch(ctx context.Context, ins []Input) error {
 	if !t.optimistic || len(ins) == 0 {
 		return nil
 	}
+	c := &txCache{hashes: map[string]string{}, payments: map[string]*paymentRow{}, postings: map[string]*postingRow{}}
 	var evIDs, payIDs, actIDs []string
-	seen := map[string]bool{}
-	add := func(list *[]string, prefix, id string) {
-		if id != "" && !seen[prefix+id] {
-			seen[prefix+id] = true
-			*list = append(*list, id)
-		}
-	}
 	for i := range ins {
-		add(&evIDs, "e:", ins[i].EventID)
-		add(&payIDs, "p:", ins[i].PaymentID)
-		add(&actIDs, "a:", ins[i].ActionID)
-	}
-	c := &txCache{
-		hashes:   make(map[string]string, len(evIDs)),
-		payments: make(map[string]*paymentRow, len(payIDs)),
-		postings: make(map[string]*postingRow, len(actIDs)),
-	}
-	for _, id := range evIDs {
-		c.hashes[id] = ""
-	}
-	for _, id := range payIDs {
-		c.payments[id] = nil
-	}
-	for _, id := range actIDs {
-		c.postings[id] = nil
+		in := &ins[i]
+		if _, ok := c.hashes[in.EventID]; !ok && in.EventID != "" {
+			c.hashes[in.EventID] = ""
+			evIDs = append(evIDs, in.EventID)
+		}
+		if _, ok := c.payments[in.PaymentID]; !ok && in.PaymentID != "" {
+			c.payments[in.PaymentID] = nil
+			payIDs = append(payIDs, in.PaymentID)
+		}
+		if _, ok := c.postings[in.ActionID]; !ok && in.ActionID != "" {
+			c.postings[in.ActionID] = nil
+			actIDs = append(actIDs, in.ActionID)
+		}
 	}
 	if err := t.selectIn(ctx, `SELECT id, body_hash FROM events WHERE id IN `, evIDs, func(r *sqlx.Rows) error {
 		var id, h string
