@@ -218,15 +218,13 @@ var statements = map[string]string{
 	"eventDup":      `UPDATE events SET duplicates = duplicates + 1 WHERE id = ?`,
 	"payment":       `SELECT ` + paymentRowColumns + ` FROM payments WHERE id = ?`,
 	"upsertPayment": `INSERT INTO payments ` + paymentInsertColumns + ` VALUES ` + paymentValues + paymentUpsert,
-	"insertEvent": `INSERT INTO events (id, payment_id, type, origin, action_id, amount, currency, occurred_at,
-		received_at, applied_at, outcome, status_before, status_after, stream_seq, body_hash, body)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	"insertEvent":   `INSERT INTO events ` + eventColumns + ` VALUES ` + eventValues,
 	"posting":       `SELECT payment_id, kind, amount, state FROM postings WHERE action_id = ?`,
 	"insertPosting": `INSERT INTO postings ` + postingColumns + ` VALUES ` + postingValues,
 	"heldRefunds": `SELECT action_id, amount, currency FROM postings
 		WHERE payment_id = ? AND state = 'held' ORDER BY occurred_at, action_id`,
 	"postHeld": `UPDATE postings SET state = 'posted', posted_at = ? WHERE action_id = ?`,
-	"journal":  `INSERT INTO journal (action_id, account, debit, credit, currency) VALUES (?, ?, ?, 0, ?), (?, ?, 0, ?, ?)`,
+	"journal":  `INSERT INTO journal ` + journalColumns + ` VALUES ` + journalValues,
 	// One savepoint name serves every level: SQLite releases or rolls back the innermost of that
 	// name. Prepared once, they cost a step each instead of a parse (see Tx.Savepoint).
 	"savepoint":  `SAVEPOINT sp`,
