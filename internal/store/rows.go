@@ -14,7 +14,6 @@ import (
 // cgo) per row. The two reads that do go to the tables, a duplicate's counter and a payment's
 // held refunds, flush first. A failure while flushing cannot be pinned on one event, so it ends
 // the optimistic run like any other (see Update).
-const rowsPerInsert = 64
 
 // insertSizes are the row counts with a statement prepared at open: a batch's rows go out in
 // statements of 64 and then of the powers of two that make up the rest, never a statement
