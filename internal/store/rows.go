@@ -78,7 +78,7 @@ func (p *pendingRows) payment(id string, args []any) {
 // deferRows reports whether t gathers rows instead of writing them now.
 func (t *Tx) deferRows() bool { return t.cache != nil }
 
-// flushRows writes the gathered rows, rowsPerInsert per statement.
+// flushRows writes the gathered rows, parents first, in statements of insertSizes rows.
 func (t *Tx) flushRows(ctx context.Context) error {
 	ctx = context.WithoutCancel(ctx) // like Apply: a batch in hand is finished, not torn
 	// Parents first: journal lines refer to their posting at once (the other references are
