@@ -45,6 +45,13 @@ func newPipeline(t *testing.T, clock *ckosim.FakeClock) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The sink stamps ReceivedAt on the simulator's clock: a payment's first check is due from
+	// when it was first seen, so a real-time stamp would drift from the fake clock with the
+	// test's own wall time.
+	now := time.Now
+	if clock != nil {
+		now = clock.Now
+	}
 	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		key, err := ring.Verify(body, r.Header.Get(checkout.SignatureHeader))
@@ -57,7 +64,7 @@ func newPipeline(t *testing.T, clock *ckosim.FakeClock) *pipeline {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if _, err := pub.Publish(r.Context(), &events.Webhook{Body: body, EventID: head.ID, EventType: head.Type, KeyName: key, ReceivedAt: time.Now()}); err != nil {
+		if _, err := pub.Publish(r.Context(), &events.Webhook{Body: body, EventID: head.ID, EventType: head.Type, KeyName: key, ReceivedAt: now()}); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		}
 	}))
