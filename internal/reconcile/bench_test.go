@@ -41,6 +41,7 @@ func BenchmarkConsumer(b *testing.B) {
 		<-js.PublishAsyncComplete()
 		_ = nc.Flush()
 		ledger := storetest.MustOpenLedger(b)
+		ledger.VerifyAfter = storetest.VerifyAfter
 		cfg := events.DefaultConsumerConfig()
 		c, err := events.EnsureConsumer(ctx, js, cfg)
 		if err != nil {

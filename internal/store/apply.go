@@ -580,7 +580,7 @@ func (t *Tx) savePayment(ctx context.Context, p *paymentRow, in Input) error {
 	args := []any{p.ID, p.Status, p.ProviderStatus, p.Amount, p.Currency,
 		p.Reference, p.Customer, p.Method, p.Seen.String(), p.Captured, p.Refunded, p.Held, final,
 		nullTime(p.RequestedAt), fmtTime(p.FirstSeenAt), nullTime(p.LastEvent), nullTime(p.LastCheckedAt),
-		fmtTime(p.NextCheckAt), fmtTime(t.now)}
+		fmtTime(p.NextCheckAt), t.verifyAt(p, final == 1), fmtTime(t.now)}
 	if t.deferRows() {
 		t.pending.payment(p.ID, args)
 	} else if _, err := t.stmt("upsertPayment").ExecContext(ctx, args...); err != nil {
@@ -588,6 +588,19 @@ func (t *Tx) savePayment(ctx context.Context, p *paymentRow, in Input) error {
 	}
 	t.rememberPayment(p)
 	return nil
+}
+
+// verifyAt is a payment's verify_at as an event leaves it: a final payment is verified
+// VerifyAfter after its latest event (every event starts the count again); any other, never.
+func (t *Tx) verifyAt(p *paymentRow, final bool) any {
+	if !final || t.l.VerifyAfter <= 0 {
+		return nil
+	}
+	at := p.LastEvent
+	if at.IsZero() {
+		at = p.FirstSeenAt
+	}
+	return fmtTime(at.Add(t.l.VerifyAfter))
 }
 
 func (t *Tx) insertEvent(ctx context.Context, in Input, hash string, res Result) error {

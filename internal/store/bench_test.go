@@ -25,6 +25,7 @@ func BenchmarkApply(b *testing.B) {
 		b.Run(tt.name, func(b *testing.B) {
 			ins := storetest.KNETInputs(b.N)
 			l := storetest.MustOpenLedger(b)
+			l.VerifyAfter = storetest.VerifyAfter
 			ctx := context.Background()
 			b.ResetTimer()
 			start := time.Now()

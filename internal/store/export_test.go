@@ -7,12 +7,10 @@ import (
 	"time"
 )
 
-// ExplainDue returns SQLite's plan for the sweep's due query.
-func ExplainDue(tb testing.TB, l *Ledger) string {
+// ExplainDue returns SQLite's plan for the sweep's due query (verify: the verification list).
+func ExplainDue(tb testing.TB, l *Ledger, verify bool) string {
 	tb.Helper()
-	rows, err := l.r.QueryxContext(context.Background(), `EXPLAIN QUERY PLAN SELECT `+paymentColumns+`
-		FROM payments INDEXED BY payments_due WHERE final = 0 AND next_check_at <= ? AND (next_check_at, id) > (?, ?)
-		ORDER BY next_check_at, id LIMIT ?`, fmtTime(time.Now()), "", "", 10)
+	rows, err := l.r.QueryxContext(context.Background(), `EXPLAIN QUERY PLAN `+dueQuery(verify), fmtTime(time.Now()), "", "", 10)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -33,7 +33,9 @@ type Payment struct {
 	LastEventAt    *time.Time     `json:"last_event_at,omitempty"`
 	LastCheckedAt  *time.Time     `json:"last_checked_at,omitempty"`
 	NextCheckAt    time.Time      `json:"next_check_at"`
-	UpdatedAt      time.Time      `json:"updated_at"`
+	// VerifyAt is when the sweep verifies this final payment next (see KNETRECON_VERIFY_AFTER).
+	VerifyAt  *time.Time `json:"verify_at,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
 }
 
 // PaymentDetail is a payment with its journal, its full event history, its discrepancies and the
@@ -103,7 +105,7 @@ type Discrepancy struct {
 
 const paymentColumns = `id, status, provider_status, amount, currency, reference, customer, method, seen,
 	captured, refunded, held, final, requested_at, first_seen_at, last_event_at, last_checked_at,
-	next_check_at, updated_at`
+	next_check_at, verify_at, updated_at`
 
 type scanner interface{ Scan(...any) error }
 
@@ -111,15 +113,15 @@ func scanPayment(s scanner) (Payment, error) {
 	var p Payment
 	var final int
 	var status string
-	var req, first, last, checked, next, updated sql.NullString
+	var req, first, last, checked, next, verify, updated sql.NullString
 	err := s.Scan(&p.ID, &status, &p.ProviderStatus, &p.Amount, &p.Currency, &p.Reference, &p.Customer,
-		&p.Method, &p.Seen, &p.Captured, &p.Refunded, &p.Held, &final, &req, &first, &last, &checked, &next, &updated)
+		&p.Method, &p.Seen, &p.Captured, &p.Refunded, &p.Held, &final, &req, &first, &last, &checked, &next, &verify, &updated)
 	if err != nil {
 		return p, err
 	}
 	p.Status = payment.Status(status)
 	p.Final = final == 1
-	p.RequestedAt, p.LastEventAt, p.LastCheckedAt = timePtr(req), timePtr(last), timePtr(checked)
+	p.RequestedAt, p.LastEventAt, p.LastCheckedAt, p.VerifyAt = timePtr(req), timePtr(last), timePtr(checked), timePtr(verify)
 	p.FirstSeenAt, p.NextCheckAt, p.UpdatedAt = parseTime(first), parseTime(next), parseTime(updated)
 	return p, nil
 }
@@ -283,36 +285,49 @@ func (t *Tx) ResolveDiscrepancy(ctx context.Context, id int64, resolution string
 	return nil
 }
 
-// DueQuery pages through the payments the sweep should ask Checkout.com about: not final, and
-// due (next_check_at, first the time we first saw it, then what the sweep set) at or before Due.
+// DueQuery pages through the payments the sweep should ask Checkout.com about: open payments
+// whose next_check_at (first the time we first saw it, then what the sweep set) is at or before
+// Due or, with Verify, final payments whose verify_at is.
 type DueQuery struct {
 	Due time.Time
+	// Verify selects final payments due for verification instead of open ones.
+	Verify bool
 	// After is the cursor: the last row of the previous page (zero for the first page).
 	After Cursor
 	Limit int
 }
 
-// Cursor marks a position in the due list.
+// Cursor marks a position in a due list.
 type Cursor struct {
-	NextCheckAt time.Time
-	ID          string
+	// At is the row's next_check_at (verify_at with DueQuery.Verify).
+	At time.Time
+	ID string
 }
 
-// DuePayments returns up to q.Limit open payments due for a check, oldest due first, and the
-// cursor for the next page (zero when this was the last). It is served by the payments_due
-// partial index, so its cost does not grow with the number of final payments.
+// dueQuery is DuePayments' statement; each list is served by its partial index, so its cost
+// does not grow with the payments outside it.
+func dueQuery(verify bool) string {
+	if verify {
+		return `SELECT ` + paymentColumns + ` FROM payments INDEXED BY payments_verify
+		WHERE verify_at IS NOT NULL AND verify_at <= ? AND (verify_at, id) > (?, ?)
+		ORDER BY verify_at, id LIMIT ?`
+	}
+	return `SELECT ` + paymentColumns + ` FROM payments INDEXED BY payments_due
+		WHERE final = 0 AND next_check_at <= ? AND (next_check_at, id) > (?, ?)
+		ORDER BY next_check_at, id LIMIT ?`
+}
+
+// DuePayments returns up to q.Limit payments due, earliest first, and the cursor for the next
+// page (zero when this was the last).
 func (l *Ledger) DuePayments(ctx context.Context, q DueQuery) ([]Payment, Cursor, error) {
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
-	query := `SELECT ` + paymentColumns + ` FROM payments INDEXED BY payments_due
-		WHERE final = 0 AND next_check_at <= ? AND (next_check_at, id) > (?, ?)
-		ORDER BY next_check_at, id LIMIT ?`
 	after := ""
-	if !q.After.NextCheckAt.IsZero() {
-		after = fmtTime(q.After.NextCheckAt)
+	if !q.After.At.IsZero() {
+		after = fmtTime(q.After.At)
 	}
-	rows, err := l.r.QueryxContext(ctx, query, fmtTime(q.Due), after, q.After.ID, q.Limit)
+	rows, err := l.r.QueryxContext(ctx, dueQuery(q.Verify), fmtTime(q.Due), after, q.After.ID, q.Limit)
 	if err != nil {
 		return nil, Cursor{}, fmt.Errorf("due payments: %w", err)
 	}
@@ -331,7 +346,10 @@ func (l *Ledger) DuePayments(ctx context.Context, q DueQuery) ([]Payment, Cursor
 	var next Cursor
 	if len(out) == q.Limit {
 		last := out[len(out)-1]
-		next = Cursor{NextCheckAt: last.NextCheckAt, ID: last.ID}
+		next = Cursor{At: last.NextCheckAt, ID: last.ID}
+		if q.Verify {
+			next.At = *last.VerifyAt
+		}
 	}
 	return out, next, nil
 }
@@ -347,20 +365,31 @@ type Check struct {
 	// NextCheckAt is when to ask again; zero keeps the payment out of the due list until an
 	// event moves it.
 	NextCheckAt time.Time
+	// Verify marks the verification of a final payment: NextCheckAt moves verify_at instead
+	// (zero: no further verification).
+	Verify bool
 }
 
-// RecordCheck logs a check and moves the payment's last_checked_at and next_check_at.
+// RecordCheck logs a check and moves the payment's last_checked_at and next_check_at (verify_at
+// for a verification).
 func (t *Tx) RecordCheck(ctx context.Context, c Check) error {
 	if _, err := t.tx.ExecContext(ctx, `INSERT INTO payment_checks (payment_id, checked_at, provider_status, outcome, details)
 		VALUES (?, ?, ?, ?, ?)`, c.PaymentID, fmtTime(c.CheckedAt), c.ProviderStatus, c.Outcome, c.Details); err != nil {
 		return fmt.Errorf("record check of %s: %w", c.PaymentID, err)
 	}
-	next := c.NextCheckAt
-	if next.IsZero() {
-		next = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	query, next := `UPDATE payments SET last_checked_at = ?, next_check_at = ? WHERE id = ?`, any(nil)
+	switch {
+	case c.Verify:
+		query = `UPDATE payments SET last_checked_at = ?, verify_at = ? WHERE id = ?`
+		if !c.NextCheckAt.IsZero() {
+			next = fmtTime(c.NextCheckAt)
+		}
+	case c.NextCheckAt.IsZero():
+		next = fmtTime(time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))
+	default:
+		next = fmtTime(c.NextCheckAt)
 	}
-	if _, err := t.tx.ExecContext(ctx, `UPDATE payments SET last_checked_at = ?, next_check_at = ? WHERE id = ?`,
-		fmtTime(c.CheckedAt), fmtTime(next), c.PaymentID); err != nil {
+	if _, err := t.tx.ExecContext(ctx, query, fmtTime(c.CheckedAt), next, c.PaymentID); err != nil {
 		return fmt.Errorf("record check of %s: %w", c.PaymentID, err)
 	}
 	return nil

@@ -22,14 +22,14 @@ var insertSizes = []int{64, 32, 16, 8, 4, 2, 1}
 
 const (
 	paymentInsertColumns = `(id, status, provider_status, amount, currency, reference, customer, method, seen,
-		captured, refunded, held, final, requested_at, first_seen_at, last_event_at, last_checked_at, next_check_at, updated_at)`
-	paymentValues = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		captured, refunded, held, final, requested_at, first_seen_at, last_event_at, last_checked_at, next_check_at, verify_at, updated_at)`
+	paymentValues = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	paymentUpsert = ` ON CONFLICT (id) DO UPDATE SET status = excluded.status, provider_status = excluded.provider_status,
 		amount = excluded.amount, currency = excluded.currency, reference = excluded.reference,
 		customer = excluded.customer, method = excluded.method, seen = excluded.seen,
 		captured = excluded.captured, refunded = excluded.refunded, held = excluded.held,
 		final = excluded.final, requested_at = excluded.requested_at, last_event_at = excluded.last_event_at,
-		updated_at = excluded.updated_at`
+		verify_at = excluded.verify_at, updated_at = excluded.updated_at`
 	postingColumns = `(action_id, payment_id, kind, amount, currency, state, event_id, origin, occurred_at, created_at, posted_at)`
 	postingValues  = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	eventColumns   = `(id, payment_id, type, origin, action_id, amount, currency, occurred_at, received_at, applied_at, outcome, status_before, status_after, stream_seq, body_hash, body)`

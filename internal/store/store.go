@@ -47,6 +47,9 @@ type Ledger struct {
 	// (the reconciler sets KNETRECON_PENDING_TIMEOUT), so the sweep's due list never holds young
 	// payments. Zero makes them due at once.
 	FirstCheckAfter time.Duration
+	// VerifyAfter schedules a final payment's verification this long after its latest event
+	// (the reconciler sets the first step of KNETRECON_VERIFY_AFTER). Zero: never.
+	VerifyAfter time.Duration
 
 	stmts map[string]*sqlx.Stmt
 }

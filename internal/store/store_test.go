@@ -367,7 +367,7 @@ func TestDuePayments(t *testing.T) {
 	if p := mustPayment(t, l, "pay_02"); !reflect.DeepEqual(kinds(p), []string{"webhook_missing"}) {
 		t.Fatalf("%v", kinds(p))
 	}
-	plan := store.ExplainDue(t, l)
+	plan := store.ExplainDue(t, l, false)
 	if !strings.Contains(plan, "payments_due") {
 		t.Fatalf("due query not served by the index: %s", plan)
 	}
@@ -464,5 +464,93 @@ func TestHeldRefundReleasedInOneBatch(t *testing.T) {
 	p := mustPayment(t, l, "pay_1")
 	if p.Captured != 1000 || p.Refunded != 400 || p.Held != 0 || p.Status != payment.StatusPartiallyRefunded {
 		t.Fatalf("%+v", p.Payment)
+	}
+}
+
+// A final payment is due for verification VerifyAfter after its latest event, whichever way it
+// was written (one event, or a batch's gathered rows); every later event starts the count again,
+// and the sweep's check moves or ends it.
+func TestVerifySchedule(t *testing.T) {
+	l := storetest.MustOpenLedger(t)
+	l.VerifyAfter = 31 * time.Hour
+	ctx := context.Background()
+	verifyAt := func(id string) *time.Time { t.Helper(); return mustPayment(t, l, id).VerifyAt }
+	due := func(at time.Time) []string {
+		t.Helper()
+		var ids []string
+		var cur store.Cursor
+		for {
+			page, next, err := l.DuePayments(ctx, store.DueQuery{Due: at, Verify: true, After: cur, Limit: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range page {
+				ids = append(ids, p.ID)
+			}
+			if next == (store.Cursor{}) {
+				return ids
+			}
+			cur = next
+		}
+	}
+
+	mustApply(t, l, ev("evt_p1", payment.EventPending, "pay_1", "", 1000, 0))
+	if at := verifyAt("pay_1"); at != nil {
+		t.Fatalf("open payment scheduled for verification at %s", at)
+	}
+	mustApply(t, l, ev("evt_c1", payment.EventCaptured, "pay_1", "act_c1", 1000, time.Minute))
+	if _, err := l.ApplyBatch(ctx, []store.Input{
+		ev("evt_p2", payment.EventPending, "pay_2", "", 2000, 0),
+		ev("evt_x2", payment.EventExpired, "pay_2", "", 2000, 7*time.Minute),
+		ev("evt_p3", payment.EventPending, "pay_3", "", 3000, 0),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want1, want2 := t0.Add(time.Minute+31*time.Hour), t0.Add(7*time.Minute+31*time.Hour)
+	if at := verifyAt("pay_1"); at == nil || !at.Equal(want1) {
+		t.Fatalf("pay_1 verify_at %v, want %s", at, want1)
+	}
+	if at := verifyAt("pay_2"); at == nil || !at.Equal(want2) {
+		t.Fatalf("pay_2 verify_at %v, want %s", at, want2)
+	}
+	if got := due(want1.Add(-time.Nanosecond)); len(got) != 0 {
+		t.Fatalf("due before its time: %v", got)
+	}
+	if got := due(want2); !reflect.DeepEqual(got, []string{"pay_1", "pay_2"}) {
+		t.Fatalf("due %v", got)
+	}
+
+	// A refund two hours later starts the count again.
+	mustApply(t, l, ev("evt_r1", payment.EventRefunded, "pay_1", "act_r1", 400, 2*time.Hour))
+	if at, want := verifyAt("pay_1"), t0.Add(2*time.Hour+31*time.Hour); at == nil || !at.Equal(want) {
+		t.Fatalf("after the refund verify_at %v, want %s", at, want)
+	}
+	// The sweep's check moves it, or ends it.
+	next := t0.Add(8 * 24 * time.Hour)
+	err := l.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.RecordCheck(ctx, store.Check{PaymentID: "pay_1", CheckedAt: want2, Outcome: "verified", Verify: true, NextCheckAt: next}); err != nil {
+			return err
+		}
+		return tx.RecordCheck(ctx, store.Check{PaymentID: "pay_2", CheckedAt: want2, Outcome: "verified", Verify: true})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1 := mustPayment(t, l, "pay_1")
+	if p1.VerifyAt == nil || !p1.VerifyAt.Equal(next) || !p1.NextCheckAt.Equal(t0.Add(time.Second+l.FirstCheckAfter)) {
+		t.Fatalf("pay_1 after its check: verify_at %v, next_check_at %s", p1.VerifyAt, p1.NextCheckAt)
+	}
+	if at := verifyAt("pay_2"); at != nil {
+		t.Fatalf("pay_2 verify_at %s after its last verification", at)
+	}
+	if plan := store.ExplainDue(t, l, true); !strings.Contains(plan, "payments_verify") {
+		t.Fatalf("verification list not served by its index: %s", plan)
+	}
+
+	// Off: nothing is scheduled.
+	l.VerifyAfter = 0
+	mustApply(t, l, ev("evt_c3", payment.EventCaptured, "pay_3", "act_c3", 3000, time.Minute))
+	if at := verifyAt("pay_3"); at != nil {
+		t.Fatalf("verification off, yet pay_3 verify_at %s", at)
 	}
 }

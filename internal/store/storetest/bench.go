@@ -14,6 +14,10 @@ import (
 	"knetrecon/internal/store"
 )
 
+// VerifyAfter is the first verification step benchmarks give their ledgers, as the reconciler's
+// default does (KNETRECON_VERIFY_AFTER), so a captured payment's verify_at is written too.
+const VerifyAfter = 31 * time.Hour
+
 // KNETInputs returns n webhook inputs for n/2 KNET payments, each a payment_pending and, 1,000
 // events later, its payment_captured (as at a busy hour, where other payments' events come
 // between the two), with bodies of a realistic size (~700 bytes), as benchmarks feed them.
@@ -84,10 +88,10 @@ func PlainUpsert(tb testing.TB, path string, ins []store.Input, batch int) {
 		return s
 	}
 	upsert := prep(`INSERT INTO payments (id, status, amount, currency, reference, method, seen,
-		captured, final, requested_at, first_seen_at, last_event_at, next_check_at, updated_at)
-		VALUES (?, 'Pending', ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?, ?, ?)
+		captured, final, requested_at, first_seen_at, last_event_at, next_check_at, verify_at, updated_at)
+		VALUES (?, 'Pending', ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?, ?, NULL, ?)
 		ON CONFLICT (id) DO UPDATE SET status = 'Captured', captured = excluded.captured, final = 1,
-		last_event_at = excluded.last_event_at, updated_at = excluded.updated_at`)
+		last_event_at = excluded.last_event_at, verify_at = excluded.last_event_at, updated_at = excluded.updated_at`)
 	event := prep(`INSERT INTO events (id, payment_id, type, origin, action_id, amount, currency,
 		occurred_at, received_at, applied_at, outcome, status_before, status_after, body_hash, body)
 		VALUES (?, ?, ?, 'webhook', ?, ?, ?, ?, ?, ?, 'applied', '', 'Pending', ?, ?)`)
