@@ -87,6 +87,8 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	var backoff string
 	b.String(&backoff, "sweep-backoff", "KNETRECON_SWEEP_BACKOFF", "1,1.15,1.4,2,4,8", "when to check, in multiples of the timeout from the payment's age; then hourly, then daily")
 	b.Int(&c.Sweep.MaxErrors, "sweep-max-errors", "KNETRECON_SWEEP_MAX_ERRORS", sw.MaxErrors, "failed checks in a row that make a payment stuck")
+	var verify string
+	b.String(&verify, "verify-after", "KNETRECON_VERIFY_AFTER", "31h,8d,32d", "verify a final payment this long after its latest event (later steps while it holds money); off disables")
 	b.Int(&c.Sweep.Concurrency, "sweep-concurrency", "KNETRECON_SWEEP_CONCURRENCY", sw.Concurrency, "API calls in flight during a sweep")
 	b.String(&c.AlertWebhookURL, "alert-webhook-url", "KNETRECON_ALERT_WEBHOOK_URL", "", "Slack-compatible URL for stuck / captured_after_expiry / amount_mismatch alerts; empty: none")
 	if extra != nil {
@@ -111,7 +113,37 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 		}
 		c.Sweep.Backoff = append(c.Sweep.Backoff, x)
 	}
+	if c.Sweep.VerifyAfter, err = parseSteps(verify); err != nil {
+		return c, nil, fmt.Errorf("KNETRECON_VERIFY_AFTER %q: %w", verify, err)
+	}
 	return c, rest, c.Validate()
+}
+
+// parseSteps reads a comma-separated list of durations, which may also be whole days ("8d");
+// "off" or empty is none.
+func parseSteps(s string) ([]time.Duration, error) {
+	if s = strings.TrimSpace(s); s == "" || s == "off" {
+		return nil, nil
+	}
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		var d time.Duration
+		var err error
+		if days, ok := strings.CutSuffix(f, "d"); ok {
+			var n int
+			if n, err = strconv.Atoi(days); err == nil {
+				d = time.Duration(n) * 24 * time.Hour
+			}
+		} else {
+			d, err = time.ParseDuration(f)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a duration (like 31h or 8d)", f)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // parseInterspersed parses flags that may come after operands: `payment pay_x --json`.

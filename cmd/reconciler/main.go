@@ -147,8 +147,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return 2
 }
 
+// openLedger opens the ledger with the sweep's schedule for the payments it writes, so every
+// command that applies events (run, replay, dlq replay, sweep) schedules their verification alike.
 func openLedger(ctx context.Context, cfg Config) (*store.Ledger, error) {
-	return store.OpenWith(ctx, cfg.Ledger, store.Options{BusyTimeout: cfg.LedgerBusyTimeout})
+	l, err := store.OpenWith(ctx, cfg.Ledger, store.Options{BusyTimeout: cfg.LedgerBusyTimeout})
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Sweep.VerifyAfter) > 0 {
+		l.VerifyAfter = cfg.Sweep.VerifyAfter[0]
+	}
+	return l, nil
 }
 
 func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout io.Writer, fail func(error) int) int {

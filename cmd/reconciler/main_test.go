@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,15 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 		!cfg.Sweep.VoidPending || cfg.Sweep.StuckAfter != 30*time.Minute || len(cfg.Sweep.Backoff) != 6 {
 		t.Fatalf("sweep defaults %+v %+v", cfg.SweepSchedule, cfg.Sweep)
 	}
+	if want := []time.Duration{31 * time.Hour, 8 * 24 * time.Hour, 32 * 24 * time.Hour}; !slices.Equal(cfg.Sweep.VerifyAfter, want) {
+		t.Fatalf("verify steps %v, want %v", cfg.Sweep.VerifyAfter, want)
+	}
+	for give, want := range map[string][]time.Duration{"off": nil, "90m, 2d": {90 * time.Minute, 48 * time.Hour}} {
+		cfg, _, err := ParseConfig("run", nil, env(map[string]string{"KNETRECON_CHECKOUT_SECRET_KEY": "sk_test", "KNETRECON_VERIFY_AFTER": give}), nil)
+		if err != nil || !slices.Equal(cfg.Sweep.VerifyAfter, want) {
+			t.Errorf("KNETRECON_VERIFY_AFTER=%q: %v %v, want %v", give, cfg.Sweep.VerifyAfter, err, want)
+		}
+	}
 	tests := []struct {
 		give map[string]string
 		want string
@@ -50,6 +60,9 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 		{map[string]string{"KNETRECON_SWEEP_SCHEDULE": "every minute"}, "KNETRECON_SWEEP_SCHEDULE"},
 		{map[string]string{"KNETRECON_SWEEP_BACKOFF": "1,x"}, "KNETRECON_SWEEP_BACKOFF"},
 		{map[string]string{"KNETRECON_STUCK_AFTER": "1m"}, "KNETRECON_STUCK_AFTER"},
+		{map[string]string{"KNETRECON_VERIFY_AFTER": "31h,x"}, "KNETRECON_VERIFY_AFTER"},
+		{map[string]string{"KNETRECON_VERIFY_AFTER": "8d,31h"}, "KNETRECON_VERIFY_AFTER"},
+		{map[string]string{"KNETRECON_VERIFY_AFTER": "0d"}, "KNETRECON_VERIFY_AFTER"},
 		{map[string]string{"KNETRECON_CHECKOUT_RATE_LIMIT": "500"}, "KNETRECON_CHECKOUT_RATE_LIMIT"},
 		{map[string]string{"KNETRECON_CHECKOUT_URL": "ftp://x"}, "KNETRECON_CHECKOUT_URL"},
 	}

@@ -42,6 +42,8 @@ const (
 	CheckError           = "error"
 	CheckVoidRefused     = "void_refused"
 	CheckVoidFailed      = "void_failed"
+	// CheckVerified: a final payment verified, the API agreeing with the ledger.
+	CheckVerified = "verified"
 )
 
 // ActionVoidRequested is the action recorded when the sweep asked Checkout.com to void a payment.
@@ -61,8 +63,14 @@ type SweepConfig struct {
 	// Backoff is when to check, in multiples of PendingTimeout from the payment's age base; after
 	// the last entry, hourly until a day old, then daily.
 	Backoff []float64
-	// MaxErrors is how many failed checks in a row make a payment stuck.
+	// MaxErrors is how many failed checks in a row make a payment stuck (for a verification:
+	// give its step up).
 	MaxErrors int
+	// VerifyAfter are the verification steps of a final payment, counted from its latest event
+	// (a webhook's, or an API action's): Checkout.com has stopped retrying a lost webhook by the
+	// first, so every final payment is asked about then; the later steps apply while it holds
+	// money a refund could still move. Empty: no verification.
+	VerifyAfter []time.Duration
 	// Concurrency bounds the API calls in flight (the client's rate limit still applies).
 	Concurrency int
 	// PageSize is how many due payments are read at a time.
@@ -80,6 +88,7 @@ func DefaultSweepConfig() SweepConfig {
 		StuckAfter:     30 * time.Minute,
 		Backoff:        []float64{1, 1.15, 1.4, 2, 4, 8},
 		MaxErrors:      5,
+		VerifyAfter:    []time.Duration{31 * time.Hour, 8 * 24 * time.Hour, 32 * 24 * time.Hour},
 		Concurrency:    8,
 		PageSize:       200,
 		Now:            time.Now,
@@ -100,6 +109,9 @@ func (c SweepConfig) Validate() error {
 	}
 	if len(c.Backoff) == 0 || !slices.IsSorted(c.Backoff) || c.Backoff[0] < 1 {
 		errs = append(errs, fmt.Errorf("KNETRECON_SWEEP_BACKOFF must be increasing multiples of the timeout starting at 1 or more, got %v", c.Backoff))
+	}
+	if !slices.IsSorted(c.VerifyAfter) || (len(c.VerifyAfter) > 0 && c.VerifyAfter[0] <= 0) {
+		errs = append(errs, fmt.Errorf("KNETRECON_VERIFY_AFTER must be increasing positive durations, got %v", c.VerifyAfter))
 	}
 	if c.MaxErrors < 1 {
 		errs = append(errs, fmt.Errorf("KNETRECON_SWEEP_MAX_ERRORS must be at least 1, got %d", c.MaxErrors))
@@ -148,7 +160,11 @@ type Decision struct {
 	Applied        []string       `json:"applied,omitempty"`
 	Discrepancies  []string       `json:"discrepancies,omitempty"`
 	Error          string         `json:"error,omitempty"`
-	NextCheckAt    time.Time      `json:"next_check_at"`
+	// NextCheckAt is when the payment is asked about next; for a verification, zero when no
+	// step is left.
+	NextCheckAt time.Time `json:"next_check_at"`
+	// Verification marks the check of a final payment (see SweepConfig.VerifyAfter).
+	Verification bool `json:"verification,omitempty"`
 }
 
 // Report sums up one sweep.
@@ -163,9 +179,10 @@ type Report struct {
 	Stuck     int            `json:"stuck"`
 }
 
-// Sweep runs one sweep: every open payment that is due, oldest first, in pages, with at most
-// Concurrency API calls at once; then it refreshes the stuck list. A dry run asks the API (reads
-// only) and writes nothing: no ledger change, no check recorded, no void.
+// Sweep runs one sweep: every open payment that is due, oldest first, then every final payment
+// due for verification, in pages, with at most Concurrency API calls at once; then it refreshes
+// the stuck list. A dry run asks the API (reads only) and writes nothing: no ledger change, no
+// check recorded, no void.
 func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 	if !s.running.TryLock() {
 		return Report{}, ErrSweepRunning
@@ -175,43 +192,13 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 	started := time.Now()
 	rep := Report{Started: now, DryRun: dryRun, Outcomes: map[string]int{}}
 
-	var cursor store.Cursor
-	for {
-		page, next, err := s.ledger.DuePayments(ctx, store.DueQuery{Due: now, After: cursor, Limit: s.cfg.PageSize})
-		if err != nil {
-			return rep, fmt.Errorf("sweep: %w", err)
+	if err := s.sweepList(ctx, false, now, dryRun, &rep); err != nil {
+		return rep, err
+	}
+	if len(s.cfg.VerifyAfter) > 0 {
+		if err := s.sweepList(ctx, true, now, dryRun, &rep); err != nil {
+			return rep, err
 		}
-		decisions := make([]Decision, len(page))
-		sem := make(chan struct{}, s.cfg.Concurrency)
-		var wg sync.WaitGroup
-		for i := range page {
-			if ctx.Err() != nil {
-				break
-			}
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				decisions[i] = s.check(ctx, &page[i], now, dryRun)
-			}()
-		}
-		wg.Wait()
-		for _, d := range decisions {
-			if d.PaymentID == "" {
-				continue
-			}
-			rep.Outcomes[d.Outcome]++
-			if d.Outcome != CheckNotDue {
-				rep.Decisions = append(rep.Decisions, d)
-			}
-		}
-		if err := ctx.Err(); err != nil {
-			return rep, fmt.Errorf("sweep: %w", err)
-		}
-		if next == (store.Cursor{}) {
-			break
-		}
-		cursor = next
 	}
 	if err := s.refreshStuck(ctx, now, dryRun, &rep); err != nil {
 		return rep, err
@@ -241,6 +228,52 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 	return rep, nil
 }
 
+// sweepList checks every payment of one due list: open payments, or (verify) final ones.
+func (s *Sweeper) sweepList(ctx context.Context, verify bool, now time.Time, dryRun bool, rep *Report) error {
+	check := s.check
+	if verify {
+		check = s.verify
+	}
+	var cursor store.Cursor
+	for {
+		page, next, err := s.ledger.DuePayments(ctx, store.DueQuery{Due: now, Verify: verify, After: cursor, Limit: s.cfg.PageSize})
+		if err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+		decisions := make([]Decision, len(page))
+		sem := make(chan struct{}, s.cfg.Concurrency)
+		var wg sync.WaitGroup
+		for i := range page {
+			if ctx.Err() != nil {
+				break
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				decisions[i] = check(ctx, &page[i], now, dryRun)
+			}()
+		}
+		wg.Wait()
+		for _, d := range decisions {
+			if d.PaymentID == "" {
+				continue
+			}
+			rep.Outcomes[d.Outcome]++
+			if d.Outcome != CheckNotDue {
+				rep.Decisions = append(rep.Decisions, d)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+		if next == (store.Cursor{}) {
+			return nil
+		}
+		cursor = next
+	}
+}
+
 // check asks about one payment and records what it learned. Errors are part of the decision: one
 // payment's trouble never stops the sweep.
 func (s *Sweeper) check(ctx context.Context, p *store.Payment, now time.Time, dryRun bool) Decision {
@@ -264,26 +297,14 @@ func (s *Sweeper) check(ctx context.Context, p *store.Payment, now time.Time, dr
 	}
 	d.NextCheckAt = s.nextCheck(base, stats.Attempts+1, now)
 
-	t0 := time.Now()
-	pay, err := s.client.GetPayment(ctx, p.ID)
-	var actions []checkout.Action
-	if err == nil && needActions(p, pay) {
-		actions, err = s.client.GetPaymentActions(ctx, p.ID)
-	}
-	latency := time.Since(t0)
-	s.countAPI(err)
-
+	pay, actions, latency, err := s.fetch(ctx, p)
 	var inputs []store.Input
 	var stuckReason string
 	var extra []func(*store.Tx) error
 	switch {
 	case errors.Is(err, checkout.ErrNotFound):
 		d.Outcome = CheckNotFound
-		extra = append(extra, func(tx *store.Tx) error {
-			_, err := tx.AddDiscrepancy(ctx, p.ID, payment.KindUnknownAtProvider, "", store.OriginAPI, map[string]any{
-				"ledger_status": string(p.Status), "checked_at": now, "detail": "GET /payments answered 404"})
-			return err
-		})
+		extra = append(extra, unknownAtProvider(ctx, p, now))
 	case err != nil:
 		d.Outcome, d.Error = CheckError, err.Error()
 		if stats.ConsecutiveErrors+1 >= s.cfg.MaxErrors {
@@ -336,14 +357,86 @@ func (s *Sweeper) check(ctx context.Context, p *store.Payment, now time.Time, dr
 			d.Outcome = CheckStillPending
 		}
 	}
+	return s.record(ctx, p, pay, d, inputs, extra, stuckReason, latency, now, dryRun)
+}
+
+// verify asks about one final payment due for verification: money the API knows and the ledger
+// does not (a capture or refund whose webhook was lost for good) is posted through Apply, as in
+// check. The next step is counted from the latest event known, the API's actions included.
+func (s *Sweeper) verify(ctx context.Context, p *store.Payment, now time.Time, dryRun bool) Decision {
+	anchor := p.FirstSeenAt
+	if p.LastEventAt != nil {
+		anchor = *p.LastEventAt
+	}
+	d := Decision{PaymentID: p.ID, LedgerStatus: p.Status, Age: now.Sub(anchor).Round(time.Second).String(), Verification: true}
+	stats, err := s.ledger.CheckStats(ctx, p.ID)
+	if err != nil {
+		d.Outcome, d.Error = CheckError, err.Error()
+		return d
+	}
+	pay, actions, latency, err := s.fetch(ctx, p)
+	var inputs []store.Input
+	var extra []func(*store.Tx) error
+	switch {
+	case errors.Is(err, checkout.ErrNotFound):
+		d.Outcome = CheckNotFound
+		extra = append(extra, unknownAtProvider(ctx, p, now))
+		d.NextCheckAt = s.nextVerify(anchor, now, false)
+	case err != nil:
+		d.Outcome, d.Error = CheckError, err.Error()
+		d.NextCheckAt = now.Add(time.Hour)
+		if stats.ConsecutiveErrors+1 >= s.cfg.MaxErrors {
+			// This step is given up (its errors are recorded); the next one, if any, asks again.
+			d.NextCheckAt = s.nextVerify(anchor, now, p.Captured > p.Refunded)
+		}
+	default:
+		d.ProviderStatus = pay.Status
+		inputs = apiInputs(p, pay, actions, now)
+		d.Outcome = CheckVerified // becomes recovered in record when the API taught the ledger money
+		for _, a := range actions {
+			if a.ProcessedOn.After(anchor) {
+				anchor = a.ProcessedOn
+			}
+		}
+		d.NextCheckAt = s.nextVerify(anchor, now, holdsMoney(pay))
+	}
+	return s.record(ctx, p, pay, d, inputs, extra, "", latency, now, dryRun)
+}
+
+// fetch reads a payment from the API, and its actions when the ledger's money disagrees.
+func (s *Sweeper) fetch(ctx context.Context, p *store.Payment) (*checkout.Payment, []checkout.Action, time.Duration, error) {
+	t0 := time.Now()
+	pay, err := s.client.GetPayment(ctx, p.ID)
+	var actions []checkout.Action
+	if err == nil && needActions(p, pay) {
+		actions, err = s.client.GetPaymentActions(ctx, p.ID)
+	}
+	latency := time.Since(t0)
+	s.countAPI(err)
+	return pay, actions, latency, err
+}
+
+// unknownAtProvider records that the API does not know the payment.
+func unknownAtProvider(ctx context.Context, p *store.Payment, now time.Time) func(*store.Tx) error {
+	return func(tx *store.Tx) error {
+		_, err := tx.AddDiscrepancy(ctx, p.ID, payment.KindUnknownAtProvider, "", store.OriginAPI, map[string]any{
+			"ledger_status": string(p.Status), "checked_at": now, "detail": "GET /payments answered 404"})
+		return err
+	}
+}
+
+// record applies what a check learned, in one transaction: the API's facts through Apply (money
+// no webhook brought is a recovered lost webhook), extra writes, the stuck mark, and the check
+// itself with the payment's next check. A dry run only lists what it would apply.
+func (s *Sweeper) record(ctx context.Context, p *store.Payment, pay *checkout.Payment, d Decision, inputs []store.Input,
+	extra []func(*store.Tx) error, stuckReason string, latency time.Duration, now time.Time, dryRun bool) Decision {
 	if dryRun {
 		for _, in := range inputs {
 			d.Applied = append(d.Applied, in.Type+" "+in.EventID)
 		}
 		return d
 	}
-
-	err = s.ledger.Update(ctx, func(tx *store.Tx) error {
+	err := s.ledger.Update(ctx, func(tx *store.Tx) error {
 		d.Applied, d.Discrepancies = nil, nil
 		for _, in := range inputs {
 			res, err := tx.Apply(ctx, in)
@@ -385,7 +478,7 @@ func (s *Sweeper) check(ctx context.Context, p *store.Payment, now time.Time, dr
 		details, _ := json.Marshal(map[string]any{"applied": d.Applied, "discrepancies": d.Discrepancies})
 		return tx.RecordSweepCheck(ctx, store.SweepCheck{
 			Check: store.Check{PaymentID: p.ID, CheckedAt: now, ProviderStatus: d.ProviderStatus, Outcome: d.Outcome,
-				Details: string(details), NextCheckAt: d.NextCheckAt},
+				Details: string(details), NextCheckAt: d.NextCheckAt, Verify: d.Verification},
 			Action: d.Action, Latency: latency, Error: d.Error,
 		})
 	})
@@ -398,9 +491,36 @@ func (s *Sweeper) check(ctx context.Context, p *store.Payment, now time.Time, dr
 		s.metrics.checks.WithLabelValues(d.Outcome).Inc()
 	}
 	s.log.Info("sweep check", zap.String("payment_id", p.ID), zap.String("outcome", d.Outcome),
-		zap.String("provider_status", d.ProviderStatus), zap.String("action", d.Action),
+		zap.Bool("verification", d.Verification), zap.String("provider_status", d.ProviderStatus), zap.String("action", d.Action),
 		zap.Strings("discrepancies", d.Discrepancies), zap.Duration("latency", latency), zap.String("error", d.Error))
 	return d
+}
+
+// nextVerify returns the first verification step after now counted from anchor, the latest
+// event; only the first step for a payment holding no money. Zero: no step is left.
+func (s *Sweeper) nextVerify(anchor, now time.Time, money bool) time.Time {
+	steps := s.cfg.VerifyAfter
+	if !money {
+		steps = steps[:1]
+	}
+	for _, step := range steps {
+		if at := anchor.Add(step); at.After(now) {
+			return at
+		}
+	}
+	return time.Time{}
+}
+
+// holdsMoney reports whether the API shows money a refund could still move.
+func holdsMoney(pay *checkout.Payment) bool {
+	if pay.Balances != nil {
+		return pay.Balances.TotalCaptured > pay.Balances.TotalRefunded
+	}
+	switch payment.Status(pay.Status) {
+	case payment.StatusCaptured, payment.StatusPartiallyCaptured, payment.StatusPartiallyRefunded, payment.StatusPaid:
+		return true
+	}
+	return false
 }
 
 // nextCheck returns when to check a payment again after its n-th check: at Backoff[n]×timeout

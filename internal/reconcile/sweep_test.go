@@ -93,6 +93,9 @@ func newSweepEnvTB(t testing.TB, tune func(*reconcile.SweepConfig), rate float64
 		tune(&cfg)
 	}
 	e.ledger.FirstCheckAfter = cfg.PendingTimeout
+	if len(cfg.VerifyAfter) > 0 {
+		e.ledger.VerifyAfter = cfg.VerifyAfter[0]
+	}
 	log := zaptest.NewLogger(t)
 	if _, bench := t.(*testing.B); bench {
 		log = zap.NewNop() // a benchmark prints every log line

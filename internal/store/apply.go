@@ -403,7 +403,9 @@ func (t *Tx) learn(ctx context.Context, in Input, p *paymentRow, add func(paymen
 	} else if !in.OccurredAt.IsZero() && (p.RequestedAt.IsZero() || in.OccurredAt.Before(p.RequestedAt)) {
 		p.RequestedAt = in.OccurredAt
 	}
-	if in.OccurredAt.After(p.LastEvent) {
+	// The sweep's status snapshot is an observation, timed when it was made: it does not move
+	// the latest event, from which a final payment's verification is counted.
+	if in.Type != payment.EventSnapshot && in.OccurredAt.After(p.LastEvent) {
 		p.LastEvent = in.OccurredAt
 	}
 
