@@ -3,8 +3,10 @@
 #   ckosim (a local Checkout.com) ──webhooks──▶ receiver (embedded NATS under ./data/nats)
 #        ▲                                            │ JetStream
 #        └──── GET /payments, voids ◀── reconciler ◀──┘ ──▶ SQLite ledger ./data/ledger.db
-# The simulator drives demo payments; KNET's seven minutes are shortened to one so that the
-# sweep's work (confirming expiries, voiding abandoned payments) shows within minutes.
+# The simulator drives demo payments; KNET's seven minutes are shortened to one, and the
+# verification of final payments (31 h after their latest event in production) to two minutes,
+# so that the sweep's work (confirming expiries, voiding abandoned payments, recovering captures
+# and refunds whose webhooks the simulator dropped) shows within minutes.
 # Everything listens on 127.0.0.1. Ctrl-C stops it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,7 @@ WEBHOOK_KEY=${KNETRECON_WEBHOOK_KEYS:-local-dev-webhook-key}
 SECRET_KEY=${KNETRECON_CHECKOUT_SECRET_KEY:-sk_sbox_local}
 DEMO=${DEMO:-40}
 EXPIRY=${EXPIRY:-1m}
+VERIFY_AFTER=${VERIFY_AFTER:-2m,10m}
 
 mkdir -p "$KNETRECON_DATA_DIR" bin
 echo "building…"
@@ -44,7 +47,7 @@ wait_for 127.0.0.1 8080
 
 KNETRECON_CHECKOUT_URL=http://127.0.0.1:8090 KNETRECON_CHECKOUT_SECRET_KEY=$SECRET_KEY \
 KNETRECON_PENDING_TIMEOUT=$EXPIRY KNETRECON_VOID_GRACE=20s KNETRECON_STUCK_AFTER=5m \
-KNETRECON_SWEEP_SCHEDULE="@every 15s" \
+KNETRECON_SWEEP_SCHEDULE="@every 15s" KNETRECON_VERIFY_AFTER=$VERIFY_AFTER \
   bin/reconciler run --log-dev &
 pids+=($!)
 wait_for 127.0.0.1 9090
@@ -56,7 +59,7 @@ pids+=($!)
 
 cat <<TXT
 
-knetrecon is running (KNET expiry shortened to $EXPIRY for the demo):
+knetrecon is running (KNET expiry shortened to $EXPIRY, verification to $VERIFY_AFTER, for the demo):
   receiver     http://127.0.0.1:8080/webhooks/checkout   (/healthz /readyz /metrics)
   reconciler   http://127.0.0.1:9090/metrics             ledger $KNETRECON_LEDGER
   ckosim       http://127.0.0.1:8090/_sim/payments        (open a redirect_url to pay by hand:

@@ -117,6 +117,9 @@ func cmdSweep(ctx context.Context, cfg Config, log *zap.Logger, once, dryRun, as
 	fmt.Fprintf(stdout, "sweep at %s, %s: what it %s\n", rep.Started.Format(time.RFC3339), rep.Duration, verb)
 	for _, d := range rep.Decisions {
 		line := fmt.Sprintf("  %s  age %-8s ledger %-10s provider %-10s %s", d.PaymentID, d.Age, d.LedgerStatus, d.ProviderStatus, d.Outcome)
+		if d.Verification {
+			line += "  (verification of a final payment)"
+		}
 		if d.Action != "" {
 			line += "  action " + d.Action
 		}
