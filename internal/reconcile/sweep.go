@@ -165,6 +165,8 @@ type Decision struct {
 	NextCheckAt time.Time `json:"next_check_at"`
 	// Verification marks the check of a final payment (see SweepConfig.VerifyAfter).
 	Verification bool `json:"verification,omitempty"`
+	// verifiedFrom is the latest event a verification counted its next step from.
+	verifiedFrom time.Time
 }
 
 // Report sums up one sweep.
@@ -393,13 +395,14 @@ func (s *Sweeper) verify(ctx context.Context, p *store.Payment, now time.Time, d
 		d.ProviderStatus = pay.Status
 		inputs = apiInputs(p, pay, actions, now)
 		d.Outcome = CheckVerified // becomes recovered in record when the API taught the ledger money
-		for _, a := range actions {
-			if a.ProcessedOn.After(anchor) {
-				anchor = a.ProcessedOn
+		for _, in := range inputs {
+			if in.Type != payment.EventSnapshot && in.OccurredAt.After(anchor) {
+				anchor = in.OccurredAt // an action: Apply moves last_event_at to it too
 			}
 		}
 		d.NextCheckAt = s.nextVerify(anchor, now, holdsMoney(pay))
 	}
+	d.verifiedFrom = anchor
 	return s.record(ctx, p, pay, d, inputs, extra, "", latency, now, dryRun)
 }
 
@@ -478,7 +481,7 @@ func (s *Sweeper) record(ctx context.Context, p *store.Payment, pay *checkout.Pa
 		details, _ := json.Marshal(map[string]any{"applied": d.Applied, "discrepancies": d.Discrepancies})
 		return tx.RecordSweepCheck(ctx, store.SweepCheck{
 			Check: store.Check{PaymentID: p.ID, CheckedAt: now, ProviderStatus: d.ProviderStatus, Outcome: d.Outcome,
-				Details: string(details), NextCheckAt: d.NextCheckAt, Verify: d.Verification},
+				Details: string(details), NextCheckAt: d.NextCheckAt, Verify: d.Verification, VerifiedFrom: d.verifiedFrom},
 			Action: d.Action, Latency: latency, Error: d.Error,
 		})
 	})

@@ -366,8 +366,10 @@ type Check struct {
 	// event moves it.
 	NextCheckAt time.Time
 	// Verify marks the verification of a final payment: NextCheckAt moves verify_at instead
-	// (zero: no further verification).
-	Verify bool
+	// (zero: no further verification), unless an event later than VerifiedFrom has been applied
+	// since the check read the payment: that event restarted the count, and its schedule stands.
+	Verify       bool
+	VerifiedFrom time.Time
 }
 
 // RecordCheck logs a check and moves the payment's last_checked_at and next_check_at (verify_at
@@ -377,19 +379,25 @@ func (t *Tx) RecordCheck(ctx context.Context, c Check) error {
 		VALUES (?, ?, ?, ?, ?)`, c.PaymentID, fmtTime(c.CheckedAt), c.ProviderStatus, c.Outcome, c.Details); err != nil {
 		return fmt.Errorf("record check of %s: %w", c.PaymentID, err)
 	}
-	query, next := `UPDATE payments SET last_checked_at = ?, next_check_at = ? WHERE id = ?`, any(nil)
+	var err error
 	switch {
 	case c.Verify:
-		query = `UPDATE payments SET last_checked_at = ?, verify_at = ? WHERE id = ?`
+		var next any
 		if !c.NextCheckAt.IsZero() {
 			next = fmtTime(c.NextCheckAt)
 		}
-	case c.NextCheckAt.IsZero():
-		next = fmtTime(time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC))
+		_, err = t.tx.ExecContext(ctx, `UPDATE payments SET last_checked_at = ?,
+			verify_at = CASE WHEN last_event_at > ? THEN verify_at ELSE ? END WHERE id = ?`,
+			fmtTime(c.CheckedAt), fmtTime(c.VerifiedFrom), next, c.PaymentID)
 	default:
-		next = fmtTime(c.NextCheckAt)
+		next := c.NextCheckAt
+		if next.IsZero() {
+			next = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+		}
+		_, err = t.tx.ExecContext(ctx, `UPDATE payments SET last_checked_at = ?, next_check_at = ? WHERE id = ?`,
+			fmtTime(c.CheckedAt), fmtTime(next), c.PaymentID)
 	}
-	if _, err := t.tx.ExecContext(ctx, query, fmtTime(c.CheckedAt), next, c.PaymentID); err != nil {
+	if err != nil {
 		return fmt.Errorf("record check of %s: %w", c.PaymentID, err)
 	}
 	return nil

@@ -526,22 +526,32 @@ func TestVerifySchedule(t *testing.T) {
 		t.Fatalf("after the refund verify_at %v, want %s", at, want)
 	}
 	// The sweep's check moves it, or ends it.
-	next := t0.Add(8 * 24 * time.Hour)
-	err := l.Update(ctx, func(tx *store.Tx) error {
-		if err := tx.RecordCheck(ctx, store.Check{PaymentID: "pay_1", CheckedAt: want2, Outcome: "verified", Verify: true, NextCheckAt: next}); err != nil {
-			return err
+	check := func(id string, from, next time.Time) {
+		t.Helper()
+		err := l.Update(ctx, func(tx *store.Tx) error {
+			return tx.RecordCheck(ctx, store.Check{PaymentID: id, CheckedAt: want2, Outcome: "verified", Verify: true,
+				VerifiedFrom: from, NextCheckAt: next})
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return tx.RecordCheck(ctx, store.Check{PaymentID: "pay_2", CheckedAt: want2, Outcome: "verified", Verify: true})
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
+	next := t0.Add(8 * 24 * time.Hour)
+	check("pay_1", t0.Add(2*time.Hour), next)
+	check("pay_2", t0.Add(7*time.Minute), time.Time{})
 	p1 := mustPayment(t, l, "pay_1")
 	if p1.VerifyAt == nil || !p1.VerifyAt.Equal(next) || !p1.NextCheckAt.Equal(t0.Add(time.Second+l.FirstCheckAfter)) {
 		t.Fatalf("pay_1 after its check: verify_at %v, next_check_at %s", p1.VerifyAt, p1.NextCheckAt)
 	}
 	if at := verifyAt("pay_2"); at != nil {
 		t.Fatalf("pay_2 verify_at %s after its last verification", at)
+	}
+	// A check that read the payment before a later event was applied leaves that event's
+	// restart of the count alone.
+	mustApply(t, l, ev("evt_r2", payment.EventRefunded, "pay_1", "act_r2", 100, 3*time.Hour))
+	check("pay_1", t0.Add(2*time.Hour), t0.Add(32*24*time.Hour))
+	if at, want := verifyAt("pay_1"), t0.Add(3*time.Hour+31*time.Hour); at == nil || !at.Equal(want) {
+		t.Fatalf("a stale check overwrote the restart: verify_at %v, want %s", at, want)
 	}
 	if plan := store.ExplainDue(t, l, true); !strings.Contains(plan, "payments_verify") {
 		t.Fatalf("verification list not served by its index: %s", plan)
