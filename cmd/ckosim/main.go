@@ -7,56 +7,23 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
 	"knetrecon/internal/checkout/ckosim"
-	"knetrecon/internal/logging"
+	"knetrecon/internal/service"
 )
 
-func main() { os.Exit(run()) }
-
-// run is main with an exit code, so that deferred flushes happen before the process exits.
-func run() int {
+func main() {
 	cfg, err := ParseConfig(os.Args[1:], os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ckosim: configuration:", err)
-		return 2
-	}
-	log, err := logging.New(cfg.LogLevel, cfg.LogDevelopment)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ckosim:", err)
-		return 2
-	}
-	defer func() { _ = log.Sync() }()
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	m := NewMain(cfg, log)
-	if err := m.Run(ctx); err != nil {
-		log.Error("ckosim did not start", zap.Error(err))
-		_ = m.Close()
-		return 1
-	}
-	<-ctx.Done()
-	log.Info("shutting down")
-	if err := m.Close(); err != nil {
-		log.Error("shutdown", zap.Error(err))
-		return 1
-	}
-	return 0
+	os.Exit(service.Main(service.Config{Name: "ckosim", Err: err, LogLevel: cfg.LogLevel, LogDevelopment: cfg.LogDevelopment},
+		func(log *zap.Logger) service.Process { return NewMain(cfg, log) }))
 }
 
 // Main is the simulator process: the Sim, its HTTP server and the optional demo driver. Tests

@@ -5,15 +5,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -26,45 +23,14 @@ import (
 
 	"knetrecon/internal/checkout"
 	"knetrecon/internal/events"
-	"knetrecon/internal/logging"
+	"knetrecon/internal/service"
 	"knetrecon/internal/webhook"
 )
 
-func main() { os.Exit(run()) }
-
-// run is main with an exit code, so that deferred flushes happen before the process exits.
-func run() int {
+func main() {
 	cfg, err := ParseConfig(os.Args[1:], os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "receiver: configuration:", err)
-		return 2
-	}
-	log, err := logging.New(cfg.LogLevel, cfg.LogDevelopment)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "receiver:", err)
-		return 2
-	}
-	defer func() { _ = log.Sync() }()
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	m := NewMain(cfg, log)
-	if err := m.Run(ctx); err != nil {
-		log.Error("receiver did not start", zap.Error(err))
-		_ = m.Close()
-		return 1
-	}
-	<-ctx.Done()
-	log.Info("shutting down")
-	if err := m.Close(); err != nil {
-		log.Error("shutdown", zap.Error(err))
-		return 1
-	}
-	log.Info("stopped")
-	return 0
+	os.Exit(service.Main(service.Config{Name: "receiver", Err: err, LogLevel: cfg.LogLevel, LogDevelopment: cfg.LogDevelopment},
+		func(log *zap.Logger) service.Process { return NewMain(cfg, log) }))
 }
 
 // Main is the receiver process: embedded or external NATS, the stream, the HTTP servers. Tests
