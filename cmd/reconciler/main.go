@@ -204,6 +204,12 @@ func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout 
 			fmt.Fprintf(stdout, "  #%d %s %s %s\n", d.ID, d.Kind, d.Subject, d.Details)
 		}
 	}
+	switch {
+	case !p.Final:
+		fmt.Fprintf(stdout, "next sweep check %s\n", p.NextCheckAt.Format(time.RFC3339))
+	case p.VerifyAt != nil:
+		fmt.Fprintf(stdout, "next verification %s\n", p.VerifyAt.Format(time.RFC3339))
+	}
 	if len(p.Checks) > 0 {
 		fmt.Fprintln(stdout, "sweep checks (newest first):")
 		for _, c := range p.Checks {

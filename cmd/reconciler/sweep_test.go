@@ -286,7 +286,12 @@ func TestSweepAndStuckCommands(t *testing.T) {
 		len(detail.Discrepancies) != 1 || detail.Discrepancies[0].Kind != "stuck" {
 		t.Fatalf("payment --json = %+v", detail)
 	}
-	if text := cli("payment", refused); !strings.Contains(text, "sweep checks") || !strings.Contains(text, "void_refused") {
+	if text := cli("payment", refused); !strings.Contains(text, "sweep checks") || !strings.Contains(text, "void_refused") ||
+		!strings.Contains(text, "next sweep check") {
+		t.Fatalf("payment printed:\n%s", text)
+	}
+	// The voided payment is final: its verification is scheduled (KNETRECON_VERIFY_AFTER).
+	if text := cli("payment", voidable); !strings.Contains(text, "next verification") {
 		t.Fatalf("payment printed:\n%s", text)
 	}
 }
