@@ -1,0 +1,179 @@
+package report_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"knetrecon/internal/payment"
+	"knetrecon/internal/report"
+	"knetrecon/internal/store"
+	"knetrecon/internal/store/storetest"
+)
+
+var kuwait = time.FixedZone("Asia/Kuwait", 3*3600)
+
+// at is a UTC time on 2026-11-dd.
+func at(day, hour, minute int) time.Time { return time.Date(2026, 11, day, hour, minute, 0, 0, time.UTC) }
+
+func event(id, typ, pid, action, currency, ref string, amount int64, when time.Time) store.Input {
+	return store.Input{EventID: id, Type: typ, Origin: store.OriginWebhook, PaymentID: pid, ActionID: action,
+		Amount: amount, Currency: currency, Reference: ref, Method: "knet", OccurredAt: when, ReceivedAt: when,
+		Body: []byte(fmt.Sprintf(`{"id":%q}`, id))}
+}
+
+// ledgerOfTheDay holds payments around 2026-11-25 in Kuwait (UTC+3): from 2026-11-24T21:00Z to
+// 2026-11-25T21:00Z. Every event reaches the ledger at noon UTC on the 25th.
+func ledgerOfTheDay(t *testing.T) *store.Ledger {
+	t.Helper()
+	l := storetest.MustOpenLedger(t)
+	l.Now = func() time.Time { return at(25, 12, 0) }
+	ins := []store.Input{
+		// Requested the evening before (23:50 in Kuwait), captured five minutes past midnight.
+		event("evt_a1", payment.EventPending, "pay_a", "", "KWD", "ORD-A", 1000, at(24, 20, 50)),
+		event("evt_a2", payment.EventCaptured, "pay_a", "act_a", "KWD", "ORD-A", 1000, at(24, 21, 5)),
+		// Captured and partly refunded on the day; a reference a spreadsheet would run.
+		event("evt_b1", payment.EventPending, "pay_b", "", "KWD", "=HYPERLINK(\"x\")", 2500, at(25, 10, 0)),
+		event("evt_b2", payment.EventCaptured, "pay_b", "act_b", "KWD", "", 2500, at(25, 10, 5)),
+		event("evt_b3", payment.EventRefunded, "pay_b", "act_b_r", "KWD", "", 500, at(25, 11, 0)),
+		// Requested on the day, captured after its midnight: the next day's money.
+		event("evt_c1", payment.EventPending, "pay_c", "", "KWD", "ORD-C", 700, at(25, 20, 55)),
+		event("evt_c2", payment.EventCaptured, "pay_c", "act_c", "KWD", "ORD-C", 700, at(25, 21, 1)),
+		// Captured five days before, learned on the day: late.
+		event("evt_d1", payment.EventPending, "pay_d", "", "KWD", "ORD-D", 4000, at(20, 10, 0)),
+		event("evt_d2", payment.EventCaptured, "pay_d", "act_d", "KWD", "ORD-D", 4000, at(20, 10, 1)),
+		// A refund no capture covers: held.
+		event("evt_e1", payment.EventPending, "pay_e", "", "KWD", "ORD-E", 900, at(25, 9, 0)),
+		event("evt_e2", payment.EventRefunded, "pay_e", "act_e_r", "KWD", "ORD-E", 300, at(25, 9, 30)),
+		// Another currency.
+		event("evt_f1", payment.EventCaptured, "pay_f", "act_f", "USD", "ORD-F", 1999, at(25, 15, 0)),
+	}
+	if _, err := l.ApplyBatch(context.Background(), ins); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestDaily(t *testing.T) {
+	l := ledgerOfTheDay(t)
+	d, err := report.Build(context.Background(), l, "2026-11-25", kuwait, at(26, 0, 15))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.From.Equal(at(24, 21, 0)) || !d.To.Equal(at(25, 21, 0)) || !d.Balanced {
+		t.Fatalf("bounds %s – %s, balanced %v (%s)", d.From, d.To, d.Balanced, d.Imbalance)
+	}
+	wantTotals := []report.Totals{
+		{Currency: "KWD", Captures: 2, Captured: 3500, Refunds: 1, Refunded: 500, Net: 3000, HeldRefunds: 1, Held: 300},
+		{Currency: "USD", Captures: 1, Captured: 1999, Net: 1999},
+	}
+	if !reflect.DeepEqual(d.Totals, wantTotals) {
+		t.Fatalf("totals %+v\nwant   %+v", d.Totals, wantTotals)
+	}
+	if want := []report.Totals{{Currency: "KWD", Captures: 1, Captured: 4000, Net: 4000}}; !reflect.DeepEqual(d.Late, want) {
+		t.Fatalf("late %+v, want %+v", d.Late, want)
+	}
+	var actions []string
+	for _, pl := range d.Postings {
+		actions = append(actions, pl.ActionID)
+	}
+	if want := []string{"act_a", "act_e_r", "act_b", "act_b_r", "act_f"}; !reflect.DeepEqual(actions, want) {
+		t.Fatalf("postings %v, want %v (oldest first)", actions, want)
+	}
+	if len(d.LatePostings) != 1 || d.LatePostings[0].ActionID != "act_d" || !d.LatePostings[0].LearnedAt.Equal(at(25, 12, 0)) {
+		t.Fatalf("late postings %+v", d.LatePostings)
+	}
+	started := map[string]int64{}
+	for _, c := range d.Payments {
+		started[string(c.Status)+" "+c.Currency] += c.Count
+	}
+	if want := map[string]int64{"Partially Refunded KWD": 1, "Captured KWD": 1, "Captured USD": 1, "Pending KWD": 1}; !reflect.DeepEqual(started, want) {
+		t.Fatalf("payments requested on the day %v, want %v", started, want)
+	}
+	if d.OpenPayments != 1 { // pay_e
+		t.Fatalf("open payments %d", d.OpenPayments)
+	}
+
+	var text bytes.Buffer
+	if err := d.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"KWD  captures 2: 3.500  refunds 1: 0.500  net 3.000  held refunds 1: 0.300",
+		"USD  captures 1: 19.99", "KWD  captures 1: 4.000", "ledger: balanced", "1 payments not final"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
+}
+
+func TestDailyCSVAndFiles(t *testing.T) {
+	l := ledgerOfTheDay(t)
+	d, err := report.Build(context.Background(), l, "2026-11-25", kuwait, at(26, 0, 15))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	paths, err := report.WriteFiles(dir, d)
+	if err != nil || len(paths) != 2 {
+		t.Fatalf("%v %v", paths, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Fatalf("report dir holds %d files (a temporary file left behind?)", len(entries))
+	}
+	f, err := os.Open(paths[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1+5+1 || !reflect.DeepEqual(rows[0], report.CSVHeader) {
+		t.Fatalf("%d rows, header %v", len(rows), rows[0])
+	}
+	b := rows[3] // act_b: the day's third posting
+	want := []string{"2026-11-25", "day", "2026-11-25T13:05:00+03:00", "2026-11-25T15:00:00+03:00", "pay_b",
+		`'=HYPERLINK("x")`, "act_b", "capture", "posted", "2500", "2.500", "KWD", "webhook", "evt_b2"}
+	if !reflect.DeepEqual(b, want) {
+		t.Fatalf("row %v\nwant %v", b, want)
+	}
+	if last := rows[len(rows)-1]; last[1] != "late" || last[6] != "act_d" || last[10] != "4.000" {
+		t.Fatalf("late row %v", last)
+	}
+	raw, err := os.ReadFile(paths[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back report.Daily
+	if err := json.Unmarshal(raw, &back); err != nil || back.Date != "2026-11-25" || len(back.Postings) != 5 || back.Totals[0].Net != 3000 {
+		t.Fatalf("JSON file: %v %+v", err, back.Totals)
+	}
+	// Written again (a later run of the same day), the files are replaced whole.
+	if _, err := report.WriteFiles(dir, d); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Fatalf("after a rewrite the dir holds %d files", len(entries))
+	}
+}
+
+func TestDayAndYesterday(t *testing.T) {
+	if _, _, err := report.Day("25/11/2026", kuwait); err == nil {
+		t.Fatal("a malformed date was accepted")
+	}
+	if got := report.Yesterday(at(25, 21, 30), kuwait); got != "2026-11-25" { // 00:30 on the 26th in Kuwait
+		t.Fatalf("yesterday %s", got)
+	}
+	if got := report.Yesterday(at(25, 20, 30), kuwait); got != "2026-11-24" {
+		t.Fatalf("yesterday %s", got)
+	}
+}
