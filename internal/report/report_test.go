@@ -21,7 +21,9 @@ import (
 var kuwait = time.FixedZone("Asia/Kuwait", 3*3600)
 
 // at is a UTC time on 2026-11-dd.
-func at(day, hour, minute int) time.Time { return time.Date(2026, 11, day, hour, minute, 0, 0, time.UTC) }
+func at(day, hour, minute int) time.Time {
+	return time.Date(2026, 11, day, hour, minute, 0, 0, time.UTC)
+}
 
 func event(id, typ, pid, action, currency, ref string, amount int64, when time.Time) store.Input {
 	return store.Input{EventID: id, Type: typ, Origin: store.OriginWebhook, PaymentID: pid, ActionID: action,
