@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -40,7 +41,15 @@ type Config struct {
 	Sweep           reconcile.SweepConfig
 	SweepSchedule   string
 	AlertWebhookURL string
-	command         string
+
+	// ReportLocation is the time zone of the daily reports' days (KNETRECON_REPORT_TZ); run writes
+	// them into ReportDir on ReportSchedule, a cron spec in that zone ("off": none).
+	ReportTZ       string
+	ReportLocation *time.Location
+	ReportDir      string
+	ReportSchedule string
+
+	command string
 }
 
 // SweepOn reports whether `reconciler run` schedules the sweep.
@@ -91,6 +100,9 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.String(&verify, "verify-after", "KNETRECON_VERIFY_AFTER", "31h,8d,32d", "verify a final payment this long after its latest event (later steps while it holds money); off disables")
 	b.Int(&c.Sweep.Concurrency, "sweep-concurrency", "KNETRECON_SWEEP_CONCURRENCY", sw.Concurrency, "API calls in flight during a sweep")
 	b.String(&c.AlertWebhookURL, "alert-webhook-url", "KNETRECON_ALERT_WEBHOOK_URL", "", "Slack-compatible URL for stuck / captured_after_expiry / amount_mismatch alerts; empty: none")
+	b.String(&c.ReportTZ, "report-tz", "KNETRECON_REPORT_TZ", "Asia/Kuwait", "time zone of the daily reports' days")
+	b.String(&c.ReportDir, "report-dir", "KNETRECON_REPORT_DIR", "", "where run writes the daily reports (<date>.json, <date>.csv); default: reports/ beside the ledger")
+	b.String(&c.ReportSchedule, "report-schedule", "KNETRECON_REPORT_SCHEDULE", "15 0 * * *", "cron spec, in the report time zone, of writing yesterday's report; off disables it")
 	if extra != nil {
 		extra(fs)
 	}
@@ -115,6 +127,12 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	}
 	if c.Sweep.VerifyAfter, err = parseSteps(verify); err != nil {
 		return c, nil, fmt.Errorf("KNETRECON_VERIFY_AFTER %q: %w", verify, err)
+	}
+	if c.ReportDir == "" {
+		c.ReportDir = filepath.Join(filepath.Dir(c.Ledger), "reports")
+	}
+	if c.ReportLocation, err = time.LoadLocation(c.ReportTZ); err != nil {
+		return c, nil, fmt.Errorf("KNETRECON_REPORT_TZ %q is not a time zone (like Asia/Kuwait or UTC)", c.ReportTZ)
 	}
 	return c, rest, c.Validate()
 }
@@ -212,6 +230,11 @@ func (c Config) Validate() error {
 	if c.command == "run" && c.SweepOn() {
 		if _, err := cron.ParseStandard(c.SweepSchedule); err != nil {
 			errs = append(errs, fmt.Errorf("KNETRECON_SWEEP_SCHEDULE %q: %w", c.SweepSchedule, err))
+		}
+	}
+	if c.command == "run" && c.ReportsOn() {
+		if _, err := cron.ParseStandard(c.ReportSchedule); err != nil {
+			errs = append(errs, fmt.Errorf("KNETRECON_REPORT_SCHEDULE %q: %w", c.ReportSchedule, err))
 		}
 	}
 	if c.AlertWebhookURL != "" {

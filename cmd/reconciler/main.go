@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	_ "time/tzdata" // KNETRECON_REPORT_TZ on machines without a zoneinfo database
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cmd, args = args[0], args[1:]
 	}
 	var asJSON, all, once, dryRun bool
-	var since string
+	var since, date, format, outDir string
 	var fromSeq uint64
 	extra := func(fs *flag.FlagSet) {
 		switch cmd {
@@ -72,6 +73,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 		case "stuck":
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
+		case "report":
+			fs.StringVar(&date, "date", "", "the day, YYYY-MM-DD in KNETRECON_REPORT_TZ (default: yesterday)")
+			fs.StringVar(&format, "format", "text", "text, json or csv")
+			fs.StringVar(&outDir, "out", "", "write <date>.json and <date>.csv into this directory instead")
 		case "replay":
 			fs.StringVar(&since, "since", "", "replay messages stored since this RFC 3339 time")
 			fs.Uint64Var(&fromSeq, "from-seq", 0, "replay from this stream sequence")
@@ -142,8 +147,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdSweep(ctx, cfg, log, once, dryRun, asJSON, stdout, fail)
 	case "stuck":
 		return cmdStuck(ctx, cfg, asJSON, stdout, fail)
+	case "report":
+		return cmdReport(ctx, cfg, date, format, outDir, stdout, fail)
 	}
-	fmt.Fprintf(stderr, "reconciler: unknown command %q (run, payment, dlq, replay, migrate, sweep, stuck)\n", cmd)
+	fmt.Fprintf(stderr, "reconciler: unknown command %q (run, payment, dlq, replay, migrate, sweep, stuck, report)\n", cmd)
 	return 2
 }
 
@@ -345,6 +352,7 @@ type Main struct {
 
 	sweeper      *reconcile.Sweeper
 	cron         *cron.Cron
+	reports      *reports
 	stopSweepCtx context.CancelFunc
 }
 
@@ -431,6 +439,11 @@ func (m *Main) Run(ctx context.Context) error {
 	} else {
 		m.Log.Warn("sweep off (KNETRECON_SWEEP_SCHEDULE=off): payments left Pending are not checked")
 	}
+	if cfg.ReportsOn() {
+		if err := m.startReports(); err != nil {
+			return err
+		}
+	}
 	m.Log.Info("reconciler started", zap.String("ledger", cfg.Ledger), zap.String("admin", m.addr.String()),
 		zap.String("consumer", cfg.Consumer.Durable), zap.Int("batch_size", cfg.BatchSize))
 	return nil
@@ -497,6 +510,9 @@ func (m *Main) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 	defer cancel()
 	m.stopSweep(ctx)
+	if m.reports != nil {
+		m.reports.stop(ctx)
+	}
 	if m.cancel != nil {
 		m.cancel()
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"knetrecon/internal/events"
 	"knetrecon/internal/events/eventstest"
+	"knetrecon/internal/report"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -36,6 +38,9 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 	if cfg.SweepSchedule != "@every 1m" || cfg.Sweep.PendingTimeout != 7*time.Minute || cfg.Sweep.VoidGrace != 5*time.Minute ||
 		!cfg.Sweep.VoidPending || cfg.Sweep.StuckAfter != 30*time.Minute || len(cfg.Sweep.Backoff) != 6 {
 		t.Fatalf("sweep defaults %+v %+v", cfg.SweepSchedule, cfg.Sweep)
+	}
+	if cfg.ReportLocation.String() != "Asia/Kuwait" || cfg.ReportDir != filepath.Join("data", "reports") || !cfg.ReportsOn() {
+		t.Fatalf("report defaults: %s %s %q", cfg.ReportLocation, cfg.ReportDir, cfg.ReportSchedule)
 	}
 	if want := []time.Duration{31 * time.Hour, 8 * 24 * time.Hour, 32 * 24 * time.Hour}; !slices.Equal(cfg.Sweep.VerifyAfter, want) {
 		t.Fatalf("verify steps %v, want %v", cfg.Sweep.VerifyAfter, want)
@@ -63,6 +68,8 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 		{map[string]string{"KNETRECON_VERIFY_AFTER": "31h,x"}, "KNETRECON_VERIFY_AFTER"},
 		{map[string]string{"KNETRECON_VERIFY_AFTER": "8d,31h"}, "KNETRECON_VERIFY_AFTER"},
 		{map[string]string{"KNETRECON_VERIFY_AFTER": "0d"}, "KNETRECON_VERIFY_AFTER"},
+		{map[string]string{"KNETRECON_REPORT_TZ": "Mars/Olympus"}, "KNETRECON_REPORT_TZ"},
+		{map[string]string{"KNETRECON_REPORT_SCHEDULE": "daily"}, "KNETRECON_REPORT_SCHEDULE"},
 		{map[string]string{"KNETRECON_CHECKOUT_RATE_LIMIT": "500"}, "KNETRECON_CHECKOUT_RATE_LIMIT"},
 		{map[string]string{"KNETRECON_CHECKOUT_URL": "ftp://x"}, "KNETRECON_CHECKOUT_URL"},
 	}
@@ -223,6 +230,38 @@ func TestMainEndToEnd(t *testing.T) {
 	}
 	if code, out, _ = cli("replay", "--since", "2000-01-01T00:00:00Z"); code != 0 || !strings.Contains(out, "replayed 5") {
 		t.Fatalf("replay since: %s", out)
+	}
+
+	// The daily report: yesterday's was written at start (the process had none), and any day
+	// can be asked for. 2026-03-01 in Kuwait holds the capture and the refund.
+	reports := filepath.Join(filepath.Dir(vars["KNETRECON_LEDGER"]), "reports")
+	if _, err := os.Stat(filepath.Join(reports, report.Yesterday(time.Now(), cfg.ReportLocation)+".json")); err != nil {
+		t.Fatalf("yesterday's report not written at start: %v", err)
+	}
+	code, out, stderr = cli("report", "--date", "2026-03-01", "--format", "json")
+	var daily report.Daily
+	if code != 0 || json.Unmarshal([]byte(out), &daily) != nil {
+		t.Fatalf("report: %d %s %s", code, out, stderr)
+	}
+	if len(daily.Totals) != 1 || daily.Totals[0].Captured != 1500 || daily.Totals[0].Refunded != 500 || daily.Totals[0].Net != 1000 ||
+		!daily.Balanced || daily.TimeZone != "Asia/Kuwait" {
+		t.Fatalf("report %+v", daily)
+	}
+	if code, out, _ = cli("report", "--date", "2026-03-01", "--format", "csv"); code != 0 || strings.Count(out, "\n") != 3 {
+		t.Fatalf("report csv: %s", out)
+	}
+	if code, out, _ = cli("report", "--date", "2026-03-01"); code != 0 || !strings.Contains(out, "net 1.000") {
+		t.Fatalf("report text: %s", out)
+	}
+	dir := t.TempDir()
+	if code, out, _ = cli("report", "--date", "2026-03-01", "--out", dir); code != 0 || !strings.Contains(out, filepath.Join(dir, "2026-03-01.csv")) {
+		t.Fatalf("report --out: %s", out)
+	}
+	if code, _, stderr = cli("report", "--date", "1 March"); code != 1 || !strings.Contains(stderr, "YYYY-MM-DD") {
+		t.Fatalf("report with a bad date: %d %s", code, stderr)
+	}
+	if code, _, _ = cli("report", "--format", "xml"); code != 1 {
+		t.Fatalf("report --format xml exit %d", code)
 	}
 	if code, out, _ = cli("migrate"); code != 0 || !strings.Contains(out, "at schema version") {
 		t.Fatalf("migrate: %s", out)
