@@ -67,7 +67,7 @@ knetrecon is running (KNET expiry shortened to $EXPIRY, verification to $VERIFY_
 In another terminal:
   bin/reconciler payment <pay_id>        the ledger's view of a payment
   bin/reconciler stuck                   what the sweep could not resolve
-  bin/reconciler report --date $(date -u +%F)   finance's report of a day (--format csv for the postings)
+  bin/reconciler report --date YYYY-MM-DD  finance's report of a day (--format csv for the postings)
   sqlite3 $KNETRECON_LEDGER 'select status, count(*), sum(captured) from payments group by 1'
 Ctrl-C stops everything.
 TXT
