@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +68,53 @@ func TestMigrateFromSchema2(t *testing.T) {
 	}
 	if err := l.Verify(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Verify names what does not add up: a payment's totals against its postings, a posting's
+// journal lines against its amount.
+func TestVerifyFindsImbalance(t *testing.T) {
+	ctx := context.Background()
+	l, err := Open(ctx, filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	for _, in := range []Input{
+		{EventID: "evt_c", Type: payment.EventCaptured, PaymentID: "pay_1", ActionID: "act_c", Amount: 1000},
+		{EventID: "evt_r", Type: payment.EventRefunded, PaymentID: "pay_1", ActionID: "act_r", Amount: 400},
+		{EventID: "evt_h", Type: payment.EventRefunded, PaymentID: "pay_2", ActionID: "act_h", Amount: 300},
+		{EventID: "evt_3", Type: payment.EventCaptured, PaymentID: "pay_3", ActionID: "act_3", Amount: 500},
+	} {
+		in.Origin, in.Currency, in.OccurredAt, in.Body = OriginWebhook, "KWD", at, []byte(`{}`)
+		if _, err := l.Apply(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Verify(ctx); err != nil {
+		t.Fatalf("a sound ledger: %v", err)
+	}
+	for _, tt := range []struct{ give, undo, want string }{
+		{`UPDATE payments SET refunded = 300 WHERE id = 'pay_1'`, `UPDATE payments SET refunded = 400 WHERE id = 'pay_1'`,
+			"payment whose totals differ from its postings: pay_1"},
+		{`UPDATE payments SET held = 0 WHERE id = 'pay_2'`, `UPDATE payments SET held = 300 WHERE id = 'pay_2'`,
+			"payment whose totals differ from its postings: pay_2"},
+		{`UPDATE journal SET debit = 499 WHERE action_id = 'act_3' AND debit > 0`, `UPDATE journal SET debit = 500 WHERE action_id = 'act_3' AND debit = 499`,
+			"posting whose lines do not balance or do not match its amount: act_3"},
+	} {
+		if _, err := l.w.Exec(tt.give); err != nil {
+			t.Fatal(err)
+		}
+		err := l.Verify(ctx)
+		if !errors.Is(err, ErrUnbalanced) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.give, err, tt.want)
+		}
+		if _, err := l.w.Exec(tt.undo); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Verify(ctx); err != nil {
+			t.Fatalf("after %s: %v", tt.undo, err)
+		}
 	}
 }

@@ -434,14 +434,12 @@ func (l *Ledger) Verify(ctx context.Context) error {
 			OR COALESCE(SUM(j.debit), 0) != CASE WHEN p.state = 'posted' THEN p.amount ELSE 0 END LIMIT 10`},
 		{"journal lines without a posting", `SELECT j.action_id FROM journal j LEFT JOIN postings p
 			ON p.action_id = j.action_id WHERE p.action_id IS NULL LIMIT 10`},
-		{"payment whose totals differ from its postings", `SELECT y.id FROM payments y LEFT JOIN (
-			SELECT payment_id,
-				SUM(CASE WHEN kind = 'capture' AND state = 'posted' THEN amount ELSE 0 END) AS cap,
-				SUM(CASE WHEN kind = 'refund' AND state = 'posted' THEN amount ELSE 0 END) AS ref,
-				SUM(CASE WHEN kind = 'refund' AND state = 'held' THEN amount ELSE 0 END) AS held
-			FROM postings GROUP BY payment_id) s ON s.payment_id = y.id
-			WHERE y.captured != COALESCE(s.cap, 0) OR y.refunded != COALESCE(s.ref, 0)
-			OR y.held != COALESCE(s.held, 0) OR y.refunded > y.captured LIMIT 10`},
+		{"payment whose totals differ from its postings", `SELECT y.id FROM payments y
+			LEFT JOIN postings p ON p.payment_id = y.id GROUP BY y.id
+			HAVING y.captured != COALESCE(SUM(CASE WHEN p.kind = 'capture' AND p.state = 'posted' THEN p.amount END), 0)
+			OR y.refunded != COALESCE(SUM(CASE WHEN p.kind = 'refund' AND p.state = 'posted' THEN p.amount END), 0)
+			OR y.held != COALESCE(SUM(CASE WHEN p.kind = 'refund' AND p.state = 'held' THEN p.amount END), 0)
+			OR y.refunded > y.captured LIMIT 10`},
 	}
 	var problems []string
 	for _, c := range checks {

@@ -1,0 +1,58 @@
+package report_test
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"knetrecon/internal/report"
+	"knetrecon/internal/store"
+	"knetrecon/internal/store/storetest"
+)
+
+// benchLedger is built once for every run of BenchmarkDaily: 300,000 KNET payments, pending then
+// captured, spread evenly over 30 days (10,000 a day).
+var benchLedger = sync.OnceValues(func() (*store.Ledger, error) {
+	const payments = 300_000
+	dir, err := os.MkdirTemp("", "knetrecon-report-bench-")
+	if err != nil {
+		return nil, err
+	}
+	l, err := store.Open(context.Background(), dir+"/ledger.db")
+	if err != nil {
+		return nil, err
+	}
+	ins := storetest.KNETInputs(2 * payments)
+	start := time.Date(2026, 10, 1, 0, 0, 0, 0, kuwait)
+	spread := 30 * 24 * time.Hour / time.Duration(len(ins))
+	for i := range ins {
+		ins[i].OccurredAt = start.Add(time.Duration(i) * spread)
+		ins[i].ReceivedAt = ins[i].OccurredAt.Add(time.Second)
+	}
+	for i := 0; i < len(ins); i += 256 {
+		if _, err := l.ApplyBatch(context.Background(), ins[i:min(i+256, len(ins))]); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+})
+
+// BenchmarkDaily builds one day's report from a ledger of 300,000 payments over 30 days.
+func BenchmarkDaily(b *testing.B) {
+	l, err := benchLedger()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		d, err := report.Build(context.Background(), l, "2026-10-15", kuwait, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(d.Postings) < 9_000 || !d.Balanced {
+			b.Fatalf("%d postings, balanced %v", len(d.Postings), d.Balanced)
+		}
+	}
+}
