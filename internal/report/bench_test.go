@@ -12,6 +12,17 @@ import (
 	"knetrecon/internal/store/storetest"
 )
 
+// benchDir holds benchLedger's file; TestMain removes it.
+var benchDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchDir != "" {
+		_ = os.RemoveAll(benchDir)
+	}
+	os.Exit(code)
+}
+
 // benchLedger is built once for every run of BenchmarkDaily: 300,000 KNET payments, pending then
 // captured, spread evenly over 30 days (10,000 a day).
 var benchLedger = sync.OnceValues(func() (*store.Ledger, error) {
@@ -20,6 +31,7 @@ var benchLedger = sync.OnceValues(func() (*store.Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
+	benchDir = dir
 	l, err := store.Open(context.Background(), dir+"/ledger.db")
 	if err != nil {
 		return nil, err
