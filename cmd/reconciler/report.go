@@ -97,22 +97,15 @@ func (m *Main) startReports() error {
 	return nil
 }
 
+// yesterday is the last whole day on the process's clock (the ledger's: Main.Now when set).
 func (r *reports) yesterday() string {
-	now := time.Now
-	if r.m.Now != nil {
-		now = r.m.Now
-	}
-	return report.Yesterday(now(), r.m.Config.ReportLocation)
+	return report.Yesterday(r.m.ledger.Now(), r.m.Config.ReportLocation)
 }
 
 // write builds and writes the report of date; a failure is logged and counted, and the next
 // scheduled run (or `reconciler report --out`) writes it again.
 func (r *reports) write(date string) {
-	now := time.Now
-	if r.m.Now != nil {
-		now = r.m.Now
-	}
-	d, err := report.Build(context.Background(), r.m.ledger, date, r.m.Config.ReportLocation, now())
+	d, err := report.Build(context.Background(), r.m.ledger, date, r.m.Config.ReportLocation, r.m.ledger.Now())
 	var paths []string
 	if err == nil {
 		paths, err = report.WriteFiles(r.m.Config.ReportDir, d)
