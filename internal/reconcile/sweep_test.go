@@ -344,8 +344,9 @@ func TestCaptureAfterLedgerExpiryRaisesAndAlertsOnce(t *testing.T) {
 	if p := e.payment(id); p.Status != payment.StatusExpired {
 		t.Fatalf("ledger %s, want Expired", p.Status)
 	}
-	// Final in the ledger, so the sweep no longer asks: the capture webhook, re-sent by
-	// Checkout.com, is what brings the money in.
+	// Final in the ledger, so the sweep's open list no longer asks: the capture webhook, re-sent
+	// by Checkout.com, brings the money in (and if it never came, the verification 31 hours on
+	// would: TestVerifyRecoversCaptureAfterLedgerExpiry).
 	pay, err := e.client.GetPayment(context.Background(), id)
 	if err != nil || pay.Status != "Captured" {
 		t.Fatalf("provider %+v, %v", pay, err)

@@ -1,6 +1,7 @@
 package reconcile_test
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -141,5 +142,33 @@ func TestVerifyOnceWithoutMoneyAndErrors(t *testing.T) {
 	e.advance(8*24*time.Hour - 32*time.Hour)
 	if d := decisionFor(e.sweep(false), failing); d.Outcome != reconcile.CheckVerified {
 		t.Fatalf("8-day verification: %+v", d)
+	}
+}
+
+// A capture whose webhooks were all lost, on a payment the ledger holds as Expired, is found by
+// the verification: the money is posted, as a lost webhook and a capture after expiry.
+func TestVerifyRecoversCaptureAfterLedgerExpiry(t *testing.T) {
+	e := newSweepEnv(t, nil)
+	id := e.newPayment(2_000)
+	e.sim.DropNext(2) // payment_approved and payment_captured, never delivered
+	if _, err := e.sim.Complete(id, ckosim.TestCard); err != nil {
+		t.Fatal(err)
+	}
+	e.idle()
+	expired, _ := json.Marshal(map[string]any{"id": "evt_lateexpiry", "type": "payment_expired",
+		"created_on": e.clock.Now().Format(time.RFC3339), "data": map[string]any{"id": id, "amount": 2000, "currency": "KWD"}})
+	e.apply(expired)
+	if p := e.payment(id); p.Status != payment.StatusExpired || p.VerifyAt == nil {
+		t.Fatalf("ledger %s, verify_at %v; want Expired and a verification", p.Status, p.VerifyAt)
+	}
+	e.advance(31 * time.Hour)
+	d := decisionFor(e.sweep(false), id)
+	if !d.Verification || d.Outcome != reconcile.CheckRecovered || d.ProviderStatus != "Captured" {
+		t.Fatalf("verification: %+v", d)
+	}
+	p := e.payment(id)
+	k := kinds(p)
+	if p.Status != payment.StatusCaptured || p.Captured != 2_000 || k[payment.KindCapturedAfterExpiry] != 1 || k[payment.KindWebhookMissing] != 1 {
+		t.Fatalf("ledger %s captured %d, discrepancies %v", p.Status, p.Captured, k)
 	}
 }
