@@ -8,6 +8,9 @@
 //	reconciler migrate                       bring the ledger's schema up to date
 //	reconciler sweep --once [--dry-run] [--json]  one seven-minute sweep by hand
 //	reconciler stuck [--json]                the payments the sweep could not resolve
+//	reconciler report [--date D] [--format text|json|csv] [--out DIR]  finance's report of a day
+//	reconciler discrepancies [--all] [--kind K] [--json]  what an operator must look at
+//	reconciler resolve <id> --note "…"       mark one discrepancy handled
 package main
 
 import (
@@ -59,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cmd, args = args[0], args[1:]
 	}
 	var asJSON, all, once, dryRun bool
-	var since, date, format, outDir string
+	var since, date, format, outDir, kind, note string
 	var fromSeq uint64
 	extra := func(fs *flag.FlagSet) {
 		switch cmd {
@@ -73,6 +76,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 		case "stuck":
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
+		case "discrepancies":
+			fs.BoolVar(&all, "all", false, "resolved ones too")
+			fs.StringVar(&kind, "kind", "", "only this kind (webhook_missing, amount_mismatch, …)")
+			fs.BoolVar(&asJSON, "json", false, "print as JSON")
+		case "resolve":
+			fs.StringVar(&note, "note", "", "what was done (required)")
 		case "report":
 			fs.StringVar(&date, "date", "", "the day, YYYY-MM-DD in KNETRECON_REPORT_TZ (default: yesterday)")
 			fs.StringVar(&format, "format", "text", "text, json or csv")
@@ -149,8 +158,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdStuck(ctx, cfg, asJSON, stdout, fail)
 	case "report":
 		return cmdReport(ctx, cfg, date, format, outDir, stdout, fail)
+	case "discrepancies":
+		return cmdDiscrepancies(ctx, cfg, kind, all, asJSON, stdout, fail)
+	case "resolve":
+		return cmdResolve(ctx, cfg, operands, note, stdout, fail)
 	}
-	fmt.Fprintf(stderr, "reconciler: unknown command %q (run, payment, dlq, replay, migrate, sweep, stuck, report)\n", cmd)
+	fmt.Fprintf(stderr, "reconciler: unknown command %q (run, payment, dlq, replay, migrate, sweep, stuck, report, discrepancies, resolve)\n", cmd)
 	return 2
 }
 

@@ -20,6 +20,7 @@ import (
 	"knetrecon/internal/events"
 	"knetrecon/internal/events/eventstest"
 	"knetrecon/internal/report"
+	"knetrecon/internal/store"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -262,6 +263,29 @@ func TestMainEndToEnd(t *testing.T) {
 	}
 	if code, _, _ = cli("report", "--format", "xml"); code != 1 {
 		t.Fatalf("report --format xml exit %d", code)
+	}
+	// Discrepancies: listed, resolved by hand with a note, then gone from the open list.
+	var open []store.Discrepancy
+	if code, out, _ = cli("discrepancies", "--json"); code != 0 || json.Unmarshal([]byte(out), &open) != nil ||
+		len(open) != 1 || open[0].Kind != "captured_after_expiry" {
+		t.Fatalf("discrepancies: %d %s", code, out)
+	}
+	did := fmt.Sprint(open[0].ID)
+	if code, _, stderr = cli("resolve", did); code != 1 || !strings.Contains(stderr, "--note is required") {
+		t.Fatalf("resolve without a note: %d %s", code, stderr)
+	}
+	if code, out, _ = cli("resolve", did, "--note", "customer confirmed, ticket 42"); code != 0 {
+		t.Fatalf("resolve: %d %s", code, out)
+	}
+	if code, _, stderr = cli("resolve", did, "--note", "again"); code != 1 || !strings.Contains(stderr, "already resolved") {
+		t.Fatalf("resolve twice: %d %s", code, stderr)
+	}
+	if code, out, _ = cli("discrepancies"); code != 0 || !strings.Contains(out, "0 discrepancies") {
+		t.Fatalf("open after resolving: %s", out)
+	}
+	if code, out, _ = cli("discrepancies", "--all", "--kind", "captured_after_expiry"); code != 0 ||
+		!strings.Contains(out, "by hand: customer confirmed, ticket 42") {
+		t.Fatalf("discrepancies --all: %s", out)
 	}
 	if code, out, _ = cli("migrate"); code != 0 || !strings.Contains(out, "at schema version") {
 		t.Fatalf("migrate: %s", out)

@@ -243,8 +243,13 @@ func TestSweepRecoversLostCaptureOnce(t *testing.T) {
 			}
 		}
 	}
-	if p := e.payment(id); p.Captured != 12_500 || len(p.Postings) != 1 {
+	p = e.payment(id)
+	if p.Captured != 12_500 || len(p.Postings) != 1 {
 		t.Fatalf("after the late webhook: captured %d, %d postings", p.Captured, len(p.Postings))
+	}
+	// The webhook was late, not lost: its discrepancy is resolved, and says so.
+	if len(p.Discrepancies) != 1 || p.Discrepancies[0].ResolvedAt == nil || !strings.Contains(p.Discrepancies[0].Resolution, "arrived after all") {
+		t.Fatalf("webhook_missing after the late webhook: %+v", p.Discrepancies)
 	}
 	// Final now: the next sweep does not ask again.
 	e.advance(time.Hour)

@@ -232,6 +232,8 @@ var statements = map[string]string{
 	"rollbackTo": `ROLLBACK TO sp`,
 	"discrepancy": `INSERT INTO discrepancies (payment_id, kind, subject, details, event_id, origin, detected_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (payment_id, kind, subject) DO NOTHING`,
+	"webhookArrived": `UPDATE discrepancies SET resolved_at = ?, resolution = ?
+		WHERE payment_id = ? AND kind = 'webhook_missing' AND subject = ? AND resolved_at IS NULL`,
 }
 
 func (l *Ledger) prepare(ctx context.Context) error {
@@ -438,6 +440,13 @@ func (t *Tx) learn(ctx context.Context, in Input, p *paymentRow, add func(paymen
 				"posted_payment": posted.PaymentID, "event_type": in.Type, "origin": string(in.Origin),
 			}); err != nil {
 				return "", err
+			}
+		}
+		if in.Origin == OriginWebhook {
+			// Money the sweep learned first, its webhook come after all: late, not lost.
+			if _, err := t.stmt("webhookArrived").ExecContext(ctx, fmtTime(t.now),
+				"the webhook arrived after all: "+in.EventID, in.PaymentID, in.ActionID); err != nil {
+				return "", fmt.Errorf("resolve webhook_missing of %s: %w", in.ActionID, err)
 			}
 		}
 		return OutcomeAlreadyPosted, nil
