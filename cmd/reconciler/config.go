@@ -98,6 +98,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.Int(&c.Sweep.MaxErrors, "sweep-max-errors", "KNETRECON_SWEEP_MAX_ERRORS", sw.MaxErrors, "failed checks in a row that make a payment stuck")
 	var verify string
 	b.String(&verify, "verify-after", "KNETRECON_VERIFY_AFTER", "31h,8d,32d", "verify a final payment this long after its latest event (later steps while it holds money); off disables")
+	b.Int(&c.Sweep.VerifyPerSweep, "verify-per-sweep", "KNETRECON_VERIFY_PER_SWEEP", sw.VerifyPerSweep, "verifications of final payments in one sweep at most (the rest wait for the next)")
 	b.Int(&c.Sweep.Concurrency, "sweep-concurrency", "KNETRECON_SWEEP_CONCURRENCY", sw.Concurrency, "API calls in flight during a sweep")
 	b.String(&c.AlertWebhookURL, "alert-webhook-url", "KNETRECON_ALERT_WEBHOOK_URL", "", "Slack-compatible URL for stuck / captured_after_expiry / amount_mismatch alerts; empty: none")
 	b.String(&c.ReportTZ, "report-tz", "KNETRECON_REPORT_TZ", "Asia/Kuwait", "time zone of the daily reports' days")

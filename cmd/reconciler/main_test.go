@@ -69,6 +69,7 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 		{map[string]string{"KNETRECON_VERIFY_AFTER": "31h,x"}, "KNETRECON_VERIFY_AFTER"},
 		{map[string]string{"KNETRECON_VERIFY_AFTER": "8d,31h"}, "KNETRECON_VERIFY_AFTER"},
 		{map[string]string{"KNETRECON_VERIFY_AFTER": "0d"}, "KNETRECON_VERIFY_AFTER"},
+		{map[string]string{"KNETRECON_VERIFY_PER_SWEEP": "0"}, "KNETRECON_VERIFY_PER_SWEEP"},
 		{map[string]string{"KNETRECON_REPORT_TZ": "Mars/Olympus"}, "KNETRECON_REPORT_TZ"},
 		{map[string]string{"KNETRECON_REPORT_SCHEDULE": "daily"}, "KNETRECON_REPORT_SCHEDULE"},
 		{map[string]string{"KNETRECON_CHECKOUT_RATE_LIMIT": "500"}, "KNETRECON_CHECKOUT_RATE_LIMIT"},

@@ -71,6 +71,10 @@ type SweepConfig struct {
 	// first, so every final payment is asked about then; the later steps apply while it holds
 	// money a refund could still move. Empty: no verification.
 	VerifyAfter []time.Duration
+	// VerifyPerSweep bounds the verifications of one sweep, so that a backlog of them (after an
+	// upgrade, a replay, a long outage) never holds up the open payments' next sweep; the rest
+	// wait for the following sweeps, earliest first.
+	VerifyPerSweep int
 	// Concurrency bounds the API calls in flight (the client's rate limit still applies).
 	Concurrency int
 	// PageSize is how many due payments are read at a time.
@@ -89,6 +93,7 @@ func DefaultSweepConfig() SweepConfig {
 		Backoff:        []float64{1, 1.15, 1.4, 2, 4, 8},
 		MaxErrors:      5,
 		VerifyAfter:    []time.Duration{31 * time.Hour, 8 * 24 * time.Hour, 32 * 24 * time.Hour},
+		VerifyPerSweep: 1000,
 		Concurrency:    8,
 		PageSize:       200,
 		Now:            time.Now,
@@ -112,6 +117,9 @@ func (c SweepConfig) Validate() error {
 	}
 	if !slices.IsSorted(c.VerifyAfter) || (len(c.VerifyAfter) > 0 && c.VerifyAfter[0] <= 0) {
 		errs = append(errs, fmt.Errorf("KNETRECON_VERIFY_AFTER must be increasing positive durations, got %v", c.VerifyAfter))
+	}
+	if len(c.VerifyAfter) > 0 && c.VerifyPerSweep < 1 {
+		errs = append(errs, fmt.Errorf("KNETRECON_VERIFY_PER_SWEEP must be at least 1, got %d", c.VerifyPerSweep))
 	}
 	if c.MaxErrors < 1 {
 		errs = append(errs, fmt.Errorf("KNETRECON_SWEEP_MAX_ERRORS must be at least 1, got %d", c.MaxErrors))
@@ -145,6 +153,9 @@ func NewSweeper(ledger *store.Ledger, client *checkout.Client, log *zap.Logger, 
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 8
+	}
+	if cfg.VerifyPerSweep <= 0 {
+		cfg.VerifyPerSweep = DefaultSweepConfig().VerifyPerSweep
 	}
 	return &Sweeper{ledger: ledger, client: client, log: log, metrics: metrics, cfg: cfg}
 }
@@ -230,15 +241,21 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 	return rep, nil
 }
 
-// sweepList checks every payment of one due list: open payments, or (verify) final ones.
+// sweepList checks every payment of one due list: open payments, or (verify) final ones, at
+// most VerifyPerSweep of those.
 func (s *Sweeper) sweepList(ctx context.Context, verify bool, now time.Time, dryRun bool, rep *Report) error {
-	check := s.check
+	check, left := s.check, -1
 	if verify {
-		check = s.verify
+		check, left = s.verify, s.cfg.VerifyPerSweep
 	}
 	var cursor store.Cursor
-	for {
-		page, next, err := s.ledger.DuePayments(ctx, store.DueQuery{Due: now, Verify: verify, After: cursor, Limit: s.cfg.PageSize})
+	for left != 0 {
+		limit := s.cfg.PageSize
+		if left > 0 {
+			limit = min(limit, left)
+			left -= limit
+		}
+		page, next, err := s.ledger.DuePayments(ctx, store.DueQuery{Due: now, Verify: verify, After: cursor, Limit: limit})
 		if err != nil {
 			return fmt.Errorf("sweep: %w", err)
 		}
@@ -274,6 +291,7 @@ func (s *Sweeper) sweepList(ctx context.Context, verify bool, now time.Time, dry
 		}
 		cursor = next
 	}
+	return nil
 }
 
 // check asks about one payment and records what it learned. Errors are part of the decision: one

@@ -172,3 +172,30 @@ func TestVerifyRecoversCaptureAfterLedgerExpiry(t *testing.T) {
 		t.Fatalf("ledger %s captured %d, discrepancies %v", p.Status, p.Captured, k)
 	}
 }
+
+// A backlog of verifications is worked off a bounded number per sweep, earliest first, so that
+// the open payments' sweeps keep their pace.
+func TestVerifyPerSweepBounded(t *testing.T) {
+	e := newSweepEnv(t, func(c *reconcile.SweepConfig) { c.VerifyPerSweep = 2 })
+	var ids []string
+	for range 3 {
+		ids = append(ids, e.capturedPayment(1_000))
+		e.advance(time.Minute)
+	}
+	e.advance(31 * time.Hour)
+	verified := func(rep reconcile.Report) []string {
+		var out []string
+		for _, d := range rep.Decisions {
+			if d.Verification {
+				out = append(out, d.PaymentID)
+			}
+		}
+		return out
+	}
+	if got := verified(e.sweep(false)); len(got) != 2 || got[0] != ids[0] || got[1] != ids[1] {
+		t.Fatalf("first sweep verified %v, want the two earliest of %v", got, ids)
+	}
+	if got := verified(e.sweep(false)); len(got) != 1 || got[0] != ids[2] {
+		t.Fatalf("second sweep verified %v, want %s", got, ids[2])
+	}
+}
