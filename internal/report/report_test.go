@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -177,5 +178,34 @@ func TestDayAndYesterday(t *testing.T) {
 	}
 	if got := report.Yesterday(at(25, 20, 30), kuwait); got != "2026-11-24" {
 		t.Fatalf("yesterday %s", got)
+	}
+}
+
+// A report that cannot be written says so and leaves nothing behind.
+func TestWriteFilesFailure(t *testing.T) {
+	l := ledgerOfTheDay(t)
+	d, err := report.Build(context.Background(), l, "2026-11-25", kuwait, at(26, 0, 15))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocker := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := report.WriteFiles(filepath.Join(blocker, "reports"), d); err == nil || !strings.Contains(err.Error(), "report 2026-11-25") {
+		t.Fatalf("writing under a file: %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(dir, 0o700)
+	if os.Geteuid() != 0 { // root writes anywhere
+		if _, err := report.WriteFiles(dir, d); err == nil {
+			t.Fatal("a read-only directory accepted the report")
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("a failed write left %d files", len(entries))
+		}
 	}
 }
