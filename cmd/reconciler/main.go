@@ -410,6 +410,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	proc := reconcile.NewProcessor(m.ledger, m.Log.Named("apply"), reconcile.NewMetrics(m.Registry), cfg.Consumer.MaxDeliver)
 	loop := reconcile.NewConsumer(proc, batches, m.Log.Named("consumer"))
+	loop.Connected = m.nc.IsConnected
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))

@@ -291,6 +291,9 @@ type Consumer struct {
 	proc    *Processor
 	batches *events.Batches
 	log     *zap.Logger
+	// Connected, when set, reports whether NATS is connected: at shutdown, the drain waits for
+	// messages still in flight only while it is (a server that is down sends nothing more).
+	Connected func() bool
 }
 
 // NewConsumer returns a loop applying batches from b with proc.
@@ -337,16 +340,26 @@ func (c *Consumer) pull(ctx, work context.Context, drainTimeout time.Duration, o
 			out <- c.proc.prepareAll(msgs)
 		}
 	}
-	// Shutdown: no new pulls; finish what the client already holds.
+	// Shutdown: no new pulls; finish what the client already holds, and what the server sends
+	// until the subscription is drained (a pull request in flight). Stopping at the first quiet
+	// wait instead would drop the messages that arrive after it: delivered and never acked,
+	// they would come back only after AckWait.
 	c.batches.Drain()
 	dctx, cancel := context.WithTimeout(work, drainTimeout)
 	defer cancel()
 	for dctx.Err() == nil {
 		msgs, err := c.batches.Next(dctx)
-		if err != nil || len(msgs) == 0 {
+		if err != nil {
+			if !errors.Is(err, events.ErrBatchesClosed) {
+				c.log.Warn("drain at shutdown ended early", zap.Error(err))
+			}
 			break
 		}
-		out <- c.proc.prepareAll(msgs)
+		if len(msgs) > 0 {
+			out <- c.proc.prepareAll(msgs)
+		} else if c.Connected != nil && !c.Connected() {
+			break
+		}
 	}
 	c.batches.Stop()
 	return nil
