@@ -178,6 +178,21 @@ func TestMainEndToEnd(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// Yesterday's report is written at start, as the process had none. (Which day that is
+	// depends on when the test runs: any one day's pair will do.)
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		if _, metrics = get(t, base+"/metrics"); strings.Contains(metrics, `knetrecon_reports_written_total{result="ok"} 1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("yesterday's report not written at start:\n%s", grepLines(metrics, "knetrecon_reports"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if written, _ := filepath.Glob(filepath.Join(filepath.Dir(vars["KNETRECON_LEDGER"]), "reports", "*-*-*.*")); len(written) != 2 {
+		t.Fatalf("report files %v, want one day's JSON and CSV", written)
+	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -233,13 +248,7 @@ func TestMainEndToEnd(t *testing.T) {
 		t.Fatalf("replay since: %s", out)
 	}
 
-	// The daily report: yesterday's was written at start (the process had none), and any day
-	// can be asked for. 2026-03-01 in Kuwait holds the capture and the refund.
-	// (Which day is yesterday's depends on when the test runs: any one day's pair will do.)
-	written, _ := filepath.Glob(filepath.Join(filepath.Dir(vars["KNETRECON_LEDGER"]), "reports", "*-*-*.*"))
-	if len(written) != 2 {
-		t.Fatalf("yesterday's report not written at start: %v", written)
-	}
+	// Any day's report can be asked for: 2026-03-01 in Kuwait holds the capture and the refund.
 	code, out, stderr = cli("report", "--date", "2026-03-01", "--format", "json")
 	var daily report.Daily
 	if code != 0 || json.Unmarshal([]byte(out), &daily) != nil {

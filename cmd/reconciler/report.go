@@ -69,6 +69,9 @@ type reports struct {
 	log     *zap.Logger
 	cron    *cron.Cron
 	written *prometheus.CounterVec
+	// ctx ends at shutdown: a report being built is abandoned (and written by the next run).
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func (m *Main) startReports() error {
@@ -76,6 +79,7 @@ func (m *Main) startReports() error {
 		Name: "knetrecon_reports_written_total", Help: "Daily reports written by the reconciler, by result (ok, error).",
 	}, []string{"result"})}
 	m.Registry.MustRegister(r.written)
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	cl := cronLogger{r.log}
 	r.cron = cron.New(cron.WithLocation(m.Config.ReportLocation), cron.WithLogger(cl),
 		cron.WithChain(cron.Recover(cl), cron.SkipIfStillRunning(cl)))
@@ -105,10 +109,14 @@ func (r *reports) yesterday() string {
 // write builds and writes the report of date; a failure is logged and counted, and the next
 // scheduled run (or `reconciler report --out`) writes it again.
 func (r *reports) write(date string) {
-	d, err := report.Build(context.Background(), r.m.ledger, date, r.m.Config.ReportLocation, r.m.ledger.Now())
+	d, err := report.Build(r.ctx, r.m.ledger, date, r.m.Config.ReportLocation, r.m.ledger.Now())
 	var paths []string
 	if err == nil {
 		paths, err = report.WriteFiles(r.m.Config.ReportDir, d)
+	}
+	if err != nil && r.ctx.Err() != nil {
+		r.log.Info("daily report abandoned at shutdown", zap.String("date", date))
+		return
 	}
 	if err != nil {
 		r.written.WithLabelValues("error").Inc()
@@ -120,10 +128,12 @@ func (r *reports) write(date string) {
 		zap.Int("postings", len(d.Postings)), zap.Int("late_postings", len(d.LatePostings)), zap.Bool("balanced", d.Balanced))
 }
 
-// stop stops scheduling and waits for a report being written, bounded by ctx.
+// stop stops scheduling, abandons a report being built and waits for it, bounded by ctx.
 func (r *reports) stop(ctx context.Context) {
+	done := r.cron.Stop()
+	r.cancel()
 	select {
-	case <-r.cron.Stop().Done():
+	case <-done.Done():
 	case <-ctx.Done():
 		r.log.Warn("daily report did not finish in time")
 	}
