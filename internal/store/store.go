@@ -275,20 +275,21 @@ func (l *Ledger) update(ctx context.Context, fn func(*Tx) error, optimistic bool
 	if err != nil {
 		return classify(fmt.Errorf("begin: %w", err))
 	}
+	// Whatever happens below, an error, a panic in fn or a failed commit, the transaction ends:
+	// a transaction left open would keep the one writer connection, and every later write would
+	// wait for it for ever. Rollback after a successful Commit is a no-op (sql.ErrTxDone).
+	defer func() { _ = tx.Rollback() }()
 	t := &Tx{tx: tx, l: l, now: l.Now().UTC(), stmts: make(map[string]*sqlx.Stmt, len(l.stmts)), optimistic: optimistic}
 	if err := fn(t); err != nil {
-		_ = tx.Rollback()
 		return classify(err)
 	}
 	if err := t.flushRows(ctx); err != nil {
-		_ = tx.Rollback()
 		if err = classify(err); optimistic && !IsTransient(err) {
 			return errNeedSavepoint
 		}
 		return err
 	}
 	if err := tx.Commit(); err != nil {
-		_ = tx.Rollback()
 		return classify(fmt.Errorf("commit: %w", err))
 	}
 	return nil

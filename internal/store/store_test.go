@@ -564,3 +564,43 @@ func TestVerifySchedule(t *testing.T) {
 		t.Fatalf("verification off, yet pay_3 verify_at %s", at)
 	}
 }
+
+// TestPanicInsideUpdateRollsBack: a panic in the middle of a write (after it has written rows)
+// rolls the transaction back and frees the one writer connection: the next write succeeds at once
+// and nothing of the panicking one is left.
+func TestPanicInsideUpdateRollsBack(t *testing.T) {
+	l := storetest.MustOpenLedger(t)
+	ctx := context.Background()
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Fatal("the panic did not reach the caller")
+			}
+		}()
+		_ = l.Update(ctx, func(tx *store.Tx) error {
+			if _, err := tx.Apply(ctx, ev("evt_p", "payment_captured", "pay_p", "act_p", 1000, 0)); err != nil {
+				t.Fatal(err)
+			}
+			panic("a bug in the middle of a write")
+		})
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Apply(ctx, ev("evt_n", "payment_captured", "pay_n", "act_n", 2000, 0))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the next write is still waiting for the writer connection")
+	}
+	if _, err := l.Payment(ctx, "pay_p"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the panicking write left its payment: %v", err)
+	}
+	if p := mustPayment(t, l, "pay_n"); p.Captured != 2000 {
+		t.Fatalf("next write: %+v", p)
+	}
+}
