@@ -71,7 +71,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	c.NATS.BindSecurity(b)
 	b.String(&c.Consumer.Durable, "consumer", "KNETRECON_CONSUMER", def.Durable, "durable JetStream consumer name")
 	b.Duration(&c.Consumer.AckWait, "ack-wait", "KNETRECON_ACK_WAIT", def.AckWait, "redeliver a message not acked within this")
-	b.Int(&c.Consumer.MaxDeliver, "max-deliver", "KNETRECON_MAX_DELIVER", def.MaxDeliver, "deliveries of one message; on the last one a failing message is dead-lettered")
+	b.Int(&c.Consumer.MaxDeliver, "max-deliver", "KNETRECON_MAX_DELIVER", def.MaxDeliver, "dead-letter an event after it panicked this many times while being written (only such deterministic failures count; a failing ledger never does)")
 	b.Int(&c.Consumer.MaxAckPending, "max-ack-pending", "KNETRECON_MAX_ACK_PENDING", def.MaxAckPending, "messages delivered and not yet acked")
 	b.Int(&c.BatchSize, "batch-size", "KNETRECON_BATCH_SIZE", 256, "messages applied per SQLite transaction")
 	b.Duration(&c.FetchWait, "fetch-wait", "KNETRECON_FETCH_WAIT", time.Second, "wait this long for a first message before checking for shutdown")

@@ -362,6 +362,7 @@ type Main struct {
 	wg      sync.WaitGroup
 	done    chan error
 	running atomic.Bool
+	proc    *reconcile.Processor
 
 	sweeper      *reconcile.Sweeper
 	cron         *cron.Cron
@@ -409,6 +410,8 @@ func (m *Main) Run(ctx context.Context) error {
 
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	proc := reconcile.NewProcessor(m.ledger, m.Log.Named("apply"), reconcile.NewMetrics(m.Registry), cfg.Consumer.MaxDeliver)
+	proc.AckWait = cfg.Consumer.AckWait
+	m.proc = proc
 	loop := reconcile.NewConsumer(proc, batches, m.Log.Named("consumer"))
 	loop.Connected = m.nc.IsConnected
 
@@ -492,6 +495,10 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 	}
 	if !m.nc.IsConnected() {
 		http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
+		return
+	}
+	if m.proc.Failing() {
+		http.Error(w, "ledger refusing writes: a batch is held and retried (see the logs)", http.StatusServiceUnavailable)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

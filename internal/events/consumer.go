@@ -16,15 +16,17 @@ type ConsumerConfig struct {
 	// AckWait is how long JetStream waits for an ack before delivering a message again. It must
 	// cover fetching, applying and committing a whole batch.
 	AckWait time.Duration
-	// MaxDeliver bounds deliveries of one message. The reconciler dead-letters a message on its
-	// last delivery, so reaching it never loses one.
+	// MaxDeliver is how many times one event may fail deterministically (panic while it is
+	// written) before the reconciler dead-letters it. It is not JetStream's MaxDeliver: the
+	// consumer's deliveries are unbounded, so that a ledger failing for hours (each redelivery
+	// after a crash or an ack wait counts as one) never makes JetStream drop a message.
 	MaxDeliver int
 	// MaxAckPending bounds messages delivered and not yet acked: at least two batches.
 	MaxAckPending int
 }
 
-// DefaultConsumerConfig returns the defaults: durable "reconciler", 30 s ack wait, 10 deliveries,
-// 4096 messages in flight.
+// DefaultConsumerConfig returns the defaults: durable "reconciler", 30 s ack wait, an event
+// dead-lettered after 10 panics of its own, 4096 messages in flight.
 func DefaultConsumerConfig() ConsumerConfig {
 	return ConsumerConfig{Durable: "reconciler", AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 4096}
 }
@@ -59,7 +61,7 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerCon
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
-		MaxDeliver:    cfg.MaxDeliver,
+		MaxDeliver:    -1, // unbounded: see ConsumerConfig.MaxDeliver
 		MaxAckPending: cfg.MaxAckPending,
 		ReplayPolicy:  jetstream.ReplayInstantPolicy,
 	})
@@ -169,16 +171,6 @@ func DeliveryOf(msg jetstream.Msg) (Delivery, error) {
 		}
 	}
 	return d, nil
-}
-
-// NakDelay is the back-off before redelivering a message that failed for a transient reason:
-// 1 s, 2 s, 4 s … capped at 1 min.
-func NakDelay(numDelivered uint64) time.Duration {
-	d := time.Second
-	for i := uint64(1); i < numDelivered && d < time.Minute; i++ {
-		d *= 2
-	}
-	return min(d, time.Minute)
 }
 
 // ReplayFrom says where a replay starts: a stream sequence, or a time.

@@ -36,6 +36,10 @@ func TestConsumerBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// JetStream never gives up on a message: KNETRECON_MAX_DELIVER is the reconciler's own count.
+	if info, err := c.Info(ctx); err != nil || info.Config.MaxDeliver != -1 {
+		t.Fatalf("server MaxDeliver %d, %v", info.Config.MaxDeliver, err)
+	}
 	b, err := events.NewBatches(c, 10, 2*time.Second, 50*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -86,18 +90,6 @@ func TestConsumerBatches(t *testing.T) {
 	}
 	if md, _ := m.Metadata(); md.Sequence.Stream != 20 {
 		t.Fatalf("replay starts at %d", md.Sequence.Stream)
-	}
-}
-
-func TestNakDelay(t *testing.T) {
-	tests := []struct {
-		give uint64
-		want time.Duration
-	}{{0, time.Second}, {1, time.Second}, {2, 2 * time.Second}, {3, 4 * time.Second}, {7, time.Minute}, {100, time.Minute}}
-	for _, tt := range tests {
-		if got := events.NakDelay(tt.give); got != tt.want {
-			t.Errorf("NakDelay(%d) = %s, want %s", tt.give, got, tt.want)
-		}
 	}
 }
 

@@ -13,6 +13,8 @@ type Metrics struct {
 	discrepancies *prometheus.CounterVec
 	deadLetters   *prometheus.CounterVec
 	naks          prometheus.Counter
+	ledgerFailing prometheus.Gauge
+	ledgerRetries prometheus.Counter
 	lagMessages   prometheus.Gauge
 	lagSeconds    prometheus.Gauge
 	applySeconds  prometheus.Histogram
@@ -36,11 +38,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "knetrecon_reconciler_dead_letters_total",
-			Help: "Messages dead-lettered, by cause (quarantined, undecodable, invalid, max_deliveries).",
+			Help: "Messages dead-lettered, by cause (quarantined, undecodable, invalid, panic).",
 		}, []string{"cause"}),
 		naks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "knetrecon_reconciler_naks_total",
-			Help: "Messages handed back for redelivery after a transient failure.",
+			Help: "Messages handed back for redelivery: a batch not applied when the reconciler stopped.",
+		}),
+		ledgerFailing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "knetrecon_reconciler_ledger_failing",
+			Help: "1 while the ledger refuses writes and a batch is held and retried (busy, locked, disk full, I/O error).",
+		}),
+		ledgerRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "knetrecon_reconciler_ledger_retries_total",
+			Help: "Attempts at a held batch after the ledger refused it.",
 		}),
 		lagMessages: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "knetrecon_reconciler_consumer_lag_messages",
@@ -65,10 +75,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		payment.KindAmountMismatch, payment.KindConflictingDuplicate, payment.KindCurrencyMismatch} {
 		m.discrepancies.WithLabelValues(string(k))
 	}
-	for _, c := range []string{causeQuarantined, causeUndecodable, causeInvalid, causeMaxDeliveries} {
+	for _, c := range []string{causeQuarantined, causeUndecodable, causeInvalid, causePanic} {
 		m.deadLetters.WithLabelValues(c)
 	}
-	reg.MustRegister(m.applied, m.duplicates, m.discrepancies, m.deadLetters, m.naks, m.lagMessages,
+	reg.MustRegister(m.applied, m.duplicates, m.discrepancies, m.deadLetters, m.naks, m.ledgerFailing, m.ledgerRetries, m.lagMessages,
 		m.lagSeconds, m.applySeconds, m.batchSize)
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,7 +20,7 @@ const (
 	causeQuarantined   = "quarantined"
 	causeUndecodable   = "undecodable"
 	causeInvalid       = "invalid"
-	causeMaxDeliveries = "max_deliveries"
+	causePanic         = "panic"
 )
 
 // action is what happens to a message once its batch is decided.
@@ -27,7 +28,7 @@ type action int
 
 const (
 	actAck  action = iota // applied, duplicate, conflict recorded: done
-	actNak                // transient failure: deliver again after a back-off
+	actNak                // not applied at shutdown: deliver again
 	actTerm               // dead-lettered: never deliver again
 )
 
@@ -39,32 +40,53 @@ type item struct {
 	// dead is set when the message goes to the dead-letter table instead of the ledger.
 	dead  *store.DeadLetter
 	cause string
-	// deadStored reports that a dead letter was committed outside the batch (last delivery).
-	deadStored bool
-	res        store.Result
+	res   store.Result
 }
 
 // Processor applies batches of stream messages to the ledger.
+//
+// The rule it keeps: every message is either applied or visibly dead-lettered, and only a message
+// that can never be applied is dead-lettered. A batch the ledger cannot take (busy, locked, disk
+// full, I/O error, a panic outside one event) is held, not handed back: it is retried with a
+// back-off, its messages kept alive with in-progress acks, until the ledger takes it, however long
+// that is. JetStream's redeliveries are never spent on it (the consumer's MaxDeliver is unbounded).
+// Only deterministic failures are dead-lettered: a body that cannot be decoded, an input the
+// ledger refuses, and an event that panics on its own maxDeliver times.
 type Processor struct {
 	ledger     *store.Ledger
 	log        *zap.Logger
 	metrics    *Metrics
-	maxDeliver uint64
+	maxDeliver int
 	// Now is the clock for lag metrics.
 	Now func() time.Time
+	// AckWait is the consumer's ack wait: a held batch is kept alive well within it.
+	AckWait time.Duration
+	// RetryMin and RetryMax bound the back-off between attempts at a batch the ledger refused.
+	RetryMin, RetryMax time.Duration
 	// AfterCommit, when set, runs after a batch is committed and before its acks; returning false
 	// skips the acks, as if the process died there. Tests use it to simulate that crash.
 	AfterCommit func() bool
+	// BeforeEvent, when set, runs inside the write of each event (fault injection: the chaos
+	// build and tests make it panic, a stand-in for a bug).
+	BeforeEvent func(store.Input)
 
-	// beforeApply, when set, runs inside apply (tests make it panic, a stand-in for a bug).
+	// beforeApply, when set, runs inside apply before the ledger is touched (tests make it panic).
 	beforeApply func()
+	// panics counts, by stream sequence, the panics of one event while it was being written.
+	panics  map[uint64]int
+	failing atomic.Bool
 }
 
-// NewProcessor returns a Processor writing to ledger. maxDeliver must equal the consumer's
-// MaxDeliver: on that delivery a message that still fails is dead-lettered.
+// NewProcessor returns a Processor writing to ledger. An event that panics while it is written
+// maxDeliver times is dead-lettered (KNETRECON_MAX_DELIVER); nothing else counts against it.
 func NewProcessor(ledger *store.Ledger, log *zap.Logger, m *Metrics, maxDeliver int) *Processor {
-	return &Processor{ledger: ledger, log: log, metrics: m, maxDeliver: uint64(maxDeliver), Now: now}
+	return &Processor{ledger: ledger, log: log, metrics: m, maxDeliver: maxDeliver, Now: now,
+		AckWait: 30 * time.Second, RetryMin: 250 * time.Millisecond, RetryMax: 30 * time.Second,
+		panics: map[uint64]int{}}
 }
+
+// Failing reports whether the ledger is refusing writes: a batch is held and being retried.
+func (p *Processor) Failing() bool { return p.failing.Load() }
 
 // prepare reads a message: quarantined bodies and undecodable events are marked for the
 // dead-letter table, the rest decoded into a ledger input.
@@ -135,18 +157,18 @@ func (p *Processor) apply(ctx context.Context, items []*item) (err error) {
 		for _, it := range items {
 			it.res = store.Result{}
 			if it.dead == nil {
-				err := tx.Savepoint(ctx, func() error {
-					var err error
-					it.res, err = tx.Apply(ctx, it.in)
-					return err
-				})
+				err := tx.Savepoint(ctx, func() error { return p.applyOne(ctx, tx, it) })
 				if err == nil {
 					continue
 				}
 				if store.IsTransient(err) {
 					return err
 				}
-				p.deadLetter(it, causeInvalid, err.Error())
+				cause := causeInvalid
+				if errors.Is(err, errPanicked) {
+					cause = causePanic
+				}
+				p.deadLetter(it, cause, err.Error())
 			}
 			if err := tx.Savepoint(ctx, func() error {
 				_, err := tx.AddDeadLetter(ctx, *it.dead)
@@ -159,11 +181,37 @@ func (p *Processor) apply(ctx context.Context, items []*item) (err error) {
 	})
 }
 
-// HandleBatch applies msgs, commits, then acks: never an ack before the commit. On a transient
-// failure every message is handed back with a back-off, except those on their last delivery,
-// which are dead-lettered so that reaching MaxDeliver never loses a message.
+// errPanicked marks an event that panicked on its own maxDeliver times: a deterministic failure.
+var errPanicked = errors.New("panicked while being written")
+
+// applyOne writes one event. A panic is recovered here, so that it is pinned on the event that
+// caused it: the first maxDeliver-1 times it fails the batch as transient (the batch is held and
+// tried again; a fault that passes costs nothing), the last time it is deterministic and the
+// event alone is dead-lettered.
+func (p *Processor) applyOne(ctx context.Context, tx *store.Tx, it *item) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.panics[it.d.Seq]++
+			n := p.panics[it.d.Seq]
+			if n >= p.maxDeliver {
+				err = fmt.Errorf("%w %d times: %v", errPanicked, n, r)
+				return
+			}
+			err = fmt.Errorf("%w: event %s (seq %d) panicked while being written (%d of %d): %v",
+				store.ErrTransient, it.in.EventID, it.d.Seq, n, p.maxDeliver, r)
+		}
+	}()
+	if p.BeforeEvent != nil {
+		p.BeforeEvent(it.in)
+	}
+	it.res, err = tx.Apply(ctx, it.in)
+	return err
+}
+
+// HandleBatch applies msgs, commits, then acks: never an ack before the commit. A batch the
+// ledger refuses is held and retried until it is applied or ctx ends (then it is handed back).
 func (p *Processor) HandleBatch(ctx context.Context, msgs []jetstream.Msg) {
-	p.handle(ctx, p.prepareAll(msgs))
+	p.handle(context.WithoutCancel(ctx), ctx, p.prepareAll(msgs))
 }
 
 // prepareAll decodes a batch; it touches neither the ledger nor the acks, so it may run while
@@ -176,22 +224,21 @@ func (p *Processor) prepareAll(msgs []jetstream.Msg) []*item {
 	return items
 }
 
-// handle applies prepared items, commits, then settles each message.
-func (p *Processor) handle(ctx context.Context, items []*item) {
+// handle applies prepared items, commits, then settles each message. If the ledger refuses the
+// batch, it is held and retried (see hold) until it is applied or stop ends.
+func (p *Processor) handle(ctx, stop context.Context, items []*item) {
 	if len(items) == 0 {
 		return
 	}
 	start := time.Now()
 	err := p.apply(ctx, items)
 	if err != nil {
-		p.log.Warn("batch not applied; handing it back", zap.Int("messages", len(items)), zap.Error(err),
-			zap.Bool("transient", store.IsTransient(err)))
+		err = p.hold(ctx, stop, items, err)
+	}
+	if err == nil {
 		for _, it := range items {
-			if p.maxDeliver > 0 && it.d.NumDelivered >= p.maxDeliver {
-				it.deadStored = p.giveUp(ctx, it, err)
-			}
+			delete(p.panics, it.d.Seq)
 		}
-	} else {
 		p.metrics.applySeconds.Observe(time.Since(start).Seconds())
 		p.metrics.batchSize.Observe(float64(len(items)))
 		if p.AfterCommit != nil && !p.AfterCommit() {
@@ -208,6 +255,56 @@ func (p *Processor) handle(ctx context.Context, items []*item) {
 	}
 }
 
+// hold retries a batch the ledger refused, with a back-off from RetryMin to RetryMax, until it
+// is applied (nil) or stop ends (the last error). Its messages are kept alive meanwhile with an
+// in-progress ack before every wait, so JetStream neither redelivers them nor counts a delivery.
+// The state is visible: Failing, the ledger-failing gauge, /readyz, a log line when it starts,
+// every 30 s while it lasts and when it ends.
+func (p *Processor) hold(ctx, stop context.Context, items []*item, err error) error {
+	since := time.Now()
+	p.failing.Store(true)
+	p.metrics.ledgerFailing.Set(1)
+	p.log.Error("ledger refused a batch; holding it and retrying until the ledger takes it",
+		zap.Int("messages", len(items)), zap.Uint64("first_seq", items[0].d.Seq), zap.Error(err))
+	delay, lastLog := p.RetryMin, time.Now()
+	for attempt := 1; ; attempt++ {
+		keep := p.AckWait / 3
+		wait := min(delay, max(keep, 10*time.Millisecond))
+		keepAlive(items)
+		select {
+		case <-stop.Done():
+			p.log.Warn("stopping with the ledger still failing; the batch is handed back to the stream",
+				zap.Int("messages", len(items)), zap.Int("attempts", attempt), zap.Error(err))
+			return err
+		case <-time.After(wait):
+		}
+		p.metrics.ledgerRetries.Inc()
+		if err = p.apply(ctx, items); err == nil {
+			p.failing.Store(false)
+			p.metrics.ledgerFailing.Set(0)
+			p.log.Info("ledger takes writes again; held batch applied", zap.Int("messages", len(items)),
+				zap.Int("attempts", attempt+1), zap.Duration("held", time.Since(since)))
+			return nil
+		}
+		if time.Since(lastLog) >= 30*time.Second {
+			lastLog = time.Now()
+			p.log.Error("ledger still refusing writes; batch held", zap.Int("messages", len(items)),
+				zap.Int("attempts", attempt+1), zap.Duration("held", time.Since(since)), zap.Error(err))
+		}
+		delay = min(2*delay, p.RetryMax)
+	}
+}
+
+// keepAlive sends an in-progress ack for msgs (a batch waiting for the writer), so that the wait
+// does not run into AckWait.
+func keepAlive(items []*item) {
+	for _, it := range items {
+		if it.msg != nil {
+			_ = it.msg.InProgress()
+		}
+	}
+}
+
 // decide is the one place where a message's fate is chosen, from the batch's error and what
 // happened to the message in it.
 func decide(it *item, batchErr error) action {
@@ -216,10 +313,8 @@ func decide(it *item, batchErr error) action {
 		return actTerm // stored in dead_letters with the batch
 	case batchErr == nil:
 		return actAck // applied, duplicate or conflict: all committed
-	case it.deadStored:
-		return actTerm // last delivery, dead-lettered on its own
 	default:
-		return actNak
+		return actNak // shutting down with the ledger failing: not applied, deliver again
 	}
 }
 
@@ -240,7 +335,7 @@ func (p *Processor) settle(it *item, a action) {
 		p.log.Warn("message dead-lettered", zap.Uint64("seq", it.d.Seq), zap.String("subject", it.d.Subject),
 			zap.String("cause", it.cause), zap.String("reason", truncate(reason, 500)))
 	case actNak:
-		err = it.msg.NakWithDelay(events.NakDelay(it.d.NumDelivered))
+		err = it.msg.Nak()
 		p.metrics.naks.Inc()
 	}
 	if err != nil {
@@ -264,26 +359,6 @@ func (p *Processor) count(it *item) {
 		p.log.Warn("discrepancy", zap.String("kind", string(k)), zap.String("payment", it.res.PaymentID),
 			zap.String("event", it.res.EventID))
 	}
-}
-
-// giveUp dead-letters a message on its last delivery, in a transaction of its own. If even that
-// fails the message stays in the stream (limits retention) for `reconciler replay --from-seq`.
-func (p *Processor) giveUp(ctx context.Context, it *item, cause error) bool {
-	reason := fmt.Sprintf("gave up after %d deliveries: %v", it.d.NumDelivered, cause)
-	if it.dead != nil {
-		reason += "; " + it.dead.Reason
-	}
-	p.deadLetter(it, causeMaxDeliveries, reason)
-	err := p.ledger.Update(ctx, func(tx *store.Tx) error {
-		_, err := tx.AddDeadLetter(ctx, *it.dead)
-		return err
-	})
-	if err != nil {
-		p.log.Error("message could not be dead-lettered on its last delivery; it stays in the stream",
-			zap.Uint64("seq", it.d.Seq), zap.Error(err))
-		return false
-	}
-	return true
 }
 
 // Consumer runs the batch loop over a durable consumer.
@@ -315,7 +390,7 @@ func (c *Consumer) Run(ctx context.Context, drainTimeout time.Duration) error {
 		pullErr <- c.pull(ctx, work, drainTimeout, prepared)
 	}()
 	for items := range prepared {
-		c.proc.handle(work, items)
+		c.proc.handle(work, ctx, items)
 	}
 	return <-pullErr
 }
@@ -337,7 +412,7 @@ func (c *Consumer) pull(ctx, work context.Context, drainTimeout time.Duration, o
 			continue
 		}
 		if len(msgs) > 0 {
-			out <- c.proc.prepareAll(msgs)
+			c.send(out, c.proc.prepareAll(msgs))
 		}
 	}
 	// Shutdown: no new pulls; finish what the client already holds, and what the server sends
@@ -356,13 +431,28 @@ func (c *Consumer) pull(ctx, work context.Context, drainTimeout time.Duration, o
 			break
 		}
 		if len(msgs) > 0 {
-			out <- c.proc.prepareAll(msgs)
+			c.send(out, c.proc.prepareAll(msgs))
 		} else if c.Connected != nil && !c.Connected() {
 			break
 		}
 	}
 	c.batches.Stop()
 	return nil
+}
+
+// send hands a prepared batch to the writer. While the writer is busy (a slow commit, or a batch
+// held while the ledger fails), this batch is kept alive with in-progress acks.
+func (c *Consumer) send(out chan<- []*item, items []*item) {
+	t := time.NewTicker(max(c.proc.AckWait/3, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case out <- items:
+			return
+		case <-t.C:
+			keepAlive(items)
+		}
+	}
 }
 
 // ReplayStats counts what a replay did.

@@ -257,16 +257,21 @@ func TestCrashBetweenCommitAndAck(t *testing.T) {
 	}
 }
 
-// TestBusyLedgerNaksThenApplies: another process holds the write lock; the batch is handed back,
-// nothing acked, and applied once the lock is gone.
-func TestBusyLedgerNaksThenApplies(t *testing.T) {
+// TestBusyLedgerHeldThenApplied: another process holds the write lock for longer than
+// MaxDeliver × AckWait. The batch is held and retried, kept alive with in-progress acks: no
+// redelivery is spent, nothing is dead-lettered, the failure is visible, and the batch is applied
+// once the lock is gone.
+func TestBusyLedgerHeldThenApplied(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	ledger, err := store.OpenWith(context.Background(), path, store.Options{BusyTimeout: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ledger.Close() })
-	r := newRig(t, events.DefaultConsumerConfig(), ledger)
+	cfg := events.DefaultConsumerConfig()
+	cfg.MaxDeliver, cfg.AckWait = 2, time.Second
+	r := newRig(t, cfg, ledger)
+	r.proc.AckWait, r.proc.RetryMax = cfg.AckWait, 200*time.Millisecond
 	r.publish(t, body("evt_c", "payment_captured", "pay_1", "act_c", "1000", "KWD"), "payment_captured", "evt_c")
 
 	other, err := sql.Open("sqlite3", store.DSN(path, false))
@@ -288,69 +293,163 @@ func TestBusyLedgerNaksThenApplies(t *testing.T) {
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("%d %v", len(msgs), err)
 	}
-	r.proc.HandleBatch(ctx, msgs)
-	if got := testutil.ToFloat64(r.proc.metrics.naks); got != 1 {
-		t.Fatalf("naks %v", got)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.proc.HandleBatch(ctx, msgs)
+	}()
+	eventually(t, "the ledger reported failing", func() bool {
+		return r.proc.Failing() && testutil.ToFloat64(r.proc.metrics.ledgerFailing) == 1
+	})
+	// Hold the lock past MaxDeliver × AckWait: the server must not redeliver or give up.
+	locked := time.Now()
+	for time.Since(locked) < time.Duration(cfg.MaxDeliver+1)*cfg.AckWait {
+		if info := r.consumerInfo(t); info.NumRedelivered != 0 || info.NumAckPending != 1 {
+			t.Fatalf("while held: redelivered %d, ack pending %d", info.NumRedelivered, info.NumAckPending)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if err := lock.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	var again []jetstream.Msg
-	eventually(t, "redelivery after the back-off", func() bool {
-		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		defer cancel()
-		m, _ := b.Next(short)
-		again = append(again, m...)
-		return len(again) == 1
-	})
-	r.proc.HandleBatch(ctx, again)
-	if tot := r.totals(t); tot.Events != 1 || tot.Postings != 1 {
+	<-done
+	if tot := r.totals(t); tot.Events != 1 || tot.Postings != 1 || tot.DeadLetters != 0 {
 		t.Fatalf("%+v", tot)
 	}
+	if r.proc.Failing() || testutil.ToFloat64(r.proc.metrics.ledgerFailing) != 0 || testutil.ToFloat64(r.proc.metrics.ledgerRetries) < 3 {
+		t.Fatalf("failing %v, gauge %v, retries %v", r.proc.Failing(), testutil.ToFloat64(r.proc.metrics.ledgerFailing),
+			testutil.ToFloat64(r.proc.metrics.ledgerRetries))
+	}
+	eventually(t, "acked", func() bool {
+		info := r.consumerInfo(t)
+		return info.NumAckPending == 0 && info.NumRedelivered == 0
+	})
 	if err := ledger.Verify(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// TestLastDeliveryDeadLetters: a message that keeps failing is dead-lettered on its last
-// delivery, not lost.
-func TestLastDeliveryDeadLetters(t *testing.T) {
+// TestHeldBatchHandedBackAtStop: the reconciler stops while the ledger still fails: the batch is
+// handed back (not dead-lettered), and is there for the next start.
+func TestHeldBatchHandedBackAtStop(t *testing.T) {
 	cfg := events.DefaultConsumerConfig()
-	cfg.MaxDeliver = 2
 	r := newRig(t, cfg, nil)
 	r.publish(t, body("evt_c", "payment_captured", "pay_1", "act_c", "1000", "KWD"), "payment_captured", "evt_c")
-	r.proc.beforeApply = func() { panic("a bug in the handler") }
+	r.proc.beforeApply = func() { panic("the ledger is gone") }
 	b := r.batches(t, 10)
-	ctx := context.Background()
-	var seen int
-	eventually(t, "two deliveries", func() bool {
-		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	msgs, err := b.Next(context.Background())
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("%d %v", len(msgs), err)
+	}
+	stop, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.proc.HandleBatch(stop, msgs)
+	}()
+	eventually(t, "failing", r.proc.Failing)
+	cancel()
+	<-done
+	if tot := r.totals(t); tot.Events != 0 || tot.DeadLetters != 0 {
+		t.Fatalf("%+v", tot)
+	}
+	r.proc.beforeApply = nil
+	var again []jetstream.Msg
+	eventually(t, "redelivery after the nak", func() bool {
+		short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
 		m, _ := b.Next(short)
-		r.proc.HandleBatch(ctx, m)
-		seen += len(m)
-		return seen == 2
+		again = append(again, m...)
+		return len(again) == 1
 	})
+	r.proc.HandleBatch(context.Background(), again)
+	if tot := r.totals(t); tot.Events != 1 || tot.DeadLetters != 0 {
+		t.Fatalf("%+v", tot)
+	}
+}
+
+// TestPanicOnceGoesOn: an event whose write panics once (a fault that passes) is applied on the
+// next attempt with its neighbours; nothing is dead-lettered.
+func TestPanicOnceGoesOn(t *testing.T) {
+	r := newRig(t, events.DefaultConsumerConfig(), nil)
+	r.proc.RetryMin = time.Millisecond
+	for _, id := range []string{"1", "2", "3"} {
+		r.publish(t, body("evt_"+id, "payment_captured", "pay_"+id, "act_"+id, "1000", "KWD"), "payment_captured", "evt_"+id)
+	}
+	panicked := 0
+	r.proc.BeforeEvent = func(in store.Input) {
+		if in.EventID == "evt_2" && panicked == 0 {
+			panicked++
+			panic("injected")
+		}
+	}
+	r.proc.HandleBatch(context.Background(), r.take(t, 3))
+	if tot := r.totals(t); tot.Events != 3 || tot.Postings != 3 || tot.DeadLetters != 0 || panicked != 1 {
+		t.Fatalf("%+v, panicked %d", tot, panicked)
+	}
+}
+
+// TestPanickingEventDeadLettered: an event whose write panics every time is dead-lettered after
+// MaxDeliver panics of its own, with the panic as its reason; its neighbours are applied, and
+// the fixed code applies it on replay.
+func TestPanickingEventDeadLettered(t *testing.T) {
+	cfg := events.DefaultConsumerConfig()
+	cfg.MaxDeliver = 3
+	r := newRig(t, cfg, nil)
+	r.proc.RetryMin = time.Millisecond
+	for _, id := range []string{"1", "2", "3"} {
+		r.publish(t, body("evt_"+id, "payment_captured", "pay_"+id, "act_"+id, "1000", "KWD"), "payment_captured", "evt_"+id)
+	}
+	panics := 0
+	r.proc.BeforeEvent = func(in store.Input) {
+		if in.EventID == "evt_2" {
+			panics++
+			panic("a bug in the handler")
+		}
+	}
+	ctx := context.Background()
+	r.proc.HandleBatch(ctx, r.take(t, 3))
+	if tot := r.totals(t); tot.Events != 2 || tot.Postings != 2 || tot.DeadLetters != 1 {
+		t.Fatalf("%+v", tot)
+	}
+	if panics < cfg.MaxDeliver {
+		t.Fatalf("dead-lettered after %d panics, want at least %d", panics, cfg.MaxDeliver)
+	}
 	dls, err := r.ledger.DeadLetters(ctx, true, 10)
-	if err != nil || len(dls) != 1 || dls[0].Deliveries != 2 {
+	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].Reason, "a bug in the handler") || dls[0].MsgID != "evt_2" {
 		t.Fatalf("dead letters %+v %v", dls, err)
 	}
-	if got := testutil.ToFloat64(r.proc.metrics.deadLetters.WithLabelValues(causeMaxDeliveries)); got != 1 {
-		t.Fatalf("max-delivery dead letters %v", got)
+	if got := testutil.ToFloat64(r.proc.metrics.deadLetters.WithLabelValues(causePanic)); got != 1 {
+		t.Fatalf("panic dead letters %v", got)
 	}
-	eventually(t, "terminated", func() bool {
+	eventually(t, "settled", func() bool {
 		info := r.consumerInfo(t)
 		return info.NumAckPending == 0 && info.NumRedelivered == 0
 	})
 	// The bug is fixed: replaying the dead letter applies the event.
-	r.proc.beforeApply = nil
+	r.proc.BeforeEvent = nil
 	res, err := r.proc.ReplayDeadLetter(ctx, dls[0].ID)
 	if err != nil || res.Outcome != store.OutcomeApplied {
 		t.Fatalf("replay: %+v %v", res, err)
 	}
-	if p, err := r.ledger.Payment(ctx, "pay_1"); err != nil || p.Captured != 1000 {
+	if p, err := r.ledger.Payment(ctx, "pay_2"); err != nil || p.Captured != 1000 {
 		t.Fatalf("%v %v", p, err)
 	}
+}
+
+// take pulls n messages from a fresh puller on the rig's consumer.
+func (r *rig) take(t *testing.T, n int) []jetstream.Msg {
+	t.Helper()
+	b := r.batches(t, n)
+	var msgs []jetstream.Msg
+	eventually(t, fmt.Sprintf("%d messages", n), func() bool {
+		short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		m, _ := b.Next(short)
+		msgs = append(msgs, m...)
+		return len(msgs) >= n
+	})
+	return msgs
 }
 
 // TestApplyFailureMidBatch: an event that fails inside Apply after it has written rows (a test
