@@ -17,10 +17,10 @@ import (
 
 // Dead-letter causes (the metric's label).
 const (
-	causeQuarantined   = "quarantined"
-	causeUndecodable   = "undecodable"
-	causeInvalid       = "invalid"
-	causePanic         = "panic"
+	causeQuarantined = "quarantined"
+	causeUndecodable = "undecodable"
+	causeInvalid     = "invalid"
+	causePanic       = "panic"
 )
 
 // action is what happens to a message once its batch is decided.
