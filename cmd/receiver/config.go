@@ -37,6 +37,10 @@ type Config struct {
 	NATSListen     string
 	NATSSyncAlways bool
 	Stream         events.StreamConfig
+	// BacklogLimit is the percentage of the stream's MaxBytes the unapplied backlog may reach
+	// before webhooks are refused; BacklogCheck how often the backlog is read.
+	BacklogLimit   int
+	BacklogCheck   time.Duration
 	PProf          bool
 	LogLevel       string
 	LogDevelopment bool
@@ -69,7 +73,9 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	c.NATS.BindSecurity(b)
 	b.Int(&c.Stream.Replicas, "stream-replicas", "KNETRECON_STREAM_REPLICAS", def.Replicas, "stream replicas (3 in a NATS cluster)")
 	b.Duration(&c.Stream.MaxAge, "stream-max-age", "KNETRECON_STREAM_MAX_AGE", def.MaxAge, "how long the stream keeps events (at least a week)")
-	b.Int64(&c.Stream.MaxBytes, "stream-max-bytes", "KNETRECON_STREAM_MAX_BYTES", def.MaxBytes, "stream size limit; when full, webhooks get 503 (-1: none)")
+	b.Int64(&c.Stream.MaxBytes, "stream-max-bytes", "KNETRECON_STREAM_MAX_BYTES", def.MaxBytes, "stream size limit; when reached, the oldest (applied) messages are discarded (-1: none)")
+	b.Int(&c.BacklogLimit, "stream-backlog-limit", "KNETRECON_STREAM_BACKLOG_LIMIT", 90, "answer 503 while messages not yet applied fill this percentage of KNETRECON_STREAM_MAX_BYTES")
+	b.Duration(&c.BacklogCheck, "stream-backlog-check", "KNETRECON_STREAM_BACKLOG_CHECK", 500*time.Millisecond, "how often the unapplied backlog is read from the stream")
 	b.Duration(&c.Stream.Duplicates, "stream-duplicate-window", "KNETRECON_STREAM_DUPLICATE_WINDOW", def.Duplicates, "de-duplication window by event id (at least 48h)")
 	b.Bool(&c.PProf, "pprof", "KNETRECON_PPROF", false, "serve /debug/pprof/ beside /metrics (for profiling; keep off on a public port)")
 	b.String(&c.LogLevel, "log-level", "KNETRECON_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -123,6 +129,12 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
 		}
+	}
+	if c.BacklogLimit < 10 || c.BacklogLimit > 99 {
+		errs = append(errs, fmt.Errorf("KNETRECON_STREAM_BACKLOG_LIMIT must be a percentage from 10 to 99, got %d", c.BacklogLimit))
+	}
+	if c.BacklogCheck < 10*time.Millisecond || c.BacklogCheck > time.Minute {
+		errs = append(errs, fmt.Errorf("KNETRECON_STREAM_BACKLOG_CHECK must be from 10ms to 1m, got %s", c.BacklogCheck))
 	}
 	if err := c.Stream.Validate(); err != nil {
 		errs = append(errs, err)

@@ -49,6 +49,9 @@ type Main struct {
 	metrics  net.Addr
 	wg       sync.WaitGroup
 	serveErr chan error
+
+	guard     *events.Guard
+	stopGuard context.CancelFunc
 }
 
 // NewMain returns a receiver for cfg logging to log.
@@ -88,10 +91,22 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.guard = events.NewGuard(m.js, float64(cfg.BacklogLimit)/100, cfg.BacklogCheck, m.Registry)
+	if _, err := m.guard.Refresh(ctx); err != nil {
+		return fmt.Errorf("read the stream's backlog: %w", err)
+	}
+	guardCtx, stopGuard := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopGuard = stopGuard
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.guard.Run(guardCtx, func(err error) { m.Log.Warn("stream backlog not read", zap.Error(err)) })
+	}()
 	h := webhook.New(webhook.Config{
 		Keys:           ring,
 		Authorization:  cfg.Authorization,
 		Publisher:      events.NewPublisher(m.js),
+		Admit:          m.guard.Admit,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		PublishTimeout: cfg.PublishTimeout,
 		RetryAfter:     cfg.RetryAfter,
@@ -229,6 +244,9 @@ func (m *Main) Close() error {
 	defer cancel()
 	for _, srv := range m.servers {
 		keep(srv.Shutdown(ctx))
+	}
+	if m.stopGuard != nil {
+		m.stopGuard()
 	}
 	m.wg.Wait()
 	events.Drain(ctx, m.nc)

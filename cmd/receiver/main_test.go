@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -389,34 +392,124 @@ func TestKeysFromFileNeverLogged(t *testing.T) {
 	}
 }
 
-// A full stream refuses new messages (DiscardNew): the receiver answers 503 so Checkout.com
-// retries, and nothing already stored is pushed out.
-func TestStreamFull503(t *testing.T) {
-	m := mustRunReceiver(t, map[string]string{"KNETRECON_STREAM_MAX_BYTES": "3000", "KNETRECON_PUBLISH_TIMEOUT": "1s"})
-	s := stream(t, m)
-	first := sample(t, "webhook_payment_captured.json")
-	if resp, text := post(t, m, first, signed(oldKey, first)); resp.StatusCode != http.StatusOK {
-		t.Fatalf("first: %d %s", resp.StatusCode, text)
+// webhookN is a signed captured webhook with a distinct event id and payment, about 1.5 KB.
+func webhookN(t *testing.T, n int) []byte {
+	t.Helper()
+	b := sample(t, "webhook_payment_captured.json")
+	var env map[string]any
+	if err := json.Unmarshal(b, &env); err != nil {
+		t.Fatal(err)
 	}
-	var refused bool
-	for _, name := range []string{"webhook_payment_refunded.json", "webhook_payment_expired.json", "webhook_payment_pending.json"} {
-		body := sample(t, name)
-		resp, _ := post(t, m, body, signed(oldKey, body))
-		switch resp.StatusCode {
-		case http.StatusOK:
-		case http.StatusServiceUnavailable:
-			refused = true
-			if resp.Header.Get("Retry-After") == "" {
-				t.Fatal("503 without Retry-After")
+	env["id"] = fmt.Sprintf("evt_backlog_%06d", n)
+	env["data"].(map[string]any)["id"] = fmt.Sprintf("pay_backlog_%06d", n)
+	out, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// ackAll reads every message the durable consumer durable has, and acks it.
+func ackAll(t *testing.T, js jetstream.JetStream, durable string) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := events.DefaultConsumerConfig()
+	cfg.Durable = durable
+	c, err := events.EnsureConsumer(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		batch, err := c.FetchNoWait(500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for msg := range batch.Messages() {
+			if err := msg.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
 			}
-		default:
-			t.Fatalf("%s: %d, want 200 or 503", name, resp.StatusCode)
+			n++
+		}
+		if n == 0 {
+			return
 		}
 	}
-	if !refused {
-		t.Fatal("a 3000-byte stream took every sample")
+}
+
+// TestStreamAtLimitCaughtUpStillStores: the stream is at its byte limit, the ledger's consumer has
+// applied everything: new webhooks are stored (the oldest, applied history makes room), never 503.
+func TestStreamAtLimitCaughtUpStillStores(t *testing.T) {
+	const maxBytes = 64 << 10
+	m := mustRunReceiver(t, map[string]string{"KNETRECON_STREAM_MAX_BYTES": strconv.Itoa(maxBytes), "KNETRECON_STREAM_BACKLOG_CHECK": "10ms"})
+	_, js := eventstest.MustConnect(t, m.ns)
+	s := stream(t, m)
+	sent := 0
+	for round := 0; round < 4; round++ { // 4 × 40 × 1.5 KB: over twice the limit
+		for i := 0; i < 40; i++ {
+			body := webhookN(t, sent)
+			sent++
+			if resp, text := post(t, m, body, signed(oldKey, body)); resp.StatusCode != http.StatusOK {
+				t.Fatalf("webhook %d: %d %s", sent, resp.StatusCode, text)
+			}
+		}
+		ackAll(t, js, "reconciler")
+		if _, err := m.guard.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := s.GetMsg(context.Background(), 1); err != nil {
-		t.Fatalf("the first message was pushed out: %v", err)
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.LastSeq != uint64(sent) || info.State.FirstSeq == 1 || info.State.Bytes > maxBytes {
+		t.Fatalf("sent %d; stream first %d last %d, %d bytes", sent, info.State.FirstSeq, info.State.LastSeq, info.State.Bytes)
+	}
+}
+
+// TestBacklogNearLimit503: the ledger applies nothing; before its unapplied messages would fill
+// the stream, webhooks get 503 with Retry-After, and not one unapplied message is discarded.
+// Once the ledger catches up, webhooks are stored again.
+func TestBacklogNearLimit503(t *testing.T) {
+	const maxBytes = 64 << 10
+	m := mustRunReceiver(t, map[string]string{"KNETRECON_STREAM_MAX_BYTES": strconv.Itoa(maxBytes), "KNETRECON_STREAM_BACKLOG_CHECK": "10ms"})
+	_, js := eventstest.MustConnect(t, m.ns)
+	if _, err := events.EnsureConsumer(context.Background(), js, events.DefaultConsumerConfig()); err != nil {
+		t.Fatal(err)
+	}
+	s := stream(t, m)
+	var stored, refused int
+	for i := 0; i < 100 && refused == 0; i++ {
+		body := webhookN(t, i)
+		resp, text := post(t, m, body, signed(oldKey, body))
+		switch resp.StatusCode {
+		case http.StatusOK:
+			stored++
+		case http.StatusServiceUnavailable:
+			refused++
+			if resp.Header.Get("Retry-After") == "" || !strings.Contains(text, "backlog_full") {
+				t.Fatalf("503 without Retry-After or reason: %q", text)
+			}
+		default:
+			t.Fatalf("webhook %d: %d %s", i, resp.StatusCode, text)
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("100 webhooks over a %d-byte stream and no 503", maxBytes)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.FirstSeq != 1 || info.State.Msgs != uint64(stored) {
+		t.Fatalf("unapplied messages were discarded: %d stored, stream holds %d from seq %d", stored, info.State.Msgs, info.State.FirstSeq)
+	}
+	ackAll(t, js, "reconciler")
+	if _, err := m.guard.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	body := webhookN(t, 1000)
+	if resp, text := post(t, m, body, signed(oldKey, body)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after catching up: %d %s", resp.StatusCode, text)
 	}
 }

@@ -3,6 +3,7 @@ package events_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func TestEnsureStreamIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Config.Duplicates < 48*time.Hour || info.Config.Discard != jetstream.DiscardNew || info.Config.Storage != jetstream.FileStorage {
+	if info.Config.Duplicates < 48*time.Hour || info.Config.Discard != jetstream.DiscardOld || info.Config.Storage != jetstream.FileStorage {
 		t.Fatalf("stream config = %+v", info.Config)
 	}
 }
@@ -122,5 +123,56 @@ func TestPublishNotStoredWhenNATSDown(t *testing.T) {
 	}
 	if !errors.Is(err, events.ErrNotStored) {
 		t.Fatalf("err = %v, want ErrNotStored", err)
+	}
+}
+
+// TestBacklogAndUpgradeToDiscardOld: a stream made by an earlier release (DiscardNew) is moved to
+// DiscardOld by EnsureStream; the backlog counts what lies after the slowest durable consumer's
+// ack floor (everything while there is none), and ignores ordered replays.
+func TestBacklogAndUpgradeToDiscardOld(t *testing.T) {
+	ns := eventstest.MustRunNATS(t)
+	_, js := eventstest.MustConnect(t, ns)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: events.StreamName, Subjects: []string{events.SubjectPrefix + ">", events.QuarantineSubject},
+		Discard: jetstream.DiscardNew, MaxBytes: 1 << 20, Duplicates: 72 * time.Hour, MaxAge: 14 * 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := events.EnsureStream(ctx, js, events.DefaultStreamConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Info(ctx); err != nil || info.Config.Discard != jetstream.DiscardOld {
+		t.Fatalf("discard policy after EnsureStream: %v %v", info.Config.Discard, err)
+	}
+	pub := events.NewPublisher(js)
+	for i := range 10 {
+		id := fmt.Sprintf("evt_%d", i)
+		if _, err := pub.Publish(ctx, &events.Webhook{Body: []byte(`{"id":"` + id + `"}`), EventID: id, EventType: "payment_captured"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := events.ReadBacklog(ctx, js)
+	if err != nil || b.Consumers != 0 || b.UnappliedMsgs != 10 || b.UnappliedBytes != b.Bytes {
+		t.Fatalf("no consumer: %+v %v", b, err)
+	}
+	if _, err := events.Replay(ctx, js, events.ReplayFrom{}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := events.EnsureConsumer(ctx, js, events.DefaultConsumerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.Fetch(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for msg := range batch.Messages() {
+		if err := msg.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err = events.ReadBacklog(ctx, js)
+	if err != nil || b.Consumers != 1 || b.Floor != 4 || b.UnappliedMsgs != 6 || b.UnappliedBytes != b.Bytes/10*6 {
+		t.Fatalf("4 of 10 acked: %+v %v", b, err)
 	}
 }

@@ -43,8 +43,10 @@ type StreamConfig struct {
 	Replicas int
 	// MaxAge is how long messages are kept; long enough to replay a week.
 	MaxAge time.Duration
-	// MaxBytes bounds the stream's size. When full, new publishes fail (DiscardNew), the receiver
-	// answers 503 and Checkout.com retries: nothing already stored is ever pushed out.
+	// MaxBytes bounds the stream's size. When it is reached the oldest messages are discarded
+	// (DiscardOld): applied history makes room, so a caught-up ledger never blocks intake. The
+	// receiver's Guard refuses new webhooks (503) before the unapplied backlog gets near it, so a
+	// message not yet applied is never discarded.
 	MaxBytes int64
 	// Duplicates is the de-duplication window; at least 48 h so that a retry days later is caught.
 	Duplicates time.Duration
@@ -91,7 +93,7 @@ func (c StreamConfig) jetStreamConfig() jetstream.StreamConfig {
 		Description: "Verified Checkout.com webhooks, exact bodies, for the knetrecon ledger",
 		Subjects:    []string{SubjectPrefix + ">", QuarantineSubject},
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardNew,
+		Discard:     jetstream.DiscardOld,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
 		MaxAge:      c.MaxAge,

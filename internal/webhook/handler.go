@@ -30,7 +30,12 @@ const (
 	OutcomeMethodNotAllowed = "method_not_allowed"
 	OutcomeBadRequest       = "bad_request"
 	OutcomeUnavailable      = "unavailable"
+	OutcomeBacklogFull      = "backlog_full"
 )
+
+// msgOverhead is what a stream message adds to its body (subject, headers, record): the guard
+// counts it with the body.
+const msgOverhead = 256
 
 // Reasons an unauthenticated request is refused, as counted.
 const (
@@ -47,6 +52,7 @@ type Handler struct {
 	keys           *checkout.KeyRing
 	authorization  string
 	publisher      *events.Publisher
+	admit          func(int) bool
 	maxBody        int64
 	publishTimeout time.Duration
 	retryAfter     string
@@ -64,6 +70,9 @@ type Config struct {
 	Authorization string
 	// Publisher stores the webhooks. Required.
 	Publisher *events.Publisher
+	// Admit, when set, says whether a message of n bytes may be stored now; when it says no the
+	// answer is 503 (the stream's unapplied backlog is near its limit).
+	Admit func(n int) bool
 	// MaxBodyBytes is the largest body accepted; larger ones get 413.
 	MaxBodyBytes int64
 	// PublishTimeout bounds the wait for JetStream's acknowledgement; past it the answer is 503.
@@ -94,6 +103,7 @@ func New(cfg Config) *Handler {
 		keys:           cfg.Keys,
 		authorization:  cfg.Authorization,
 		publisher:      cfg.Publisher,
+		admit:          cfg.Admit,
 		maxBody:        cfg.MaxBodyBytes,
 		publishTimeout: cfg.PublishTimeout,
 		retryAfter:     strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
@@ -159,6 +169,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		msg.EventID, msg.EventType = head.ID, head.Type
 	}
 
+	if h.admit != nil && !h.admit(len(body)+msgOverhead) {
+		// Storing more would make the stream discard messages the ledger has not applied yet.
+		w.Header().Set("Retry-After", h.retryAfter)
+		h.finish(w, start, http.StatusServiceUnavailable, OutcomeBacklogFull, zap.String("event_id", msg.EventID),
+			zap.String("event_type", msg.EventType), zap.String("reason", "the stream's unapplied backlog is at KNETRECON_STREAM_BACKLOG_LIMIT"))
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.publishTimeout)
 	stored, err := h.publisher.Publish(ctx, msg)
 	cancel()

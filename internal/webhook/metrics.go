@@ -16,7 +16,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "knetrecon_receiver_requests_total",
-			Help: "Webhook requests by outcome (stored, duplicate, quarantined, unauthorized, too_large, method_not_allowed, bad_request, unavailable).",
+			Help: "Webhook requests by outcome (stored, duplicate, quarantined, unauthorized, too_large, method_not_allowed, bad_request, unavailable, backlog_full).",
 		}, []string{"outcome"}),
 		signatureFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "knetrecon_receiver_signature_failures_total",
@@ -36,7 +36,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Webhook requests being handled now.",
 		}),
 	}
-	for _, o := range []string{OutcomeStored, OutcomeDuplicate, OutcomeQuarantined, OutcomeUnauthorized, OutcomeTooLarge, OutcomeMethodNotAllowed, OutcomeBadRequest, OutcomeUnavailable} {
+	for _, o := range []string{OutcomeStored, OutcomeDuplicate, OutcomeQuarantined, OutcomeUnauthorized, OutcomeTooLarge, OutcomeMethodNotAllowed, OutcomeBadRequest, OutcomeUnavailable, OutcomeBacklogFull} {
 		m.requests.WithLabelValues(o)
 	}
 	for _, r := range []string{ReasonSignatureMissing, ReasonSignatureMalformed, ReasonSignatureMismatch, ReasonAuthorizationMissing, ReasonAuthorizationMismatch} {
