@@ -36,7 +36,9 @@ type Config struct {
 	NATS           events.ConnConfig
 	NATSListen     string
 	NATSSyncAlways bool
-	Stream         events.StreamConfig
+	// Durable makes a 2xx wait until the webhook is fsynced (embedded server; group commit).
+	Durable bool
+	Stream  events.StreamConfig
 	// BacklogLimit is the percentage of the stream's MaxBytes the unapplied backlog may reach
 	// before webhooks are refused; BacklogCheck how often the backlog is read.
 	BacklogLimit   int
@@ -69,6 +71,7 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	b.String(&c.DataDir, "data-dir", "KNETRECON_DATA_DIR", "./data", "local data: the embedded NATS store lives in <dir>/nats")
 	b.String(&c.NATS.URL, "nats-url", "KNETRECON_NATS_URL", "", "external NATS URL(s); empty runs an embedded nats-server")
 	b.String(&c.NATSListen, "nats-listen", "KNETRECON_NATS_LISTEN", "127.0.0.1:4222", "embedded nats-server's client address")
+	b.Bool(&c.Durable, "durable", "KNETRECON_DURABLE", true, "embedded server: answer 2xx only once the webhook is fsynced to disk; webhooks answered together share one fsync (false: a power cut may lose webhooks already answered)")
 	b.Bool(&c.NATSSyncAlways, "nats-sync-always", "KNETRECON_NATS_SYNC_ALWAYS", false, "embedded server: fsync every message before acknowledging")
 	c.NATS.BindSecurity(b)
 	b.Int(&c.Stream.Replicas, "stream-replicas", "KNETRECON_STREAM_REPLICAS", def.Replicas, "stream replicas (3 in a NATS cluster)")

@@ -51,6 +51,7 @@ type Main struct {
 	serveErr chan error
 
 	guard     *events.Guard
+	gsync     *events.GroupSync
 	stopGuard context.CancelFunc
 }
 
@@ -102,11 +103,25 @@ func (m *Main) Run(ctx context.Context) error {
 		defer m.wg.Done()
 		m.guard.Run(guardCtx, func(err error) { m.Log.Warn("stream backlog not read", zap.Error(err)) })
 	}()
+	if m.ns != nil && cfg.Durable && !cfg.NATSSyncAlways {
+		dir, err := events.StreamMsgsDir(cfg.natsStoreDir())
+		if err != nil {
+			return fmt.Errorf("KNETRECON_DURABLE: %w", err)
+		}
+		if m.gsync, err = events.NewGroupSync(dir); err != nil {
+			return fmt.Errorf("KNETRECON_DURABLE: %w", err)
+		}
+	}
+	var syncFn func(context.Context) error
+	if m.gsync != nil {
+		syncFn = m.gsync.Sync
+	}
 	h := webhook.New(webhook.Config{
 		Keys:           ring,
 		Authorization:  cfg.Authorization,
 		Publisher:      events.NewPublisher(m.js),
 		Admit:          m.guard.Admit,
+		Sync:           syncFn,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		PublishTimeout: cfg.PublishTimeout,
 		RetryAfter:     cfg.RetryAfter,
@@ -142,7 +157,8 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Log.Info("receiver started", zap.String("addr", m.addr.String()), zap.String("path", cfg.WebhookPath),
-		zap.Int("webhook_keys", ring.Len()), zap.Bool("authorization_check", cfg.Authorization != ""), zap.Bool("embedded_nats", m.ns != nil))
+		zap.Int("webhook_keys", ring.Len()), zap.Bool("authorization_check", cfg.Authorization != ""), zap.Bool("embedded_nats", m.ns != nil),
+		zap.Bool("durable", m.gsync != nil || (m.ns != nil && cfg.NATSSyncAlways)))
 	return nil
 }
 
@@ -249,6 +265,9 @@ func (m *Main) Close() error {
 		m.stopGuard()
 	}
 	m.wg.Wait()
+	if m.gsync != nil {
+		keep(m.gsync.Close())
+	}
 	events.Drain(ctx, m.nc)
 	if m.ns != nil {
 		m.ns.Shutdown()

@@ -405,4 +405,16 @@ func printRatios(results []result) {
 			fmt.Printf("%s / null at %s: %.2fx\n", r.Target, r.Mode, r.PerSec/n.PerSec)
 		}
 	}
+	// The durable receiver against its bounds, when they ran: a receiver that fsyncs each webhook
+	// on its own (floor to beat) and the bare publishers (ceilings).
+	for _, r := range results {
+		if r.Target != "receiver" || strings.Contains(r.Mode, "fixed") {
+			continue
+		}
+		for _, other := range []string{"receiver-fsync-each", "receiver-not-durable", "bare-sync-ack", "bare-no-ack"} {
+			if o, ok := byKey[other+"|"+r.Mode]; ok && o.PerSec > 0 {
+				fmt.Printf("receiver (durable) / %s at %s: %.2fx\n", other, r.Mode, r.PerSec/o.PerSec)
+			}
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -53,6 +54,7 @@ type Handler struct {
 	authorization  string
 	publisher      *events.Publisher
 	admit          func(int) bool
+	sync           func(context.Context) error
 	maxBody        int64
 	publishTimeout time.Duration
 	retryAfter     string
@@ -73,6 +75,8 @@ type Config struct {
 	// Admit, when set, says whether a message of n bytes may be stored now; when it says no the
 	// answer is 503 (the stream's unapplied backlog is near its limit).
 	Admit func(n int) bool
+	// Sync, when set, returns once what JetStream acknowledged is on disk; the 2xx waits for it.
+	Sync func(context.Context) error
 	// MaxBodyBytes is the largest body accepted; larger ones get 413.
 	MaxBodyBytes int64
 	// PublishTimeout bounds the wait for JetStream's acknowledgement; past it the answer is 503.
@@ -104,6 +108,7 @@ func New(cfg Config) *Handler {
 		authorization:  cfg.Authorization,
 		publisher:      cfg.Publisher,
 		admit:          cfg.Admit,
+		sync:           cfg.Sync,
 		maxBody:        cfg.MaxBodyBytes,
 		publishTimeout: cfg.PublishTimeout,
 		retryAfter:     strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
@@ -178,6 +183,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.publishTimeout)
 	stored, err := h.publisher.Publish(ctx, msg)
+	if err == nil && h.sync != nil {
+		// A duplicate too: its first copy may have been stored a moment ago and not synced yet.
+		if serr := h.sync(ctx); serr != nil {
+			err = fmt.Errorf("stored but not synced to disk: %w", serr)
+		}
+	}
 	cancel()
 	h.metrics.publishSeconds.Observe(h.now().Sub(start).Seconds())
 	fields := []zap.Field{zap.String("event_id", msg.EventID), zap.String("event_type", msg.EventType), zap.String("key", keyName)}
