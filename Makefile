@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 1
 
-.PHONY: run test vet fmt-check bench bench-ledger bench-receiver bench-go bench-sweep bench-road bench-growth build fuzz clean
+.PHONY: run test chaos vet fmt-check bench bench-ledger bench-receiver bench-go bench-sweep bench-road bench-growth build fuzz clean
 
 ## run: the whole pipeline on this machine, embedded defaults (NATS and SQLite under ./data)
 run:
@@ -11,6 +11,12 @@ run:
 ## test: formatting, vet, and every test (real embedded NATS, real SQLite files, simulator over HTTP)
 test: fmt-check vet
 	$(GO) test -count=1 -timeout 15m ./...
+
+## chaos: the fault suite against the built binaries, long version (about 20 minutes): kill -9
+## ×50 reconciler and ×10 receiver, NATS killed, the ledger locked or its disk full for 5 minutes,
+## panics, a stream at its byte limit. Each fault prints a FIGURE line. `make test` runs the short one.
+chaos:
+	$(GO) test -tags chaos -count=1 -timeout 60m -v ./e2e
 
 vet:
 	$(GO) vet ./...

@@ -370,6 +370,9 @@ type Main struct {
 	stopSweepCtx context.CancelFunc
 }
 
+// chaosHook is set only in a build with the chaos tag (chaos.go): fault injection for the suite.
+var chaosHook func(*reconcile.Processor, *zap.Logger)
+
 // NewMain returns a reconciler for cfg logging to log.
 func NewMain(cfg Config, log *zap.Logger) *Main {
 	return &Main{Config: cfg, Log: log, Registry: prometheus.NewRegistry(), done: make(chan error, 2)}
@@ -411,6 +414,9 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	proc := reconcile.NewProcessor(m.ledger, m.Log.Named("apply"), reconcile.NewMetrics(m.Registry), cfg.Consumer.MaxDeliver)
 	proc.AckWait = cfg.Consumer.AckWait
+	if chaosHook != nil {
+		chaosHook(proc, m.Log)
+	}
 	m.proc = proc
 	loop := reconcile.NewConsumer(proc, batches, m.Log.Named("consumer"))
 	loop.Connected = m.nc.IsConnected

@@ -184,6 +184,10 @@ func (p *Processor) apply(ctx context.Context, items []*item) (err error) {
 // errPanicked marks an event that panicked on its own maxDeliver times: a deterministic failure.
 var errPanicked = errors.New("panicked while being written")
 
+// errEventPanic marks a batch that failed because one event panicked (fewer than maxDeliver
+// times): it is tried again at once, since the ledger itself is fine.
+var errEventPanic = errors.New("an event panicked")
+
 // applyOne writes one event. A panic is recovered here, so that it is pinned on the event that
 // caused it: the first maxDeliver-1 times it fails the batch as transient (the batch is held and
 // tried again; a fault that passes costs nothing), the last time it is deterministic and the
@@ -197,8 +201,8 @@ func (p *Processor) applyOne(ctx context.Context, tx *store.Tx, it *item) (err e
 				err = fmt.Errorf("%w %d times: %v", errPanicked, n, r)
 				return
 			}
-			err = fmt.Errorf("%w: event %s (seq %d) panicked while being written (%d of %d): %v",
-				store.ErrTransient, it.in.EventID, it.d.Seq, n, p.maxDeliver, r)
+			err = fmt.Errorf("%w: %w: event %s (seq %d) panicked while being written (%d of %d): %v",
+				store.ErrTransient, errEventPanic, it.in.EventID, it.d.Seq, n, p.maxDeliver, r)
 		}
 	}()
 	if p.BeforeEvent != nil {
@@ -232,6 +236,12 @@ func (p *Processor) handle(ctx, stop context.Context, items []*item) {
 	}
 	start := time.Now()
 	err := p.apply(ctx, items)
+	// An event that panicked: try again at once. Each try pins a panic on one event, so this
+	// ends within len(items) × maxDeliver tries, with the event applied or dead-lettered.
+	for tries := 0; errors.Is(err, errEventPanic) && tries < len(items)*p.maxDeliver; tries++ {
+		p.log.Warn("an event panicked while being written; trying the batch again", zap.Error(err))
+		err = p.apply(ctx, items)
+	}
 	if err != nil {
 		err = p.hold(ctx, stop, items, err)
 	}
