@@ -138,6 +138,10 @@ func TestSignedSampleStoredOnce(t *testing.T) {
 	if n := msgCount(t, s); n != 1 {
 		t.Fatalf("stream has %d messages, want 1", n)
 	}
+	// Durable by default: each 2xx waited for an fsync round (the duplicate's too).
+	if m.gsync == nil || m.gsync.Rounds() < 2 {
+		t.Fatalf("durable by default: group sync %v", m.gsync)
+	}
 	msg, err := s.GetLastMsgForSubject(context.Background(), "checkout.events.payment_captured")
 	if err != nil {
 		t.Fatal(err)
@@ -511,5 +515,20 @@ func TestBacklogNearLimit503(t *testing.T) {
 	body := webhookN(t, 1000)
 	if resp, text := post(t, m, body, signed(oldKey, body)); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after catching up: %d %s", resp.StatusCode, text)
+	}
+}
+
+// TestNotDurableOptOut: KNETRECON_DURABLE=false answers after the PubAck alone, and
+// KNETRECON_NATS_SYNC_ALWAYS leaves the fsync to nats-server: neither runs the group sync.
+func TestNotDurableOptOut(t *testing.T) {
+	for _, env := range []map[string]string{{"KNETRECON_DURABLE": "false"}, {"KNETRECON_NATS_SYNC_ALWAYS": "true"}} {
+		m := mustRunReceiver(t, env)
+		body := sample(t, "webhook_payment_captured.json")
+		if resp, text := post(t, m, body, signed(oldKey, body)); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%v: %d %s", env, resp.StatusCode, text)
+		}
+		if m.gsync != nil {
+			t.Fatalf("%v: group sync running", env)
+		}
 	}
 }
