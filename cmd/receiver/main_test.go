@@ -532,3 +532,34 @@ func TestNotDurableOptOut(t *testing.T) {
 		}
 	}
 }
+
+// TestOversizedFieldsQuarantinedIntakeGoesOn: signed bodies whose type or id would not fit a NATS
+// subject or header (a 4 KB type, a 70 KB id, CR/LF in a header value) are quarantined (stored,
+// 200, visible), never a 503, and the next webhook is stored as usual: one hostile webhook cannot
+// stop intake.
+func TestOversizedFieldsQuarantinedIntakeGoesOn(t *testing.T) {
+	m := mustRunReceiver(t, nil)
+	s := stream(t, m)
+	hostile := [][]byte{
+		[]byte(`{"id":"evt_1","type":"` + strings.Repeat("payment_captured_", 250) + `","data":{"id":"pay_1"}}`),
+		[]byte(`{"id":"evt_` + strings.Repeat("x", 70<<10) + `","type":"payment_captured","data":{"id":"pay_1"}}`),
+		[]byte(`{"id":"evt_2\r\nNats-Msg-Id: evt_3","type":"payment_captured","data":{"id":"pay_1"}}`),
+		[]byte(`{"id":"evt_4","type":"payment_captured\u0000","data":{"id":"pay_1"}}`),
+	}
+	for i, body := range hostile {
+		resp, text := post(t, m, body, signed(oldKey, body))
+		if resp.StatusCode != http.StatusOK || !strings.Contains(text, "quarantined") {
+			t.Fatalf("hostile %d: %d %s, want 200 quarantined", i, resp.StatusCode, text)
+		}
+	}
+	good := sample(t, "webhook_payment_captured.json")
+	if resp, text := post(t, m, good, signed(oldKey, good)); resp.StatusCode != http.StatusOK || !strings.Contains(text, "stored") {
+		t.Fatalf("the next webhook: %d %s", resp.StatusCode, text)
+	}
+	if n := msgCount(t, s); n != uint64(len(hostile))+1 {
+		t.Fatalf("stream has %d messages, want %d", n, len(hostile)+1)
+	}
+	if code, _ := get(t, "http://"+m.Addr()+"/readyz"); code != 200 {
+		t.Fatalf("readyz %d after hostile input", code)
+	}
+}

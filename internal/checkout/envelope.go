@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"fmt"
 	"strings"
 	"time"
@@ -44,7 +45,7 @@ type Event struct {
 type EventData struct {
 	ID              string          `json:"id"`
 	ActionID        string          `json:"action_id,omitempty"`
-	Amount          json.Number     `json:"amount,omitempty"`
+	Amount          Number          `json:"amount,omitempty"`
 	Currency        string          `json:"currency,omitempty"`
 	Reference       string          `json:"reference,omitempty"`
 	ProcessedOn     string          `json:"processed_on,omitempty"`
@@ -55,6 +56,27 @@ type EventData struct {
 	Source          json.RawMessage `json:"source,omitempty"`
 	Customer        json.RawMessage `json:"customer,omitempty"`
 }
+
+// Number is a JSON number kept exactly as sent. Unlike json.Number it refuses a quoted string
+// ("1000"): Checkout.com sends amounts as JSON numbers, and an amount in another shape is set
+// aside, not guessed at.
+type Number string
+
+// UnmarshalJSON keeps a JSON number's text; null leaves it empty; anything else is refused.
+func (n *Number) UnmarshalJSON(b []byte) error {
+	switch {
+	case string(b) == "null":
+		*n = ""
+	case len(b) > 0 && (b[0] == '-' || b[0] >= '0' && b[0] <= '9'):
+		*n = Number(b)
+	default:
+		return &json.UnmarshalTypeError{Value: "non-number", Type: reflect.TypeFor[Number]()}
+	}
+	return nil
+}
+
+// String returns the number's text.
+func (n Number) String() string { return string(n) }
 
 // Balances are the running totals Checkout.com attaches to some payment events and to GET /payments.
 type Balances struct {
@@ -117,6 +139,13 @@ func DecodeEvent(body []byte) (*Event, error) {
 	if env.Type == "" {
 		return nil, invalid("missing type")
 	}
+	var dataID string
+	if env.Data != nil {
+		dataID = env.Data.ID
+	}
+	if err := checkBounds(env.ID, env.Type, dataID); err != nil {
+		return nil, err
+	}
 	ev := &Event{ID: env.ID, Type: env.Type, Version: env.Version}
 	if env.Data != nil {
 		ev.Data = *env.Data
@@ -140,6 +169,37 @@ func DecodeEvent(body []byte) (*Event, error) {
 		return nil, invalid("payment event without data.id")
 	}
 	return ev, nil
+}
+
+// Bounds of the envelope fields that become a NATS subject, a message header or a ledger key.
+// Checkout.com's ids are about 30 bytes and its longest event type about 40; a signed body past
+// these bounds is refused by both decoders (the receiver quarantines it: stored, 200, visible).
+const (
+	MaxEventIDLen   = 128
+	MaxEventTypeLen = 64
+	MaxDataIDLen    = 128
+)
+
+// checkBounds refuses an id, type or data.id too long, or with characters other than ASCII
+// letters, digits, '_', '-' (and '.' in a type): they travel in a subject and in headers, where a
+// CR, LF, space or wildcard would break the message or the route.
+func checkBounds(id, typ, dataID string) error {
+	for _, f := range []struct {
+		name, v string
+		max     int
+		dot     bool
+	}{{"id", id, MaxEventIDLen, false}, {"type", typ, MaxEventTypeLen, true}, {"data.id", dataID, MaxDataIDLen, false}} {
+		if len(f.v) > f.max {
+			return invalid("%s of %d bytes, over %d", f.name, len(f.v), f.max)
+		}
+		for i := 0; i < len(f.v); i++ {
+			c := f.v[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' && f.dot) {
+				return invalid("%s %q has a character outside A-Z, a-z, 0-9, _ and -", f.name, truncate(f.v, 64))
+			}
+		}
+	}
+	return nil
 }
 
 // ParseTime parses Checkout.com's timestamps: RFC 3339 with up to 7 (or more) fractional digits

@@ -53,7 +53,7 @@ func TestDecodeFieldsFallsBack(t *testing.T) {
 		{`{"id":"evt_1","type":"payment_captured","created_on":"2026-03-01T10:00:00Z","data":{"id":"pay_1","action_id":"act_1","amount":1000,"currency":"KWD","customer":{"id":"cus_1"},"source":{"type":"knet"},"balances":{"total_captured":1000}}}`, true, false},
 		{`{"ID":"evt_1","type":"payment_captured","data":{"id":"pay_1"}}`, false, false},
 		{`{"id":"evt_1","id":"evt_2","type":"x"}`, false, false},
-		{`{"id":"evt_1","type":"payment_captured","data":{"id":"pay_1","amount":"1000"}}`, false, false},
+		{`{"id":"evt_1","type":"payment_captured","data":{"id":"pay_1","amount":"1000"}}`, false, true}, // string amounts are refused
 		{`{"id":"evt_1","type":"payment_captured","data":{"id":"pay_1","balances":{"total_captured":1.5}}}`, false, true},
 		{`{"id":"evt_1","type":"payment_captured","data":{"id":"pay_1","customer":{"Id":"cus_1"}}}`, false, false},
 		{`{"id":"evt_1","type":"payment_captured","data":{"id":"pay_1","customer":{"id":5}}}`, false, false},

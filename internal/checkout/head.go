@@ -119,6 +119,9 @@ func DecodeHead(body []byte) (Head, error) {
 	if h.Type == "" {
 		return Head{}, invalid("missing type")
 	}
+	if err := checkBounds(h.ID, h.Type, dataID); err != nil {
+		return Head{}, err
+	}
 	if created == "" {
 		created = timestamp
 	}

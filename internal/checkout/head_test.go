@@ -55,6 +55,16 @@ func TestDecodeHeadRejectsLikeDecodeEvent(t *testing.T) {
 		{`{"id":"evt_1","type":"payment_captured","data":[]}`, "data is not a JSON object"},
 		{`{"id":"evt_1","type":"x","created_on":"yesterday"}`, "not RFC 3339"},
 		{`{"id":"evt_1","type":"x","version":1}`, "wrong JSON type"},
+		// Bounds: what goes into a subject, a header or a ledger key.
+		{`{"id":"evt_` + strings.Repeat("a", 200) + `","type":"x"}`, "id of 204 bytes, over 128"},
+		{`{"id":"evt_1","type":"` + strings.Repeat("payment_", 500) + `"}`, "type of 4000 bytes, over 64"},
+		{`{"id":"evt_1","type":"payment_captured","data":{"id":"pay_` + strings.Repeat("9", 200) + `"}}`, "data.id of 204 bytes"},
+		{`{"id":"evt_1\r\nNats-Msg-Id: evt_2","type":"x"}`, "character outside"},
+		{`{"id":"evt_1","type":"payment_captured\r\nX: y"}`, "character outside"},
+		{`{"id":"evt_1","type":"payment.*.>"}`, "character outside"},
+		{`{"id":"evt_1","type":"a b"}`, "character outside"},
+		{`{"id":"evt_1","type":"payment_captured","data":{"id":"pay_1\u0000"}}`, "character outside"},
+		{`{"id":"evt_\u00e9","type":"x"}`, "character outside"},
 	}
 	for _, tt := range tests {
 		_, err := DecodeHead([]byte(tt.give))

@@ -41,8 +41,13 @@ func Exponent(currency string) (int, error) {
 	return 2, nil
 }
 
+// MaxMinor is the largest amount accepted: Checkout.com's amounts are positive integers of at
+// most 9 digits (999,999.999 KWD). Bounding every amount also keeps every SUM over the ledger far
+// from int64's limit.
+const MaxMinor = 999_999_999
+
 // ParseMinor reads an amount as Checkout.com sends it (a JSON number of minor units) and accepts
-// only a positive integer that fits in an int64: no sign, no fraction, no exponent, no float.
+// only a positive integer of at most MaxMinor: no sign, no fraction, no exponent, no float.
 func ParseMinor(s string) (int64, error) {
 	if s == "" {
 		return 0, fmt.Errorf("%w: missing", ErrInvalidAmount)
@@ -64,6 +69,9 @@ func ParseMinor(s string) (int64, error) {
 	}
 	if n == 0 {
 		return 0, fmt.Errorf("%w: zero", ErrInvalidAmount)
+	}
+	if n > MaxMinor {
+		return 0, fmt.Errorf("%w: %s is over Checkout.com's 9 digits", ErrInvalidAmount, short(s))
 	}
 	return n, nil
 }

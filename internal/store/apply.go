@@ -87,6 +87,24 @@ func (in *Input) Validate() error {
 	if in.Amount < 0 {
 		return bad("negative amount %d", in.Amount)
 	}
+	if in.Amount > payment.MaxMinor {
+		return bad("amount %d is over Checkout.com's 9 digits", in.Amount)
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{
+		{"event id", in.EventID, MaxIDLen}, {"type", in.Type, MaxTypeLen}, {"payment id", in.PaymentID, MaxIDLen},
+		{"action id", in.ActionID, MaxIDLen}, {"reference", in.Reference, MaxTextLen}, {"customer", in.Customer, MaxIDLen},
+		{"method", in.Method, MaxTypeLen},
+	} {
+		if len(f.v) > f.max {
+			return bad("%s of %d bytes, over %d", f.name, len(f.v), f.max)
+		}
+		if strings.ContainsFunc(f.v, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			return bad("%s with control characters", f.name)
+		}
+	}
 	if in.Currency != "" {
 		if _, err := payment.Exponent(in.Currency); err != nil {
 			return bad("%v", err)
@@ -108,6 +126,16 @@ func (in *Input) Validate() error {
 	}
 	return nil
 }
+
+// Bounds of the text an input writes into the ledger's columns.
+const (
+	// MaxIDLen bounds ids (event, payment, action, customer): Checkout.com's are about 30 bytes.
+	MaxIDLen = 128
+	// MaxTypeLen bounds an event type or a payment method.
+	MaxTypeLen = 64
+	// MaxTextLen bounds free text such as the merchant's reference.
+	MaxTextLen = 512
+)
 
 // Outcome says how an input was applied; it is stored in events.outcome.
 type Outcome string

@@ -285,6 +285,16 @@ func TestInvalidInput(t *testing.T) {
 			return i
 		}(),
 		func() store.Input { i := ev("evt_4", payment.EventPending, "pay_1", "", 1, 0); i.Origin = ""; return i }(),
+		// Bounds: no amount past Checkout.com's 9 digits (so no SUM can overflow), no unbounded text.
+		ev("evt_5", payment.EventCaptured, "pay_1", "act_5", 9223372036854775807, 0),
+		ev("evt_6", payment.EventCaptured, "pay_1", "act_6", payment.MaxMinor+1, 0),
+		func() store.Input {
+			i := ev("evt_7", payment.EventCaptured, "pay_1", "act_7", 1000, 0)
+			i.Reference = strings.Repeat("r", store.MaxTextLen+1)
+			return i
+		}(),
+		ev("evt_8", payment.EventCaptured, "pay_1", "act_8\r\n", 1000, 0),
+		ev("evt_9", payment.EventCaptured, "pay_"+strings.Repeat("1", store.MaxIDLen), "act_9", 1000, 0),
 	}
 	for _, tt := range tests {
 		if _, err := l.Apply(context.Background(), tt); !errors.Is(err, store.ErrInvalidInput) {
