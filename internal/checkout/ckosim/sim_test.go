@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -580,7 +581,7 @@ func TestRefunds(t *testing.T) {
 	var refunded []int64
 	for _, ev := range e.rc.events(t) {
 		if ev.Type == "payment_refunded" {
-			n, _ := ev.Data.Amount.Int64()
+			n, _ := strconv.ParseInt(ev.Data.Amount.String(), 10, 64)
 			refunded = append(refunded, n)
 			if ev.Data.Balances == nil {
 				t.Error("payment_refunded without balances")
