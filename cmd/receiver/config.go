@@ -41,11 +41,13 @@ type Config struct {
 	Stream  events.StreamConfig
 	// BacklogLimit is the percentage of the stream's MaxBytes the unapplied backlog may reach
 	// before webhooks are refused; BacklogCheck how often the backlog is read.
-	BacklogLimit   int
-	BacklogCheck   time.Duration
-	PProf          bool
-	LogLevel       string
-	LogDevelopment bool
+	// IntakeBrokenAfter fails /healthz once every publish has failed this long.
+	IntakeBrokenAfter time.Duration
+	BacklogLimit      int
+	BacklogCheck      time.Duration
+	PProf             bool
+	LogLevel          string
+	LogDevelopment    bool
 }
 
 // ParseConfig reads flags from args and KNETRECON_… variables through getenv.
@@ -77,6 +79,7 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	b.Int(&c.Stream.Replicas, "stream-replicas", "KNETRECON_STREAM_REPLICAS", def.Replicas, "stream replicas (3 in a NATS cluster)")
 	b.Duration(&c.Stream.MaxAge, "stream-max-age", "KNETRECON_STREAM_MAX_AGE", def.MaxAge, "how long the stream keeps events (at least a week)")
 	b.Int64(&c.Stream.MaxBytes, "stream-max-bytes", "KNETRECON_STREAM_MAX_BYTES", def.MaxBytes, "stream size limit; when reached, the oldest (applied) messages are discarded (-1: none)")
+	b.Duration(&c.IntakeBrokenAfter, "intake-broken-after", "KNETRECON_INTAKE_BROKEN_AFTER", 2*time.Minute, "/healthz fails once every publish has failed this long (or the NATS connection is closed for good), so the orchestrator restarts the receiver")
 	b.Int(&c.BacklogLimit, "stream-backlog-limit", "KNETRECON_STREAM_BACKLOG_LIMIT", 90, "answer 503 while messages not yet applied fill this percentage of KNETRECON_STREAM_MAX_BYTES")
 	b.Duration(&c.BacklogCheck, "stream-backlog-check", "KNETRECON_STREAM_BACKLOG_CHECK", 500*time.Millisecond, "how often the unapplied backlog is read from the stream")
 	b.Duration(&c.Stream.Duplicates, "stream-duplicate-window", "KNETRECON_STREAM_DUPLICATE_WINDOW", def.Duplicates, "de-duplication window by event id (at least 48h)")
@@ -128,6 +131,7 @@ func (c Config) Validate() error {
 		"KNETRECON_READ_HEADER_TIMEOUT": c.ReadHeaderTimeout, "KNETRECON_READ_TIMEOUT": c.ReadTimeout,
 		"KNETRECON_WRITE_TIMEOUT": c.WriteTimeout, "KNETRECON_IDLE_TIMEOUT": c.IdleTimeout,
 		"KNETRECON_SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "KNETRECON_START_TIMEOUT": c.StartTimeout,
+		"KNETRECON_INTAKE_BROKEN_AFTER": c.IntakeBrokenAfter,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))

@@ -50,6 +50,7 @@ type Main struct {
 	wg       sync.WaitGroup
 	serveErr chan error
 
+	handler   *webhook.Handler
 	guard     *events.Guard
 	gsync     *events.GroupSync
 	stopGuard context.CancelFunc
@@ -116,7 +117,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.gsync != nil {
 		syncFn = m.gsync.Sync
 	}
-	h := webhook.New(webhook.Config{
+	m.handler = webhook.New(webhook.Config{
 		Keys:           ring,
 		Authorization:  cfg.Authorization,
 		Publisher:      events.NewPublisher(m.js),
@@ -131,8 +132,8 @@ func (m *Main) Run(ctx context.Context) error {
 	metricsHandler := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
 
 	mux := http.NewServeMux()
-	mux.Handle(cfg.WebhookPath, h)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle(cfg.WebhookPath, m.handler)
+	mux.HandleFunc("GET /healthz", m.healthy)
 	mux.HandleFunc("GET /readyz", m.ready)
 	if cfg.MetricsAddr == "" {
 		mux.Handle("GET /metrics", metricsHandler)
@@ -147,7 +148,7 @@ func (m *Main) Run(ctx context.Context) error {
 			admin.HandleFunc("/debug/pprof/", pprof.Index)
 			admin.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		}
-		admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		admin.HandleFunc("GET /healthz", m.healthy)
 		admin.HandleFunc("GET /readyz", m.ready)
 		if m.metrics, err = m.serve(cfg.MetricsAddr, admin); err != nil {
 			return err
@@ -207,6 +208,21 @@ func (m *Main) serve(addr string, h http.Handler) (net.Addr, error) {
 		}
 	}()
 	return ln.Addr(), nil
+}
+
+// healthy answers 200 while the process can take webhooks in, and 503 when it cannot recover by
+// itself: the NATS connection closed for good, or every publish failing for
+// KNETRECON_INTAKE_BROKEN_AFTER. A liveness probe on it restarts a receiver whose intake broke.
+func (m *Main) healthy(w http.ResponseWriter, _ *http.Request) {
+	if m.nc.IsClosed() {
+		http.Error(w, "NATS connection closed for good", http.StatusServiceUnavailable)
+		return
+	}
+	if d := m.handler.FailingFor(time.Now()); d > m.Config.IntakeBrokenAfter {
+		http.Error(w, fmt.Sprintf("every publish has failed for %s", d.Round(time.Second)), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
 }
 
 // ready answers 200 when NATS is connected and the stream answers, 503 otherwise.

@@ -320,7 +320,8 @@ func TestNATSOutage503ThenRecovery(t *testing.T) {
 	ln.Close()
 	dir := t.TempDir()
 	ns := eventstest.MustRunNATSAt(t, listen, dir)
-	m := mustRunReceiver(t, map[string]string{"KNETRECON_NATS_URL": ns.ClientURL(), "KNETRECON_PUBLISH_TIMEOUT": "500ms"})
+	m := mustRunReceiver(t, map[string]string{"KNETRECON_NATS_URL": ns.ClientURL(), "KNETRECON_PUBLISH_TIMEOUT": "500ms",
+		"KNETRECON_INTAKE_BROKEN_AFTER": "300ms"})
 
 	body := sample(t, "webhook_payment_expired.json")
 	if resp, text := post(t, m, body, signed(oldKey, body)); resp.StatusCode != http.StatusOK {
@@ -337,6 +338,18 @@ func TestNATSOutage503ThenRecovery(t *testing.T) {
 	if code, _ := get(t, "http://"+m.Addr()+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz during outage: %d, want 503", code)
 	}
+	// Intake broken past KNETRECON_INTAKE_BROKEN_AFTER: /healthz fails, so a liveness probe
+	// would restart the receiver.
+	if code, _ := get(t, "http://"+m.Addr()+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz at the start of the outage: %d, want 200", code)
+	}
+	if m.handler.FailingFor(time.Now().Add(time.Second)) < 300*time.Millisecond {
+		t.Fatal("the failing publish was not recorded")
+	}
+	time.Sleep(400 * time.Millisecond) // past the bound, on the real clock the probe reads
+	if code, text := get(t, "http://"+m.Addr()+"/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(text, "every publish has failed") {
+		t.Fatalf("/healthz after the bound: %d %s, want 503", code, text)
+	}
 
 	back := eventstest.MustRunNATSAt(t, listen, dir)
 	deadline := time.Now().Add(10 * time.Second)
@@ -352,6 +365,9 @@ func TestNATSOutage503ThenRecovery(t *testing.T) {
 	}
 	if resp, text := post(t, m, other, signed(oldKey, other)); resp.StatusCode != http.StatusOK || !strings.Contains(text, "stored") {
 		t.Fatalf("after recovery: %d %s", resp.StatusCode, text)
+	}
+	if code, _ := get(t, "http://"+m.Addr()+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz after recovery: %d, want 200", code)
 	}
 	_, js := eventstest.MustConnect(t, back)
 	s, err := js.Stream(context.Background(), events.StreamName)

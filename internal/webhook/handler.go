@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -62,6 +63,18 @@ type Handler struct {
 	log            *zap.Logger
 	metrics        *Metrics
 	bufs           sync.Pool
+
+	// failingSince is when publishes started failing without a success since (unix ns; 0: not).
+	failingSince atomic.Int64
+}
+
+// FailingFor says how long every publish has failed, with no success since (0: intake works).
+func (h *Handler) FailingFor(now time.Time) time.Duration {
+	since := h.failingSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return now.Sub(time.Unix(0, since))
 }
 
 // Config configures a Handler.
@@ -193,9 +206,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.metrics.publishSeconds.Observe(h.now().Sub(start).Seconds())
 	fields := []zap.Field{zap.String("event_id", msg.EventID), zap.String("event_type", msg.EventType), zap.String("key", keyName)}
 	if err != nil {
+		h.failingSince.CompareAndSwap(0, start.UnixNano())
 		w.Header().Set("Retry-After", h.retryAfter)
 		h.finish(w, start, http.StatusServiceUnavailable, OutcomeUnavailable, append(fields, zap.Error(err))...)
 		return
+	}
+	if h.failingSince.Load() != 0 {
+		h.failingSince.Store(0)
 	}
 	fields = append(fields, zap.Uint64("seq", stored.Seq))
 	switch {
