@@ -52,8 +52,10 @@ KNETRECON_SWEEP_SCHEDULE="@every 15s" KNETRECON_VERIFY_AFTER=$VERIFY_AFTER \
 pids+=($!)
 wait_for 127.0.0.1 9090
 
-bin/ckosim --log-dev --addr 127.0.0.1:8090 --expiry "$EXPIRY" --secret-key "$SECRET_KEY" \
-  --webhook-url http://127.0.0.1:8080/webhooks/checkout --webhook-key "$WEBHOOK_KEY" \
+# Keys go through the environment, never the command line (where `ps` shows them).
+KNETRECON_CKOSIM_SECRET_KEY=$SECRET_KEY KNETRECON_CKOSIM_WEBHOOK_KEY=$WEBHOOK_KEY \
+bin/ckosim --log-dev --addr 127.0.0.1:8090 --expiry "$EXPIRY" \
+  --webhook-url http://127.0.0.1:8080/webhooks/checkout \
   --drop-rate 0.1 --duplicate-rate 0.1 --delay-rate 0.1 --max-delay 20s --demo "$DEMO" &
 pids+=($!)
 

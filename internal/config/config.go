@@ -117,15 +117,25 @@ func (b *Binder) Bool(p *bool, name, env string, def bool, usage string) {
 	b.fs.BoolVar(p, name, def, b.usage(env, usage))
 }
 
+// secretValue is a flag holding a secret: its String is always empty, so usage (-h, a mistyped
+// flag) never prints a value taken from the environment as the flag's default.
+type secretValue struct{ p *string }
+
+func (v secretValue) String() string { return "" }
+
+func (v secretValue) Set(s string) error { *v.p = s; return nil }
+
 // Secret binds a secret setting: flag name or name-file, variable env or env_FILE. The value is
 // read from the file by Finish, after the flags are parsed. Setting both the value and the file is
-// an error. Secrets are never part of an error message.
+// an error. Secrets are never part of an error message, nor of the usage text. Prefer the
+// variable or the file: a value given as a flag shows in `ps`.
 func (b *Binder) Secret(p *string, name, env, usage string) {
 	b.record(name, env, "", usage, true)
 	s := secret{p: p, env: env, flagName: name, fileFlag: new(string), direct: p}
 	defDirect, _ := b.lookup(env)
 	defFile, _ := b.lookup(env + "_FILE")
-	b.fs.StringVar(p, name, defDirect, b.usage(env, usage))
+	*p = defDirect
+	b.fs.Var(secretValue{p}, name, b.usage(env, usage))
 	b.fs.StringVar(s.fileFlag, name+"-file", defFile, "file holding the value of --"+name+" (env "+env+"_FILE)")
 	b.secrets = append(b.secrets, s)
 }

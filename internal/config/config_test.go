@@ -78,3 +78,29 @@ func TestSecretFromFileNeverInErrors(t *testing.T) {
 		t.Fatalf("both set: %v", err)
 	}
 }
+
+// TestSecretNeverInUsage: a secret given through its variable is used, and is not printed by the
+// usage text that -h or a mistyped flag shows; a flag still overrides it.
+func TestSecretNeverInUsage(t *testing.T) {
+	var out strings.Builder
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(&out)
+	b := NewBinder(fs, func(k string) string { return map[string]string{"X_KEY": "sk_env_secret_value"}[k] })
+	var key string
+	b.Secret(&key, "key", "X_KEY", "the key")
+	if err := fs.Parse([]string{"--no-such-flag"}); err == nil {
+		t.Fatal("a mistyped flag was accepted")
+	}
+	if !strings.Contains(out.String(), "-key") || strings.Contains(out.String(), "sk_env_secret_value") {
+		t.Fatalf("usage printed the secret or no flag:\n%s", out.String())
+	}
+	if err := b.Finish(); err != nil || key != "sk_env_secret_value" {
+		t.Fatalf("from the variable: %q %v", key, err)
+	}
+	fs = flag.NewFlagSet("t", flag.ContinueOnError)
+	b = NewBinder(fs, func(k string) string { return map[string]string{"X_KEY": "sk_env_secret_value"}[k] })
+	b.Secret(&key, "key", "X_KEY", "the key")
+	if err := fs.Parse([]string{"--key", "sk_flag"}); err != nil || b.Finish() != nil || key != "sk_flag" {
+		t.Fatalf("the flag must win: %q %v", key, err)
+	}
+}
