@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -132,7 +133,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Info("stopped")
 		return 0
 	case "migrate":
-		l, err := store.OpenWith(ctx, cfg.Ledger, store.Options{BusyTimeout: cfg.LedgerBusyTimeout})
+		l, err := createLedger(ctx, cfg)
 		if err != nil {
 			return fail(err)
 		}
@@ -167,9 +168,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return 2
 }
 
-// openLedger opens the ledger with the sweep's schedule for the payments it writes, so every
-// command that applies events (run, replay, dlq replay, sweep) schedules their verification alike.
+// ErrNoLedger means the ledger file a command was pointed at does not exist.
+var ErrNoLedger = errors.New("no ledger")
+
+// openLedger opens an existing ledger with the sweep's schedule for the payments it writes, so
+// every command that applies events (run, replay, dlq replay, sweep) schedules their verification
+// alike. A missing file is an error naming KNETRECON_LEDGER, never a new empty ledger: a command
+// run from the wrong folder must not answer "nothing to see" from a ledger it just created.
 func openLedger(ctx context.Context, cfg Config) (*store.Ledger, error) {
+	if _, err := os.Stat(cfg.Ledger); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w at %s: set KNETRECON_LEDGER (or --ledger) to the reconciler's ledger file; "+
+				"`reconciler run` or `reconciler migrate` creates a new one", ErrNoLedger, cfg.Ledger)
+		}
+		return nil, fmt.Errorf("ledger %s: %w", cfg.Ledger, err)
+	}
+	return createLedger(ctx, cfg)
+}
+
+// createLedger is openLedger that creates the ledger when it is missing (run, migrate, replay).
+func createLedger(ctx context.Context, cfg Config) (*store.Ledger, error) {
 	l, err := store.OpenWith(ctx, cfg.Ledger, store.Options{BusyTimeout: cfg.LedgerBusyTimeout})
 	if err != nil {
 		return nil, err
@@ -320,7 +338,7 @@ func cmdReplay(ctx context.Context, cfg Config, log *zap.Logger, since string, f
 	default:
 		return fail(errors.New("usage: reconciler replay --since <time> | --from-seq <n>"))
 	}
-	l, err := openLedger(ctx, cfg)
+	l, err := createLedger(ctx, cfg) // a replay from seq 1 may rebuild a ledger from the stream
 	if err != nil {
 		return fail(err)
 	}
@@ -383,7 +401,7 @@ func NewMain(cfg Config, log *zap.Logger) *Main {
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config
 	var err error
-	if m.ledger, err = openLedger(ctx, cfg); err != nil {
+	if m.ledger, err = createLedger(ctx, cfg); err != nil {
 		return err
 	}
 	if m.Now != nil {

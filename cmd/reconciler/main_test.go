@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -302,5 +305,27 @@ func TestMainEndToEnd(t *testing.T) {
 	}
 	if code, _, _ = cli("bogus"); code != 2 {
 		t.Fatalf("bogus exit %d", code)
+	}
+}
+
+// TestReadOnlyCommandsNeverCreateALedger: run from the wrong folder (or with a mistyped
+// KNETRECON_LEDGER), the commands that read the ledger fail with an error naming the variable and
+// create nothing: no false all-clear from a ledger they just made.
+func TestReadOnlyCommandsNeverCreateALedger(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nowhere", "ledger.db")
+	vars := map[string]string{"KNETRECON_LEDGER": missing}
+	for _, args := range [][]string{{"payment", "pay_1"}, {"stuck"}, {"discrepancies"}, {"report", "--date", "2026-11-30"},
+		{"dlq", "list"}, {"resolve", "1", "--note", "x"}} {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), args, env(vars), &out, &errOut)
+		if code == 0 || !strings.Contains(errOut.String(), "KNETRECON_LEDGER") || strings.Contains(out.String(), "No ") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out.String(), errOut.String())
+		}
+		if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%v created the ledger: %v", args, err)
+		}
+		if _, err := os.Stat(filepath.Dir(missing)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%v created the ledger's folder: %v", args, err)
+		}
 	}
 }

@@ -298,7 +298,7 @@ func (p *Processor) hold(ctx, stop context.Context, items []*item, err error) er
 		}
 		if time.Since(lastLog) >= 30*time.Second {
 			lastLog = time.Now()
-			p.log.Error("ledger still refusing writes; batch held", zap.Int("messages", len(items)),
+			p.log.Warn("ledger still refusing writes; batch held", zap.Int("messages", len(items)),
 				zap.Int("attempts", attempt+1), zap.Duration("held", time.Since(since)), zap.Error(err))
 		}
 		delay = min(2*delay, p.RetryMax)
