@@ -271,6 +271,7 @@ func newStack(t *testing.T, o stackOpts) *stack {
 		"KNETRECON_REPORT_SCHEDULE": "off",
 		"KNETRECON_ACK_WAIT":        "2s",
 		"KNETRECON_START_TIMEOUT":   "30s",
+		"KNETRECON_WEBHOOK_KEYS":    webhookKey,
 	}
 	for k, v := range o.reconcilerEnv {
 		cenv[k] = v

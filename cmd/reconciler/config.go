@@ -37,7 +37,10 @@ type Config struct {
 
 	// Checkout is the API the sweep asks; Sweep its rules; SweepSchedule the cron spec ("off"
 	// runs no sweep); AlertWebhookURL the optional Slack-compatible alert endpoint.
-	Checkout        checkout.ClientConfig
+	Checkout checkout.ClientConfig
+	// WebhookKeys are the receiver's signature keys (KNETRECON_WEBHOOK_KEYS): every message is
+	// verified against them before it is applied.
+	WebhookKeys     string
 	Sweep           reconcile.SweepConfig
 	SweepSchedule   string
 	AlertWebhookURL string
@@ -82,6 +85,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.String(&c.LogLevel, "log-level", "KNETRECON_LOG_LEVEL", "info", "debug, info, warn or error")
 	b.Bool(&c.LogDevelopment, "log-dev", "KNETRECON_LOG_DEV", false, "human-readable console logs instead of JSON")
 	b.String(&c.Checkout.BaseURL, "checkout-url", "KNETRECON_CHECKOUT_URL", checkout.DefaultBaseURL, "Checkout.com API base URL (the simulator: http://127.0.0.1:8090)")
+	b.Secret(&c.WebhookKeys, "webhook-keys", "KNETRECON_WEBHOOK_KEYS", "the receiver's webhook signature keys, comma-separated: every message is verified against them before it is applied (required by run, replay and dlq replay)")
 	b.Secret(&c.Checkout.SecretKey, "checkout-secret-key", "KNETRECON_CHECKOUT_SECRET_KEY", "Checkout.com secret key sk_… (required by run and sweep)")
 	b.Bool(&c.Checkout.BareKey, "checkout-bare-key", "KNETRECON_CHECKOUT_BARE_KEY", false, "send the key without Bearer (legacy ABC accounts)")
 	b.Duration(&c.Checkout.Timeout, "checkout-timeout", "KNETRECON_CHECKOUT_TIMEOUT", 10*time.Second, "timeout of one API request")
@@ -212,6 +216,9 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
 		}
+	}
+	if (c.command == "run" || c.command == "replay") && len(checkout.ParseKeys(c.WebhookKeys)) == 0 {
+		errs = append(errs, errors.New("no webhook signature key: set KNETRECON_WEBHOOK_KEYS (or KNETRECON_WEBHOOK_KEYS_FILE) to the receiver's keys; the reconciler verifies every message's Cko-Signature before applying it"))
 	}
 	needsAPI := c.command == "sweep" || (c.command == "run" && c.SweepOn())
 	if needsAPI && c.Checkout.SecretKey == "" {

@@ -168,6 +168,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return 2
 }
 
+// newProcessor returns the processor every command that applies messages uses: it verifies each
+// message's Cko-Signature against KNETRECON_WEBHOOK_KEYS before applying it.
+func newProcessor(cfg Config, l *store.Ledger, log *zap.Logger, reg prometheus.Registerer) (*reconcile.Processor, error) {
+	keys := checkout.ParseKeys(cfg.WebhookKeys)
+	if len(keys) == 0 {
+		return nil, errors.New("KNETRECON_WEBHOOK_KEYS (or _FILE) is required: every message is verified against the receiver's keys before it is applied")
+	}
+	ring, err := checkout.NewKeyRing(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("KNETRECON_WEBHOOK_KEYS: %w", err)
+	}
+	proc := reconcile.NewProcessor(l, log, reconcile.NewMetrics(reg), cfg.Consumer.MaxDeliver)
+	proc.Keys = ring
+	proc.AckWait = cfg.Consumer.AckWait
+	return proc, nil
+}
+
 // ErrNoLedger means the ledger file a command was pointed at does not exist.
 var ErrNoLedger = errors.New("no ledger")
 
@@ -311,7 +328,10 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 		if err != nil {
 			return fail(err)
 		}
-		proc := reconcile.NewProcessor(l, log, reconcile.NewMetrics(prometheus.NewRegistry()), cfg.Consumer.MaxDeliver)
+		proc, err := newProcessor(cfg, l, log, prometheus.NewRegistry())
+		if err != nil {
+			return fail(err)
+		}
 		res, err := proc.ReplayDeadLetter(ctx, n)
 		if err != nil {
 			return fail(err)
@@ -352,7 +372,10 @@ func cmdReplay(ctx context.Context, cfg Config, log *zap.Logger, since string, f
 	if err != nil {
 		return fail(err)
 	}
-	proc := reconcile.NewProcessor(l, log, reconcile.NewMetrics(prometheus.NewRegistry()), cfg.Consumer.MaxDeliver)
+	proc, err := newProcessor(cfg, l, log, prometheus.NewRegistry())
+	if err != nil {
+		return fail(err)
+	}
 	st, err := proc.Replay(ctx, js, from, cfg.BatchSize)
 	if err != nil {
 		return fail(err)
@@ -430,8 +453,11 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	proc := reconcile.NewProcessor(m.ledger, m.Log.Named("apply"), reconcile.NewMetrics(m.Registry), cfg.Consumer.MaxDeliver)
-	proc.AckWait = cfg.Consumer.AckWait
+	proc, err := newProcessor(cfg, m.ledger, m.Log.Named("apply"), m.Registry)
+	if err != nil {
+		batches.Stop()
+		return err
+	}
 	if chaosHook != nil {
 		chaosHook(proc, m.Log)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"knetrecon/internal/checkout"
 	"knetrecon/internal/events"
 	"knetrecon/internal/events/eventstest"
 	"knetrecon/internal/report"
@@ -27,11 +28,15 @@ import (
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
+// testWebhookKey signs the webhooks the tests publish, as the receiver's key would.
+const testWebhookKey = "whsec_reconciler_test_key"
+
 func TestConfigDefaultsAndValidate(t *testing.T) {
-	if _, _, err := ParseConfig("run", nil, env(nil), nil); err == nil || !strings.Contains(err.Error(), "KNETRECON_CHECKOUT_SECRET_KEY") {
-		t.Fatalf("run without a Checkout.com key: %v, want an error naming KNETRECON_CHECKOUT_SECRET_KEY", err)
+	if _, _, err := ParseConfig("run", nil, env(nil), nil); err == nil || !strings.Contains(err.Error(), "KNETRECON_CHECKOUT_SECRET_KEY") ||
+		!strings.Contains(err.Error(), "KNETRECON_WEBHOOK_KEYS") {
+		t.Fatalf("run without a Checkout.com key nor webhook keys: %v, want an error naming both variables", err)
 	}
-	cfg, rest, err := ParseConfig("run", nil, env(map[string]string{"KNETRECON_CHECKOUT_SECRET_KEY": "sk_test"}), nil)
+	cfg, rest, err := ParseConfig("run", nil, env(map[string]string{"KNETRECON_CHECKOUT_SECRET_KEY": "sk_test", "KNETRECON_WEBHOOK_KEYS": testWebhookKey}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +54,7 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 		t.Fatalf("verify steps %v, want %v", cfg.Sweep.VerifyAfter, want)
 	}
 	for give, want := range map[string][]time.Duration{"off": nil, "90m, 2d": {90 * time.Minute, 48 * time.Hour}} {
-		cfg, _, err := ParseConfig("run", nil, env(map[string]string{"KNETRECON_CHECKOUT_SECRET_KEY": "sk_test", "KNETRECON_VERIFY_AFTER": give}), nil)
+		cfg, _, err := ParseConfig("run", nil, env(map[string]string{"KNETRECON_CHECKOUT_SECRET_KEY": "sk_test", "KNETRECON_WEBHOOK_KEYS": testWebhookKey, "KNETRECON_VERIFY_AFTER": give}), nil)
 		if err != nil || !slices.Equal(cfg.Sweep.VerifyAfter, want) {
 			t.Errorf("KNETRECON_VERIFY_AFTER=%q: %v %v, want %v", give, cfg.Sweep.VerifyAfter, err, want)
 		}
@@ -122,7 +127,8 @@ func TestMainEndToEnd(t *testing.T) {
 	pub := events.NewPublisher(js)
 	ctx := context.Background()
 	publish := func(b []byte, typ, id, quarantine string) {
-		w := &events.Webhook{Body: b, EventID: id, EventType: typ, ReceivedAt: time.Now(), QuarantineReason: quarantine}
+		w := &events.Webhook{Body: b, EventID: id, EventType: typ, ReceivedAt: time.Now(), QuarantineReason: quarantine,
+			Signature: checkout.Sign([]byte(testWebhookKey), b)}
 		if _, err := pub.Publish(ctx, w); err != nil {
 			t.Fatal(err)
 		}
@@ -136,6 +142,7 @@ func TestMainEndToEnd(t *testing.T) {
 	vars := map[string]string{
 		"KNETRECON_NATS_URL":       ns.ClientURL(),
 		"KNETRECON_LEDGER":         filepath.Join(t.TempDir(), "data", "ledger.db"),
+		"KNETRECON_WEBHOOK_KEYS":   testWebhookKey,
 		"KNETRECON_ADMIN_ADDR":     "127.0.0.1:0",
 		"KNETRECON_FETCH_WAIT":     "100ms",
 		"KNETRECON_SWEEP_SCHEDULE": "off",

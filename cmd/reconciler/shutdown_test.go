@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"knetrecon/internal/checkout"
 	"knetrecon/internal/events"
 	"knetrecon/internal/events/eventstest"
 	"knetrecon/internal/store"
@@ -29,8 +30,9 @@ func TestShutdownFinishesTheBatchInHand(t *testing.T) {
 	const n = 3000
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("evt_%d", i)
-		w := &events.Webhook{Body: webhookBody(id, "payment_pending", fmt.Sprintf("pay_%d", i), "", 1000),
-			EventID: id, EventType: "payment_pending", ReceivedAt: time.Now()}
+		b := webhookBody(id, "payment_pending", fmt.Sprintf("pay_%d", i), "", 1000)
+		w := &events.Webhook{Body: b, EventID: id, EventType: "payment_pending", ReceivedAt: time.Now(),
+			Signature: checkout.Sign([]byte(testWebhookKey), b)}
 		if _, err := js.PublishMsgAsync(w.Message()); err != nil {
 			t.Fatal(err)
 		}
@@ -39,6 +41,7 @@ func TestShutdownFinishesTheBatchInHand(t *testing.T) {
 	vars := map[string]string{
 		"KNETRECON_NATS_URL":       ns.ClientURL(),
 		"KNETRECON_LEDGER":         filepath.Join(t.TempDir(), "ledger.db"),
+		"KNETRECON_WEBHOOK_KEYS":   testWebhookKey,
 		"KNETRECON_ADMIN_ADDR":     "127.0.0.1:0",
 		"KNETRECON_BATCH_SIZE":     "100",
 		"KNETRECON_FETCH_WAIT":     "100ms",

@@ -64,7 +64,8 @@ func newPipeline(t *testing.T, clock *ckosim.FakeClock) *pipeline {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if _, err := pub.Publish(r.Context(), &events.Webhook{Body: body, EventID: head.ID, EventType: head.Type, KeyName: key, ReceivedAt: now()}); err != nil {
+		if _, err := pub.Publish(r.Context(), &events.Webhook{Body: body, EventID: head.ID, EventType: head.Type, KeyName: key,
+			Signature: r.Header.Get(checkout.SignatureHeader), ReceivedAt: now()}); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		}
 	}))
@@ -110,6 +111,7 @@ func (p *pipeline) env(t *testing.T, ledger string, extra map[string]string) map
 		"KNETRECON_FETCH_WAIT":          "100ms",
 		"KNETRECON_CHECKOUT_URL":        p.api.URL,
 		"KNETRECON_CHECKOUT_SECRET_KEY": simKey,
+		"KNETRECON_WEBHOOK_KEYS":        simHookKy,
 	}
 	for k, v := range extra {
 		vars[k] = v
@@ -192,7 +194,7 @@ func TestSweepAndStuckCommands(t *testing.T) {
 	// Consume what the simulator sends, then stop: the commands work on the ledger alone.
 	cfg, _, err := ParseConfig("run", nil, env(map[string]string{
 		"KNETRECON_NATS_URL": p.nats, "KNETRECON_LEDGER": ledger, "KNETRECON_ADMIN_ADDR": "127.0.0.1:0",
-		"KNETRECON_FETCH_WAIT": "100ms", "KNETRECON_SWEEP_SCHEDULE": "off"}), nil)
+		"KNETRECON_FETCH_WAIT": "100ms", "KNETRECON_SWEEP_SCHEDULE": "off", "KNETRECON_WEBHOOK_KEYS": simHookKy}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,11 +143,12 @@ type Delivery struct {
 	Pending uint64
 	// Timestamp is when the stream stored the message.
 	Timestamp time.Time
-	// MsgID, ReceivedAt, Key and QuarantineReason come from the receiver's headers.
+	// MsgID, ReceivedAt, Key, QuarantineReason and Signature come from the receiver's headers.
 	MsgID            string
 	ReceivedAt       time.Time
 	Key              string
 	QuarantineReason string
+	Signature        string
 }
 
 // Quarantined reports whether the receiver put the body in quarantine.
@@ -164,6 +165,7 @@ func DeliveryOf(msg jetstream.Msg) (Delivery, error) {
 	d.Seq, d.NumDelivered, d.Pending, d.Timestamp = md.Sequence.Stream, md.NumDelivered, md.NumPending, md.Timestamp
 	h := msg.Headers()
 	d.MsgID, d.Key, d.QuarantineReason = h.Get(HeaderMsgID), h.Get(HeaderKey), h.Get(HeaderQuarantineReason)
+	d.Signature = h.Get(HeaderSignature)
 	d.ReceivedAt = d.Timestamp
 	if v := h.Get(HeaderReceivedAt); v != "" {
 		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {

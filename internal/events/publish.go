@@ -26,6 +26,8 @@ type Webhook struct {
 	EventType string
 	// KeyName names the webhook key that verified the body.
 	KeyName string
+	// Signature is the Cko-Signature header that verified the body, kept for the reconciler.
+	Signature string
 	// ReceivedAt is when the receiver read the body.
 	ReceivedAt time.Time
 	// QuarantineReason, when set, sends the body to the quarantine subject with this reason.
@@ -62,11 +64,14 @@ func (w *Webhook) MsgID() string {
 
 // Message builds the NATS message for w: subject, exact body, headers.
 func (w *Webhook) Message() *nats.Msg {
-	m := &nats.Msg{Header: make(nats.Header, 5), Data: w.Body}
+	m := &nats.Msg{Header: make(nats.Header, 6), Data: w.Body}
 	m.Header.Set(HeaderMsgID, w.MsgID())
 	m.Header.Set(HeaderReceivedAt, w.ReceivedAt.UTC().Format(time.RFC3339Nano))
 	if w.KeyName != "" {
 		m.Header.Set(HeaderKey, w.KeyName)
+	}
+	if w.Signature != "" {
+		m.Header.Set(HeaderSignature, w.Signature)
 	}
 	if w.QuarantineReason != "" {
 		m.Subject = QuarantineSubject

@@ -35,6 +35,9 @@ const (
 	HeaderEventType = "Knetrecon-Event-Type"
 	// HeaderQuarantineReason says why a quarantined body could not be decoded.
 	HeaderQuarantineReason = "Knetrecon-Quarantine-Reason"
+	// HeaderSignature keeps the webhook's Cko-Signature exactly as received, so that the
+	// reconciler verifies the body itself instead of trusting whoever published on the bus.
+	HeaderSignature = "Cko-Signature"
 )
 
 // StreamConfig is the part of the stream's configuration an operator may tune.

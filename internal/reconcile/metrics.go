@@ -38,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "knetrecon_reconciler_dead_letters_total",
-			Help: "Messages dead-lettered, by cause (quarantined, undecodable, invalid, panic).",
+			Help: "Messages dead-lettered, by cause (quarantined, undecodable, invalid, panic, forged).",
 		}, []string{"cause"}),
 		naks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "knetrecon_reconciler_naks_total",
@@ -75,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		payment.KindAmountMismatch, payment.KindConflictingDuplicate, payment.KindCurrencyMismatch} {
 		m.discrepancies.WithLabelValues(string(k))
 	}
-	for _, c := range []string{causeQuarantined, causeUndecodable, causeInvalid, causePanic} {
+	for _, c := range []string{causeQuarantined, causeUndecodable, causeInvalid, causePanic, causeForged} {
 		m.deadLetters.WithLabelValues(c)
 	}
 	reg.MustRegister(m.applied, m.duplicates, m.discrepancies, m.deadLetters, m.naks, m.ledgerFailing, m.ledgerRetries, m.lagMessages,

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"knetrecon/internal/checkout"
 	"knetrecon/internal/events"
 	"knetrecon/internal/payment"
 	"knetrecon/internal/store"
@@ -21,6 +22,7 @@ const (
 	causeUndecodable = "undecodable"
 	causeInvalid     = "invalid"
 	causePanic       = "panic"
+	causeForged      = "forged"
 )
 
 // action is what happens to a message once its batch is decided.
@@ -59,6 +61,10 @@ type Processor struct {
 	maxDeliver int
 	// Now is the clock for lag metrics.
 	Now func() time.Time
+	// Keys, when set, verify every webhook's Cko-Signature (kept by the receiver in the message)
+	// over the exact body before it is applied: a message published by anyone but the receiver,
+	// or altered on the bus, is dead-lettered as forged, never applied. Production always sets it.
+	Keys *checkout.KeyRing
 	// AckWait is the consumer's ack wait: a held batch is kept alive well within it.
 	AckWait time.Duration
 	// RetryMin and RetryMax bound the back-off between attempts at a batch the ledger refused.
@@ -97,6 +103,12 @@ func (p *Processor) prepare(msg jetstream.Msg) *item {
 	if err != nil {
 		p.deadLetter(it, causeUndecodable, err.Error())
 		return it
+	}
+	if p.Keys != nil {
+		if _, err := p.Keys.Verify(msg.Data(), d.Signature); err != nil {
+			p.deadLetter(it, causeForged, fmt.Sprintf("forged or altered on the bus: %v (an authentic webhook carries the receiver's Cko-Signature header)", err))
+			return it
+		}
 	}
 	if d.Quarantined() {
 		reason := d.QuarantineReason
@@ -523,6 +535,11 @@ func (p *Processor) ReplayDeadLetter(ctx context.Context, id int64) (store.Resul
 	var res store.Result
 	var aerr error
 	in, decErr := Decode(d.Body, events.Delivery{Subject: d.Subject, Seq: d.StreamSeq, ReceivedAt: d.CreatedAt})
+	if p.Keys != nil && decErr == nil {
+		if _, err := p.Keys.Verify(d.Body, d.Headers[events.HeaderSignature]); err != nil {
+			decErr = fmt.Errorf("signature not verified, not applied: %w", err)
+		}
+	}
 	if decErr == nil {
 		// A replayed webhook is not tied to a live stream delivery any more.
 		in.StreamSeq = d.StreamSeq

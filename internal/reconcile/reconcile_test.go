@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
+	"knetrecon/internal/checkout"
 	"knetrecon/internal/events"
 	"knetrecon/internal/events/eventstest"
 	"knetrecon/internal/payment"
@@ -511,4 +512,57 @@ func TestApplyFailureMidBatch(t *testing.T) {
 		info := r.consumerInfo(t)
 		return info.NumAckPending == 0 && info.NumPending == 0
 	})
+}
+
+// TestForgedMessagesNeverApplied: with the key ring set, a message published on the bus by anyone
+// but the receiver (no signature, a wrong one, or an authentic signature over an altered body) is
+// dead-lettered as forged and never reaches the ledger; a replay of it is refused too. The
+// authentic neighbour is applied.
+func TestForgedMessagesNeverApplied(t *testing.T) {
+	const key = "whsec_bus_test"
+	r := newRig(t, events.DefaultConsumerConfig(), nil)
+	ring, err := checkout.NewKeyRing(checkout.Key{Secret: []byte(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.proc.Keys = ring
+	ctx := context.Background()
+	pub := func(b []byte, id, sig string) {
+		w := &events.Webhook{Body: b, EventID: id, EventType: "payment_captured", ReceivedAt: t0, Signature: sig}
+		if _, err := r.pub.Publish(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := body("evt_ok", "payment_captured", "pay_ok", "act_ok", "1000", "KWD")
+	pub(good, "evt_ok", checkout.Sign([]byte(key), good))
+	forged := body("evt_f1", "payment_captured", "pay_f", "act_f1", "999990", "KWD")
+	pub(forged, "evt_f1", "")
+	pub(body("evt_f2", "payment_captured", "pay_f", "act_f2", "999990", "KWD"), "evt_f2", checkout.Sign([]byte("not-our-key"), forged))
+	altered := body("evt_f3", "payment_captured", "pay_f", "act_f3", "999990", "KWD")
+	pub(altered, "evt_f3", checkout.Sign([]byte(key), body("evt_f3", "payment_captured", "pay_f", "act_f3", "1000", "KWD")))
+	r.proc.HandleBatch(ctx, r.take(t, 4))
+	if tot := r.totals(t); tot.Events != 1 || tot.Postings != 1 || tot.DeadLetters != 3 {
+		t.Fatalf("%+v", tot)
+	}
+	if _, err := r.ledger.Payment(ctx, "pay_f"); err == nil {
+		t.Fatal("a forged capture reached the ledger")
+	}
+	if got := testutil.ToFloat64(r.proc.metrics.deadLetters.WithLabelValues(causeForged)); got != 3 {
+		t.Fatalf("forged dead letters %v", got)
+	}
+	dls, err := r.ledger.DeadLetters(ctx, false, 10)
+	if err != nil || len(dls) != 3 {
+		t.Fatalf("%v %v", dls, err)
+	}
+	for _, d := range dls {
+		if !strings.Contains(d.Reason, "forged") {
+			t.Errorf("reason %q", d.Reason)
+		}
+		if _, err := r.proc.ReplayDeadLetter(ctx, d.ID); err == nil {
+			t.Errorf("replaying forged dead letter %d was accepted", d.ID)
+		}
+	}
+	if _, err := r.ledger.Payment(ctx, "pay_f"); err == nil {
+		t.Fatal("a replayed forged capture reached the ledger")
+	}
 }

@@ -161,7 +161,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body := buf.Bytes()
 
-	keyName, err := h.keys.Verify(body, r.Header.Get(checkout.SignatureHeader))
+	signature := r.Header.Get(checkout.SignatureHeader)
+	keyName, err := h.keys.Verify(body, signature)
 	if err != nil {
 		h.unauthorized(w, start, signatureReason(err))
 		return
@@ -178,7 +179,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	msg := &events.Webhook{Body: body, KeyName: keyName, ReceivedAt: start}
+	msg := &events.Webhook{Body: body, KeyName: keyName, Signature: signature, ReceivedAt: start}
 	head, err := checkout.DecodeHead(body)
 	if err != nil {
 		// Authentic but undecodable: keep it where an operator can fix the decoder and replay it.
