@@ -172,7 +172,7 @@ func TestStreamAtByteLimit(t *testing.T) {
 	if non2xx != 0 {
 		t.Fatalf("%d webhooks refused with a caught-up ledger: %v", non2xx, l.statuses)
 	}
-	info := streamInfo(t, s.natsURL)
+	info := s.streamInfo(t)
 	if info.State.Bytes > 1<<20 || info.State.FirstSeq == 1 {
 		t.Fatalf("stream holds %d bytes from seq %d after %d webhooks: the limit was not reached", info.State.Bytes, info.State.FirstSeq, tl.acked)
 	}

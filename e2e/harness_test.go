@@ -272,6 +272,7 @@ func newStack(t *testing.T, o stackOpts) *stack {
 		"KNETRECON_ACK_WAIT":        "2s",
 		"KNETRECON_START_TIMEOUT":   "30s",
 		"KNETRECON_WEBHOOK_KEYS":    webhookKey,
+		"KNETRECON_DATA_DIR":        filepath.Join(dir, "receiver"), // the embedded NATS's token
 	}
 	for k, v := range o.reconcilerEnv {
 		cenv[k] = v
@@ -594,15 +595,25 @@ func scale[T any](short, chaos T) T {
 	return short
 }
 
-// streamInfo reads the stream's state through a NATS connection of the test's own.
-func streamInfo(t *testing.T, url string) *jetstream.StreamInfo {
+// natsConn connects to the stack's NATS (with the embedded server's token, when it has one).
+func (s *stack) natsConn(t *testing.T) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	tok, err := events.ReadEmbeddedToken(filepath.Join(s.dir, "receiver"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	nc, err := nats.Connect(s.natsURL, nats.Token(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// streamInfo reads the stream's state through a NATS connection of the test's own.
+func (s *stack) streamInfo(t *testing.T) *jetstream.StreamInfo {
+	t.Helper()
+	js, err := jetstream.New(s.natsConn(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ for rate in $RATES; do
   rp=$!; pids+=($rp)
   for _ in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:18080/readyz && break; sleep 0.1; done
   KNETRECON_NATS_URL=nats://127.0.0.1:14222 KNETRECON_LEDGER="$tmp/data/ledger.db" KNETRECON_ADMIN_ADDR=127.0.0.1:19090 \
-  KNETRECON_SWEEP_SCHEDULE=off KNETRECON_WEBHOOK_KEYS=bench-key KNETRECON_LOG_LEVEL=warn "$tmp/reconciler" run 2>"$tmp/reconciler.log" &
+  KNETRECON_SWEEP_SCHEDULE=off KNETRECON_WEBHOOK_KEYS=bench-key KNETRECON_DATA_DIR="$tmp/data" KNETRECON_LOG_LEVEL=warn "$tmp/reconciler" run 2>"$tmp/reconciler.log" &
   cp=$!; pids+=($cp)
   for _ in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:19090/readyz && break; sleep 0.1; done
 

@@ -72,12 +72,20 @@ func (m *Main) Run(ctx context.Context) error {
 
 	conn := cfg.NATS
 	if conn.URL == "" {
-		m.ns, err = events.RunEmbedded(events.EmbeddedConfig{Listen: cfg.NATSListen, StoreDir: cfg.natsStoreDir(), SyncAlways: cfg.NATSSyncAlways})
+		// The embedded server requires a token, generated on first start into the data directory
+		// (owner-only): no other local process publishes on the bus without it.
+		token, err := events.EmbeddedToken(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		m.ns, err = events.RunEmbedded(events.EmbeddedConfig{Listen: cfg.NATSListen, StoreDir: cfg.natsStoreDir(),
+			SyncAlways: cfg.NATSSyncAlways, Token: token})
 		if err != nil {
 			return err
 		}
 		conn.URL = m.ns.ClientURL()
 		conn.InProcess = m.ns
+		conn.Token = token
 		m.Log.Info("embedded nats-server started", zap.String("listen", m.ns.ClientURL()), zap.String("store_dir", cfg.natsStoreDir()))
 	}
 	conn.OnDisconnect = func(err error) { m.Log.Warn("NATS disconnected", zap.Error(err)) }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
@@ -89,10 +90,20 @@ func signed(key string, body []byte) map[string]string {
 	return map[string]string{checkout.SignatureHeader: checkout.Sign([]byte(key), body)}
 }
 
+// connect connects to the receiver's embedded NATS with the token from its data directory.
+func connect(t *testing.T, m *Main) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	tok, err := events.ReadEmbeddedToken(m.Config.DataDir)
+	if err != nil || tok == "" {
+		t.Fatalf("embedded NATS token: %q %v", tok, err)
+	}
+	return eventstest.MustConnectToken(t, m.ns, tok)
+}
+
 // stream opens the receiver's stream through a connection of the test's own.
 func stream(t *testing.T, m *Main) jetstream.Stream {
 	t.Helper()
-	_, js := eventstest.MustConnect(t, m.ns)
+	_, js := connect(t, m)
 	s, err := js.Stream(context.Background(), events.StreamName)
 	if err != nil {
 		t.Fatal(err)
@@ -462,7 +473,7 @@ func ackAll(t *testing.T, js jetstream.JetStream, durable string) {
 func TestStreamAtLimitCaughtUpStillStores(t *testing.T) {
 	const maxBytes = 64 << 10
 	m := mustRunReceiver(t, map[string]string{"KNETRECON_STREAM_MAX_BYTES": strconv.Itoa(maxBytes), "KNETRECON_STREAM_BACKLOG_CHECK": "10ms"})
-	_, js := eventstest.MustConnect(t, m.ns)
+	_, js := connect(t, m)
 	s := stream(t, m)
 	sent := 0
 	for round := 0; round < 4; round++ { // 4 × 40 × 1.5 KB: over twice the limit
@@ -493,7 +504,7 @@ func TestStreamAtLimitCaughtUpStillStores(t *testing.T) {
 func TestBacklogNearLimit503(t *testing.T) {
 	const maxBytes = 64 << 10
 	m := mustRunReceiver(t, map[string]string{"KNETRECON_STREAM_MAX_BYTES": strconv.Itoa(maxBytes), "KNETRECON_STREAM_BACKLOG_CHECK": "10ms"})
-	_, js := eventstest.MustConnect(t, m.ns)
+	_, js := connect(t, m)
 	if _, err := events.EnsureConsumer(context.Background(), js, events.DefaultConsumerConfig()); err != nil {
 		t.Fatal(err)
 	}
@@ -577,5 +588,22 @@ func TestOversizedFieldsQuarantinedIntakeGoesOn(t *testing.T) {
 	}
 	if code, _ := get(t, "http://"+m.Addr()+"/readyz"); code != 200 {
 		t.Fatalf("readyz %d after hostile input", code)
+	}
+}
+
+// TestEmbeddedNATSRequiresToken: the embedded server refuses a client without the token the
+// receiver generated into its data directory (readable by its owner only), and accepts one with it.
+func TestEmbeddedNATSRequiresToken(t *testing.T) {
+	m := mustRunReceiver(t, nil)
+	if _, err := nats.Connect(m.NATSURL(), nats.MaxReconnects(0), nats.Timeout(2*time.Second)); err == nil {
+		t.Fatal("a client without the token connected to the embedded NATS")
+	}
+	info, err := os.Stat(filepath.Join(m.Config.DataDir, events.EmbeddedTokenFile))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v %v", info, err)
+	}
+	nc, _ := connect(t, m)
+	if !nc.IsConnected() {
+		t.Fatal("the token did not connect")
 	}
 }

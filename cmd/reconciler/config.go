@@ -38,6 +38,8 @@ type Config struct {
 	// Checkout is the API the sweep asks; Sweep its rules; SweepSchedule the cron spec ("off"
 	// runs no sweep); AlertWebhookURL the optional Slack-compatible alert endpoint.
 	Checkout checkout.ClientConfig
+	// DataDir is the receiver's data directory, where its embedded NATS keeps its token.
+	DataDir string
 	// WebhookKeys are the receiver's signature keys (KNETRECON_WEBHOOK_KEYS): every message is
 	// verified against them before it is applied.
 	WebhookKeys     string
@@ -72,6 +74,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.String(&c.AdminAddr, "admin-addr", "KNETRECON_ADMIN_ADDR", "127.0.0.1:9090", "address for /healthz, /readyz and /metrics")
 	b.String(&c.NATS.URL, "nats-url", "KNETRECON_NATS_URL", "nats://127.0.0.1:4222", "NATS URL(s); the default is the receiver's embedded server")
 	c.NATS.BindSecurity(b)
+	b.String(&c.DataDir, "data-dir", "KNETRECON_DATA_DIR", "./data", "the receiver's data directory on this machine: its embedded NATS token is read from there when no other NATS credential is set")
 	b.String(&c.Consumer.Durable, "consumer", "KNETRECON_CONSUMER", def.Durable, "durable JetStream consumer name")
 	b.Duration(&c.Consumer.AckWait, "ack-wait", "KNETRECON_ACK_WAIT", def.AckWait, "redeliver a message not acked within this")
 	b.Int(&c.Consumer.MaxDeliver, "max-deliver", "KNETRECON_MAX_DELIVER", def.MaxDeliver, "dead-letter an event after it panicked this many times while being written (only such deterministic failures count; a failing ledger never does)")
@@ -254,4 +257,20 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("KNETRECON_BATCH_LINGER must be at least 0 and below KNETRECON_FETCH_WAIT, got %s", c.BatchLinger))
 	}
 	return errors.Join(errs...)
+}
+
+// natsConn is how to reach NATS: the configured credentials, or, when none is set, the token of
+// the receiver's embedded server found in KNETRECON_DATA_DIR (a receiver and a reconciler given
+// the same data directory on one machine connect with no further setting).
+func (c Config) natsConn() (events.ConnConfig, error) {
+	conn := c.NATS
+	if conn.Token != "" || conn.CredsFile != "" || conn.NKeySeedFile != "" {
+		return conn, nil
+	}
+	tok, err := events.ReadEmbeddedToken(c.DataDir)
+	if err != nil {
+		return conn, fmt.Errorf("KNETRECON_DATA_DIR: %w", err)
+	}
+	conn.Token = tok
+	return conn, nil
 }

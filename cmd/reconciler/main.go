@@ -363,7 +363,11 @@ func cmdReplay(ctx context.Context, cfg Config, log *zap.Logger, since string, f
 		return fail(err)
 	}
 	defer l.Close()
-	nc, err := events.Connect(cfg.NATS)
+	conn, err := cfg.natsConn()
+	if err != nil {
+		return fail(err)
+	}
+	nc, err := events.Connect(conn)
 	if err != nil {
 		return fail(err)
 	}
@@ -434,7 +438,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.SweepOn() {
 		m.ledger.FirstCheckAfter = cfg.Sweep.PendingTimeout
 	}
-	conn := cfg.NATS
+	conn, err := cfg.natsConn()
+	if err != nil {
+		return err
+	}
 	conn.OnDisconnect = func(err error) { m.Log.Warn("NATS disconnected", zap.Error(err)) }
 	conn.OnReconnect = func(url string) { m.Log.Info("NATS reconnected", zap.String("url", url)) }
 	if m.nc, err = events.Connect(conn); err != nil {

@@ -2,12 +2,15 @@ package events
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -150,6 +153,63 @@ type EmbeddedConfig struct {
 	// survives a power cut, not only a process crash. Off by default, as in nats-server (which
 	// syncs every two minutes); it costs throughput.
 	SyncAlways bool
+	// Token, when set, is required from every client (see EmbeddedToken).
+	Token string
+}
+
+// EmbeddedTokenFile is the file, in the data directory, that holds the embedded server's token.
+const EmbeddedTokenFile = "nats.token"
+
+// EmbeddedToken returns the embedded server's client token from dataDir, generating it on first
+// use (32 random bytes, hex, in a file readable by its owner only). A receiver and a reconciler
+// given the same data directory on one machine so share it with no further setting.
+func EmbeddedToken(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, EmbeddedTokenFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			return tok, nil
+		}
+		return "", fmt.Errorf("embedded NATS token file %s is empty", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read embedded NATS token: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return "", fmt.Errorf("create data dir: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return EmbeddedToken(dataDir) // another process made it first
+	}
+	if err != nil {
+		return "", fmt.Errorf("create embedded NATS token: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("write embedded NATS token: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", fmt.Errorf("write embedded NATS token: %w", err)
+	}
+	return tok, f.Close()
+}
+
+// ReadEmbeddedToken returns the token in dataDir, or "" when there is none (no embedded server
+// there, or an external NATS).
+func ReadEmbeddedToken(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, EmbeddedTokenFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read embedded NATS token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // ErrEmbeddedNotReady means the embedded server did not accept connections in time.
@@ -180,15 +240,16 @@ func RunEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 		return nil, fmt.Errorf("create jetstream store dir: %w", err)
 	}
 	opts := &server.Options{
-		ServerName: "knetrecon-embedded",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   storeDir,
-		NoSigs:     true,
-		NoLog:      true,
-		SyncAlways: cfg.SyncAlways,
-		MaxPayload: 8 << 20,
+		ServerName:    "knetrecon-embedded",
+		Host:          host,
+		Port:          port,
+		JetStream:     true,
+		StoreDir:      storeDir,
+		NoSigs:        true,
+		NoLog:         true,
+		SyncAlways:    cfg.SyncAlways,
+		MaxPayload:    8 << 20,
+		Authorization: cfg.Token,
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

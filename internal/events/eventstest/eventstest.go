@@ -39,7 +39,13 @@ func MustRunNATSAt(tb testing.TB, listen, dir string) *server.Server {
 // connection is closed when the test ends.
 func MustConnect(tb testing.TB, ns *server.Server) (*nats.Conn, jetstream.JetStream) {
 	tb.Helper()
-	nc, err := events.Connect(events.ConnConfig{URL: ns.ClientURL(), Name: tb.Name()})
+	return MustConnectToken(tb, ns, "")
+}
+
+// MustConnectToken is MustConnect with a client token (an embedded server that requires one).
+func MustConnectToken(tb testing.TB, ns *server.Server, token string) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := events.Connect(events.ConnConfig{URL: ns.ClientURL(), Name: tb.Name(), Token: token})
 	if err != nil {
 		tb.Fatal(err)
 	}
