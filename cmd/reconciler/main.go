@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -70,7 +71,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "payment":
 			fs.BoolVar(&asJSON, "json", false, "print the payment as JSON")
 		case "dlq":
-			fs.BoolVar(&all, "all", false, "list replayed dead letters too")
+			fs.BoolVar(&all, "all", false, "list replayed and discarded dead letters too")
+			fs.StringVar(&note, "note", "", "discard: why it is set aside (required)")
 		case "sweep":
 			fs.BoolVar(&once, "once", false, "run one sweep now")
 			fs.BoolVar(&dryRun, "dry-run", false, "ask the API, write nothing, void nothing: print what would be done")
@@ -150,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return cmdPayment(ctx, cfg, operands[0], asJSON, stdout, fail)
 	case "dlq":
-		return cmdDLQ(ctx, cfg, log, operands, all, stdout, fail)
+		return cmdDLQ(ctx, cfg, log, operands, all, note, stdout, fail)
 	case "replay":
 		return cmdReplay(ctx, cfg, log, since, fromSeq, stdout, fail)
 	case "sweep":
@@ -275,9 +277,9 @@ func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout 
 	return 0
 }
 
-func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string, all bool, stdout io.Writer, fail func(error) int) int {
+func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string, all bool, note string, stdout io.Writer, fail func(error) int) int {
 	if len(operands) == 0 {
-		return fail(errors.New("usage: reconciler dlq list [--all] | show <id> | replay <id>"))
+		return fail(errors.New(`usage: reconciler dlq list [--all] | show <id> | replay <id> | discard <id> --note "…"`))
 	}
 	l, err := openLedger(ctx, cfg)
 	if err != nil {
@@ -297,12 +299,35 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 			return fail(err)
 		}
 		for _, d := range dls {
-			replayed := ""
+			state := ""
 			if d.ReplayedAt != nil {
-				replayed = "  replayed: " + d.ReplayResult
+				state = "  replayed: " + d.ReplayResult
 			}
-			fmt.Fprintf(stdout, "%d\tseq %d\t%s\t%s\t%s%s\n", d.ID, d.StreamSeq, d.CreatedAt.Format(time.RFC3339), d.Subject, d.Reason, replayed)
+			if d.DiscardedAt != nil {
+				state = fmt.Sprintf("  discarded by %s: %s", d.DiscardedBy, d.DiscardNote)
+			}
+			fmt.Fprintf(stdout, "%d\tseq %d\t%s\t%s\t%s%s\n", d.ID, d.StreamSeq, d.CreatedAt.Format(time.RFC3339), d.Subject, d.Reason, state)
 		}
+		if len(dls) == 0 {
+			fmt.Fprintln(stdout, "no dead letters pending")
+		}
+		return 0
+	case "discard":
+		n, err := id()
+		if err != nil {
+			return fail(err)
+		}
+		if strings.TrimSpace(note) == "" {
+			return fail(errors.New(`--note is required: say why it is set aside ("test message from the dashboard")`))
+		}
+		by := os.Getenv("USER")
+		if by == "" {
+			by = "unknown"
+		}
+		if err := l.Update(ctx, func(tx *store.Tx) error { return tx.DiscardDeadLetter(ctx, n, by, note) }); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "dead letter %d discarded (kept, with your note; no longer pending)\n", n)
 		return 0
 	case "show":
 		n, err := id()

@@ -248,6 +248,31 @@ func TestMainEndToEnd(t *testing.T) {
 	if code, _, _ = cli("dlq", "replay", id); code != 1 {
 		t.Fatalf("dlq replay of garbage exit %d", code)
 	}
+	// The junk body is discarded with a note: kept, no longer pending, in the list and the gauge
+	// alike; a second discard or a replay of it is refused.
+	if code, _, stderr = cli("dlq", "discard", id); code != 1 || !strings.Contains(stderr, "--note is required") {
+		t.Fatalf("discard without a note: %d %s", code, stderr)
+	}
+	if code, out, stderr = cli("dlq", "discard", id, "--note", "junk from a test"); code != 0 || !strings.Contains(out, "discarded") {
+		t.Fatalf("dlq discard: %d %s %s", code, out, stderr)
+	}
+	if code, _, stderr = cli("dlq", "discard", id, "--note", "again"); code != 1 || !strings.Contains(stderr, "already handled") {
+		t.Fatalf("second discard: %d %s", code, stderr)
+	}
+	if code, _, stderr = cli("dlq", "replay", id); code != 1 || !strings.Contains(stderr, "discarded") {
+		t.Fatalf("replay of a discarded dead letter: %d %s", code, stderr)
+	}
+	if code, out, _ = cli("dlq", "list"); code != 0 || strings.Contains(out, "not JSON") {
+		t.Fatalf("dlq list after discard: %s", out)
+	}
+	if code, out, _ = cli("dlq", "list", "--all"); code != 0 || !strings.Contains(out, "discarded by") || !strings.Contains(out, "junk from a test") {
+		t.Fatalf("dlq list --all after discard: %s", out)
+	}
+	if l, err := store.Open(ctx, vars["KNETRECON_LEDGER"]); err != nil {
+		t.Fatal(err)
+	} else if dl, _, err := l.OpenCounts(ctx); l.Close() != nil || err != nil || dl != 0 {
+		t.Fatalf("pending dead letters after discard: %d %v", dl, err)
+	}
 	for i := 0; i < 2; i++ {
 		code, out, stderr = cli("replay", "--from-seq", "1")
 		if code != 0 || !strings.Contains(out, "replayed 5 messages: map[duplicate:4]") {

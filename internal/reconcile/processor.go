@@ -532,6 +532,9 @@ func (p *Processor) ReplayDeadLetter(ctx context.Context, id int64) (store.Resul
 	if err != nil {
 		return store.Result{}, err
 	}
+	if d.DiscardedAt != nil {
+		return store.Result{}, fmt.Errorf("dead letter %d was discarded by %s (%s): %w", id, d.DiscardedBy, d.DiscardNote, store.ErrAlreadyHandled)
+	}
 	var res store.Result
 	var aerr error
 	in, decErr := Decode(d.Body, events.Delivery{Subject: d.Subject, Seq: d.StreamSeq, ReceivedAt: d.CreatedAt})
@@ -557,7 +560,7 @@ func (p *Processor) ReplayDeadLetter(ctx context.Context, id int64) (store.Resul
 		if aerr != nil {
 			return tx.MarkReplayed(ctx, id, "failed: "+truncate(aerr.Error(), 500))
 		}
-		return tx.MarkReplayed(ctx, id, "applied")
+		return tx.MarkReplayed(ctx, id, store.ReplayApplied)
 	})
 	if err != nil {
 		return res, fmt.Errorf("replay dead letter %d: %w", id, err)

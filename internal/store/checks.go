@@ -243,10 +243,11 @@ func (t *Tx) ResolveOpen(ctx context.Context, paymentID string, kind payment.Kin
 	return n, nil
 }
 
-// OpenCounts returns the number of dead letters not yet replayed and of open discrepancies by
-// kind: the gauges operators alert on.
+// OpenCounts returns the number of dead letters pending (neither applied by a replay nor
+// discarded: the rule of `dlq list`) and of open discrepancies by kind: the gauges operators
+// alert on.
 func (l *Ledger) OpenCounts(ctx context.Context) (deadLetters int64, discrepancies map[payment.Kind]int64, err error) {
-	if err = l.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL`).Scan(&deadLetters); err != nil {
+	if err = l.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM dead_letters WHERE `+pendingDeadLetter).Scan(&deadLetters); err != nil {
 		return 0, nil, fmt.Errorf("open counts: %w", err)
 	}
 	rows, err := l.r.QueryContext(ctx, `SELECT kind, COUNT(*) FROM discrepancies WHERE resolved_at IS NULL GROUP BY kind`)

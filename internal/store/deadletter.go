@@ -23,6 +23,45 @@ type DeadLetter struct {
 	CreatedAt    time.Time         `json:"created_at"`
 	ReplayedAt   *time.Time        `json:"replayed_at,omitempty"`
 	ReplayResult string            `json:"replay_result,omitempty"`
+	DiscardedAt  *time.Time        `json:"discarded_at,omitempty"`
+	DiscardedBy  string            `json:"discarded_by,omitempty"`
+	DiscardNote  string            `json:"discard_note,omitempty"`
+}
+
+// Pending reports whether the dead letter still waits for an operator: neither applied by a
+// replay nor discarded. The same rule counts the dead-letter gauge (pendingDeadLetter).
+func (d DeadLetter) Pending() bool {
+	return d.DiscardedAt == nil && (d.ReplayedAt == nil || d.ReplayResult != ReplayApplied)
+}
+
+// ReplayApplied is the replay result of a dead letter whose event is now in the ledger.
+const ReplayApplied = "applied"
+
+// pendingDeadLetter is the SQL twin of DeadLetter.Pending: one rule for the list and the gauge.
+const pendingDeadLetter = `discarded_at IS NULL AND (replayed_at IS NULL OR replay_result != 'applied')`
+
+// ErrAlreadyHandled is returned when discarding a dead letter already discarded or applied.
+var ErrAlreadyHandled = errors.New("already handled")
+
+// DiscardDeadLetter sets dead letter id aside for good, with who did it and why; the row stays.
+// A dead letter already discarded, or applied by a replay, is refused with ErrAlreadyHandled.
+func (t *Tx) DiscardDeadLetter(ctx context.Context, id int64, by, note string) error {
+	r, err := t.tx.ExecContext(ctx, `UPDATE dead_letters SET discarded_at = ?, discarded_by = ?, discard_note = ?
+		WHERE id = ? AND `+pendingDeadLetter, fmtTime(t.now), by, note, id)
+	if err != nil {
+		return fmt.Errorf("discard dead letter %d: %w", id, err)
+	}
+	if n, _ := r.RowsAffected(); n == 1 {
+		return nil
+	}
+	var exists int
+	if err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM dead_letters WHERE id = ?`, id).Scan(&exists); err != nil {
+		return fmt.Errorf("discard dead letter %d: %w", id, err)
+	}
+	if exists == 0 {
+		return fmt.Errorf("dead letter %d: %w", id, ErrNotFound)
+	}
+	return fmt.Errorf("dead letter %d: %w (discarded, or applied by a replay)", id, ErrAlreadyHandled)
 }
 
 // AddDeadLetter stores d. The same stream sequence is stored once (a redelivery after a crash
@@ -65,27 +104,31 @@ func (t *Tx) MarkReplayed(ctx context.Context, id int64, result string) error {
 	return nil
 }
 
-const deadLetterColumns = `id, stream_seq, subject, msg_id, reason, deliveries, headers, body, created_at, replayed_at, replay_result`
+const deadLetterColumns = `id, stream_seq, subject, msg_id, reason, deliveries, headers, body, created_at, replayed_at, replay_result,
+	discarded_at, discarded_by, discard_note`
 
 func scanDeadLetter(s scanner) (DeadLetter, error) {
 	var d DeadLetter
 	var seq sql.NullInt64
 	var headers string
-	var created, replayed sql.NullString
-	if err := s.Scan(&d.ID, &seq, &d.Subject, &d.MsgID, &d.Reason, &d.Deliveries, &headers, &d.Body, &created, &replayed, &d.ReplayResult); err != nil {
+	var created, replayed, discarded sql.NullString
+	if err := s.Scan(&d.ID, &seq, &d.Subject, &d.MsgID, &d.Reason, &d.Deliveries, &headers, &d.Body, &created, &replayed, &d.ReplayResult,
+		&discarded, &d.DiscardedBy, &d.DiscardNote); err != nil {
 		return d, err
 	}
+	d.DiscardedAt = timePtr(discarded)
 	d.StreamSeq = uint64(seq.Int64)
 	_ = json.Unmarshal([]byte(headers), &d.Headers)
 	d.CreatedAt, d.ReplayedAt = parseTime(created), timePtr(replayed)
 	return d, nil
 }
 
-// DeadLetters lists dead letters, newest first; pending only leaves out the replayed ones.
+// DeadLetters lists dead letters, newest first; pending only leaves out those applied by a
+// replay and those discarded (the rule the dead-letter gauge counts by).
 func (l *Ledger) DeadLetters(ctx context.Context, pendingOnly bool, limit int) ([]DeadLetter, error) {
 	q := `SELECT ` + deadLetterColumns + ` FROM dead_letters`
 	if pendingOnly {
-		q += ` WHERE replayed_at IS NULL OR replay_result != 'applied'`
+		q += ` WHERE ` + pendingDeadLetter
 	}
 	if limit <= 0 {
 		limit = 100
