@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,11 +62,21 @@ func cmdReport(ctx context.Context, cfg Config, date, format, outDir string, std
 	return 0
 }
 
+// reportRetry is how often a day whose report could not be written is tried again.
+const reportRetry = 10 * time.Minute
+
+// reportCatchUp is how many days back the start looks for reports never written.
+const reportCatchUp = 7
+
 // reports writes the daily report inside `reconciler run`: yesterday's, on KNETRECON_REPORT_SCHEDULE
-// in the report time zone, and once at start when yesterday's is missing (the process was down
-// at the scheduled time).
+// in the report time zone, and at start every missing day of the last week (the process was down
+// at the scheduled time). A day that fails is tried again every reportRetry until it is written;
+// knetrecon_reports_unwritten stays above zero (and its alert on) until then.
 type reports struct {
-	m       *Main
+	m         *Main
+	mu        sync.Mutex
+	failed    map[string]bool
+	unwritten prometheus.Gauge
 	log     *zap.Logger
 	cron    *cron.Cron
 	written *prometheus.CounterVec
@@ -78,7 +89,10 @@ func (m *Main) startReports() error {
 	r := &reports{m: m, log: m.Log.Named("report"), written: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "knetrecon_reports_written_total", Help: "Daily reports written by the reconciler, by result (ok, error).",
 	}, []string{"result"})}
-	m.Registry.MustRegister(r.written)
+	r.failed = map[string]bool{}
+	r.unwritten = prometheus.NewGauge(prometheus.GaugeOpts{Name: "knetrecon_reports_unwritten",
+		Help: "Days whose daily report failed and is not written yet (retried every 10 minutes)."})
+	m.Registry.MustRegister(r.written, r.unwritten)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	cl := cronLogger{r.log}
 	r.cron = cron.New(cron.WithLocation(m.Config.ReportLocation), cron.WithLogger(cl),
@@ -86,12 +100,14 @@ func (m *Main) startReports() error {
 	if _, err := r.cron.AddFunc(m.Config.ReportSchedule, func() { r.write(r.yesterday()) }); err != nil {
 		return fmt.Errorf("KNETRECON_REPORT_SCHEDULE %q: %w", m.Config.ReportSchedule, err)
 	}
+	if _, err := r.cron.AddFunc(fmt.Sprintf("@every %s", reportRetry), r.retry); err != nil {
+		return err
+	}
 	m.reports = r
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		date := r.yesterday()
-		if _, err := os.Stat(filepath.Join(m.Config.ReportDir, date+".json")); errors.Is(err, os.ErrNotExist) {
+		for _, date := range r.missing() {
 			r.write(date)
 		}
 	}()
@@ -106,8 +122,57 @@ func (r *reports) yesterday() string {
 	return report.Yesterday(r.m.ledger.Now(), r.m.Config.ReportLocation)
 }
 
-// write builds and writes the report of date; a failure is logged and counted, and the next
-// scheduled run (or `reconciler report --out`) writes it again.
+// missing returns the days, oldest first, of the last week whose report file is not there:
+// yesterday always, the days before it from the ledger's first applied event on.
+func (r *reports) missing() []string {
+	loc := r.m.Config.ReportLocation
+	first, err := r.m.ledger.FirstAppliedAt(r.ctx)
+	if err != nil {
+		r.log.Warn("first applied event not read; catching up yesterday only", zap.Error(err))
+	}
+	var out []string
+	now := r.m.ledger.Now().In(loc)
+	for back := reportCatchUp; back >= 1; back-- {
+		day := time.Date(now.Year(), now.Month(), now.Day()-back, 0, 0, 0, 0, loc)
+		if back > 1 && (first.IsZero() || !day.AddDate(0, 0, 1).After(first)) {
+			continue // before the ledger had anything: nothing was ever due
+		}
+		date := day.Format(time.DateOnly)
+		if _, err := os.Stat(filepath.Join(r.m.Config.ReportDir, date+".json")); err != nil {
+			out = append(out, date) // not there, or the folder unreadable: write it (or fail visibly)
+		}
+	}
+	return out
+}
+
+// retry writes again every day whose report failed, oldest first.
+func (r *reports) retry() {
+	r.mu.Lock()
+	dates := make([]string, 0, len(r.failed))
+	for d := range r.failed {
+		dates = append(dates, d)
+	}
+	r.mu.Unlock()
+	sort.Strings(dates)
+	for _, d := range dates {
+		r.write(d)
+	}
+}
+
+// setFailed records whether date's report is still unwritten, and updates the gauge.
+func (r *reports) setFailed(date string, failed bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if failed {
+		r.failed[date] = true
+	} else {
+		delete(r.failed, date)
+	}
+	r.unwritten.Set(float64(len(r.failed)))
+}
+
+// write builds and writes the report of date; a failure is logged and counted, and the day is
+// tried again every reportRetry until it is written.
 func (r *reports) write(date string) {
 	d, err := report.Build(r.ctx, r.m.ledger, date, r.m.Config.ReportLocation, r.m.ledger.Now())
 	var paths []string
@@ -120,9 +185,11 @@ func (r *reports) write(date string) {
 	}
 	if err != nil {
 		r.written.WithLabelValues("error").Inc()
-		r.log.Error("daily report not written", zap.String("date", date), zap.Error(err))
+		r.setFailed(date, true)
+		r.log.Error("daily report not written; trying again", zap.String("date", date), zap.Duration("every", reportRetry), zap.Error(err))
 		return
 	}
+	r.setFailed(date, false)
 	r.written.WithLabelValues("ok").Inc()
 	r.log.Info("daily report written", zap.String("date", date), zap.Strings("files", paths),
 		zap.Int("postings", len(d.Postings)), zap.Int("late_postings", len(d.LatePostings)), zap.Bool("balanced", d.Balanced))

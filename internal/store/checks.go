@@ -243,6 +243,15 @@ func (t *Tx) ResolveOpen(ctx context.Context, paymentID string, kind payment.Kin
 	return n, nil
 }
 
+// FirstAppliedAt returns when the ledger applied its first event (zero for an empty ledger).
+func (l *Ledger) FirstAppliedAt(ctx context.Context) (time.Time, error) {
+	var s sql.NullString
+	if err := l.r.QueryRowContext(ctx, `SELECT MIN(applied_at) FROM events`).Scan(&s); err != nil {
+		return time.Time{}, fmt.Errorf("first applied event: %w", err)
+	}
+	return parseTime(s), nil
+}
+
 // OpenCounts returns the number of dead letters pending (neither applied by a replay nor
 // discarded: the rule of `dlq list`) and of open discrepancies by kind: the gauges operators
 // alert on.
