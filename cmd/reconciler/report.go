@@ -77,9 +77,9 @@ type reports struct {
 	mu        sync.Mutex
 	failed    map[string]bool
 	unwritten prometheus.Gauge
-	log     *zap.Logger
-	cron    *cron.Cron
-	written *prometheus.CounterVec
+	log       *zap.Logger
+	cron      *cron.Cron
+	written   *prometheus.CounterVec
 	// ctx ends at shutdown: a report being built is abandoned (and written by the next run).
 	ctx    context.Context
 	cancel context.CancelFunc
