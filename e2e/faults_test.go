@@ -94,7 +94,8 @@ func TestLedgerWriteLocked(t *testing.T) {
 // later. Nothing is dead-lettered and nothing is lost. Needs root to mount the tmpfs.
 func TestLedgerDiskFull(t *testing.T) {
 	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", dir).CombinedOutput(); err != nil {
+	// Room for the ledger of the whole run (about 1.5 KB a webhook), then filled by hand.
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+scale("32m", "512m"), "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Skipf("the disk-full fault needs a small filesystem of its own (root, mount -t tmpfs): %v %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
