@@ -531,6 +531,11 @@ func (m *Main) Run(ctx context.Context) error {
 			m.done <- err
 		}
 	}()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		proc.WatchLag(runCtx, m.js, cfg.Consumer.Durable, 15*time.Second)
+	}()
 	if cfg.SweepOn() {
 		if err := m.startSweep(ctx); err != nil {
 			return err

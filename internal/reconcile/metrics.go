@@ -54,11 +54,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		lagMessages: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "knetrecon_reconciler_consumer_lag_messages",
-			Help: "Messages in the stream not yet delivered to the reconciler.",
+			Help: "Messages in the stream not yet applied by this reconciler (not delivered, or delivered and not acked), read from the server every 15 s.",
 		}),
 		lagSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "knetrecon_reconciler_consumer_lag_seconds",
-			Help: "Age of the last message applied, from the receiver taking it in to its commit in the ledger.",
+			Help: "Age of the oldest message not yet applied (0 when caught up), read from the server every 15 s.",
 		}),
 		applySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "knetrecon_reconciler_apply_seconds",

@@ -270,11 +270,6 @@ func (p *Processor) handle(ctx, stop context.Context, items []*item) {
 	for _, it := range items {
 		p.settle(it, decide(it, err))
 	}
-	last := items[len(items)-1].d
-	p.metrics.lagMessages.Set(float64(last.Pending))
-	if !last.ReceivedAt.IsZero() {
-		p.metrics.lagSeconds.Set(p.Now().Sub(last.ReceivedAt).Seconds())
-	}
 }
 
 // hold retries a batch the ledger refused, with a back-off from RetryMin to RetryMax, until it
@@ -576,4 +571,50 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// WatchLag sets the consumer-lag gauges from the stream itself every every, until ctx ends:
+// messages not yet applied (not delivered, or delivered and not acked) and the age of the oldest
+// of them. Read from the server on a timer rather than from the batches applied, so a hung or
+// dead consumer shows its lag growing (and trips the alert) instead of freezing the gauges.
+func (p *Processor) WatchLag(ctx context.Context, js jetstream.JetStream, durable string, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		p.readLag(ctx, js, durable)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Processor) readLag(ctx context.Context, js jetstream.JetStream, durable string) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := js.Consumer(ctx, events.StreamName, durable)
+	if err != nil {
+		return // NATS down: the gauges keep their last reading; the NATS alerts speak
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return
+	}
+	behind := info.NumPending + uint64(info.NumAckPending)
+	p.metrics.lagMessages.Set(float64(behind))
+	if behind == 0 {
+		p.metrics.lagSeconds.Set(0)
+		return
+	}
+	s, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return
+	}
+	// The oldest message not applied is the first after the ack floor that the stream still holds.
+	msg, err := s.GetMsg(ctx, info.AckFloor.Stream+1)
+	if err != nil {
+		return
+	}
+	p.metrics.lagSeconds.Set(max(0, p.Now().Sub(msg.Time).Seconds()))
 }

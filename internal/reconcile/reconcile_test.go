@@ -566,3 +566,28 @@ func TestForgedMessagesNeverApplied(t *testing.T) {
 		t.Fatal("a replayed forged capture reached the ledger")
 	}
 }
+
+// TestLagReadFromTheStream: the lag gauges come from the server on a timer, so a consumer that
+// applies nothing (hung, dead) still shows its lag: 3 messages behind, the oldest a minute old.
+func TestLagReadFromTheStream(t *testing.T) {
+	r := newRig(t, events.DefaultConsumerConfig(), nil)
+	for _, id := range []string{"1", "2", "3"} {
+		r.publish(t, body("evt_"+id, "payment_captured", "pay_"+id, "act_"+id, "1000", "KWD"), "payment_captured", "evt_"+id)
+	}
+	if _, err := events.EnsureConsumer(context.Background(), r.js, r.cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.proc.Now = func() time.Time { return time.Now().Add(time.Minute) }
+	r.proc.readLag(context.Background(), r.js, r.cfg.Durable)
+	if got := testutil.ToFloat64(r.proc.metrics.lagMessages); got != 3 {
+		t.Fatalf("lag messages %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(r.proc.metrics.lagSeconds); got < 59 || got > 120 {
+		t.Fatalf("lag seconds %v, want about 60", got)
+	}
+	r.proc.HandleBatch(context.Background(), r.take(t, 3))
+	eventually(t, "caught up", func() bool {
+		r.proc.readLag(context.Background(), r.js, r.cfg.Durable)
+		return testutil.ToFloat64(r.proc.metrics.lagMessages) == 0 && testutil.ToFloat64(r.proc.metrics.lagSeconds) == 0
+	})
+}
