@@ -64,7 +64,7 @@ func TestNATSStoppedUnderLoad(t *testing.T) {
 	s.startNATS()
 	t.Logf("NATS down %s; 503 answers %d", time.Since(down).Round(time.Millisecond), refused)
 	waitFor(t, 30*time.Second, "2xx again", func() bool { return l.okSince(time.Now().Add(-time.Second)) > 0 })
-	time.Sleep(time.Second)
+	time.Sleep(scale(time.Second, 10*time.Second))
 	tl := settle(t, s.ledger, l, 60*time.Second)
 	assertNothingLost(t, "external NATS killed for "+scale("3 s", "30 s"), tl)
 }
