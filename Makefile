@@ -2,15 +2,26 @@
 GO ?= go
 export CGO_ENABLED = 1
 
-.PHONY: run test chaos vet fmt-check bench bench-ledger bench-receiver bench-go bench-sweep bench-road bench-growth build fuzz clean
+.PHONY: run test chaos rules-test vet fmt-check bench bench-ledger bench-receiver bench-go bench-sweep bench-road bench-growth build fuzz clean
 
 ## run: the whole pipeline on this machine, embedded defaults (NATS and SQLite under ./data)
 run:
 	./scripts/run-local.sh
 
-## test: formatting, vet, and every test (real embedded NATS, real SQLite files, simulator over HTTP)
-test: fmt-check vet
+## test: formatting, vet, the alert rules' tests, and every test (real embedded NATS, real SQLite
+## files, simulator over HTTP, the short fault suite against the built binaries)
+test: fmt-check vet rules-test
 	$(GO) test -count=1 -timeout 15m ./...
+
+# promtool, built from the Prometheus module (the first time takes a few minutes), for the alert
+# rules' tests.
+PROMTOOL_VERSION ?= v0.316.0
+bin/promtool:
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+## rules-test: every alert of deploy/prometheus/alerts.yml firing and clearing on synthetic series
+rules-test: bin/promtool
+	cd deploy/prometheus && ../../bin/promtool check rules alerts.yml && ../../bin/promtool test rules alerts_test.yml
 
 ## chaos: the fault suite against the built binaries, long version (about 20 minutes): kill -9
 ## ×50 reconciler and ×10 receiver, NATS killed, the ledger locked or its disk full for 5 minutes,
