@@ -282,4 +282,3 @@ func protocolCases(t *testing.T, addr string) int {
 	}
 	return n
 }
-
