@@ -65,10 +65,13 @@ bench-road:
 bench-sweep:
 	$(GO) test ./internal/reconcile -run '^$$' -bench SweepOverdue -benchtime 1x -timeout 30m
 
-## fuzz: the envelope decoders against each other (verify+decode, then the ledger's fast reading)
+## fuzz: the signature check and the envelope decoders (no false accept; the decoders agree), then
+## the reconciler's decoder (whatever it accepts is within every bound). Each prints its executions.
+FUZZTIME ?= 60s
 fuzz:
-	$(GO) test ./internal/checkout -run '^$$' -fuzz FuzzVerifyDecode -fuzztime 60s
-	$(GO) test ./internal/checkout -run '^$$' -fuzz FuzzDecodeFields -fuzztime 60s
+	$(GO) test ./internal/checkout -run '^$$' -fuzz FuzzVerifyDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/checkout -run '^$$' -fuzz FuzzDecodeFields -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/reconcile -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin data
