@@ -361,3 +361,15 @@ func TestReadOnlyCommandsNeverCreateALedger(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayWithNATSUnreachable: replay against a NATS that is not there says so, naming the
+// variable to check, instead of a client buffer error.
+func TestReplayWithNATSUnreachable(t *testing.T) {
+	vars := map[string]string{"KNETRECON_LEDGER": filepath.Join(t.TempDir(), "ledger.db"), "KNETRECON_WEBHOOK_KEYS": testWebhookKey,
+		"KNETRECON_NATS_URL": "nats://127.0.0.1:1"}
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"replay", "--from-seq", "1"}, env(vars), &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "NATS not reachable") || !strings.Contains(errOut.String(), "KNETRECON_NATS_URL") {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+}

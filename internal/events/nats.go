@@ -123,6 +123,23 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// ErrNotConnected means NATS could not be reached within the wait.
+var ErrNotConnected = errors.New("NATS not reachable")
+
+// WaitConnected waits up to d for nc (which retries in the background) to be connected: a
+// one-shot command says plainly that NATS is unreachable instead of failing later with a client
+// buffer error.
+func WaitConnected(ctx context.Context, nc *nats.Conn, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for !nc.IsConnected() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%w after %s", ErrNotConnected, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
 // redactURL hides any user:password in a NATS URL list before it reaches a log or an error.
 func redactURL(u string) string {
 	out := []byte(u)

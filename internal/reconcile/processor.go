@@ -267,8 +267,18 @@ func (p *Processor) handle(ctx, stop context.Context, items []*item) {
 			return
 		}
 	}
+	var unsent int
+	var lastErr error
 	for _, it := range items {
-		p.settle(it, decide(it, err))
+		if serr := p.settle(it, decide(it, err)); serr != nil {
+			unsent, lastErr = unsent+1, serr
+		}
+	}
+	if unsent > 0 {
+		// One line per batch, not one per message: a NATS outage would otherwise log thousands.
+		// The ledger is committed; an ack not sent means one more (harmless) delivery.
+		p.log.Warn("acks not sent; those messages will be delivered again (duplicates, no effect)",
+			zap.Int("messages", unsent), zap.Int("batch", len(items)), zap.Error(lastErr))
 	}
 }
 
@@ -335,8 +345,9 @@ func decide(it *item, batchErr error) action {
 	}
 }
 
-// settle carries out the decision and counts it.
-func (p *Processor) settle(it *item, a action) {
+// settle carries out the decision and counts it; it returns the error of an ack, nak or term
+// that could not be sent.
+func (p *Processor) settle(it *item, a action) error {
 	var err error
 	switch a {
 	case actAck:
@@ -355,10 +366,7 @@ func (p *Processor) settle(it *item, a action) {
 		err = it.msg.Nak()
 		p.metrics.naks.Inc()
 	}
-	if err != nil {
-		// The ledger is committed; a lost ack means one more (harmless) delivery.
-		p.log.Warn("ack/nak/term not sent", zap.Uint64("seq", it.d.Seq), zap.Error(err))
-	}
+	return err
 }
 
 // count updates the metrics for an applied message.
