@@ -61,7 +61,7 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	b.String(&c.MetricsAddr, "metrics-addr", "KNETRECON_METRICS_ADDR", "", "separate admin address for /metrics; empty serves it on the webhook address")
 	b.Secret(&c.WebhookKeys, "webhook-keys", "KNETRECON_WEBHOOK_KEYS", "webhook signature keys, comma-separated (several during a rotation); required")
 	b.Secret(&c.Authorization, "webhook-authorization", "KNETRECON_WEBHOOK_AUTHORIZATION", "value the Authorization header must carry; empty disables the check")
-	b.Int64(&c.MaxBodyBytes, "max-body-bytes", "KNETRECON_MAX_BODY_BYTES", 1<<20, "largest webhook body accepted; larger gets 413")
+	b.Int64(&c.MaxBodyBytes, "max-body-bytes", "KNETRECON_MAX_BODY_BYTES", 1<<20-4096, "largest webhook body accepted; larger gets 413 (the default leaves room for headers within NATS's default 1 MiB max_payload)")
 	b.Duration(&c.PublishTimeout, "publish-timeout", "KNETRECON_PUBLISH_TIMEOUT", 3*time.Second, "wait at most this for JetStream's acknowledgement, then answer 503")
 	b.Duration(&c.RetryAfter, "retry-after", "KNETRECON_RETRY_AFTER", 5*time.Second, "Retry-After sent with a 503")
 	b.Duration(&c.ReadHeaderTimeout, "read-header-timeout", "KNETRECON_READ_HEADER_TIMEOUT", 5*time.Second, "HTTP read-header timeout")

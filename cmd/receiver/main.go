@@ -99,6 +99,11 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.ensureStream(ctx); err != nil {
 		return err
 	}
+	// A body NATS cannot carry would be refused with 503 on every retry: refuse the setting instead.
+	if max := m.nc.MaxPayload(); max > 0 && cfg.MaxBodyBytes+maxHeaderBytes > max {
+		return fmt.Errorf("KNETRECON_MAX_BODY_BYTES (%d) plus %d bytes of headers exceeds the NATS server's max_payload (%d): lower it or raise max_payload",
+			cfg.MaxBodyBytes, maxHeaderBytes, max)
+	}
 
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.guard = events.NewGuard(m.js, float64(cfg.BacklogLimit)/100, cfg.BacklogCheck, m.Registry)
@@ -170,6 +175,9 @@ func (m *Main) Run(ctx context.Context) error {
 		zap.Bool("durable", m.gsync != nil || (m.ns != nil && cfg.NATSSyncAlways)))
 	return nil
 }
+
+// maxHeaderBytes is room for a stream message's headers beside its body.
+const maxHeaderBytes = 4096
 
 // ensureStream creates or updates the stream, retrying until StartTimeout: an external NATS may
 // still be starting when the receiver does.

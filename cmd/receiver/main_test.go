@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
@@ -605,5 +606,32 @@ func TestEmbeddedNATSRequiresToken(t *testing.T) {
 	nc, _ := connect(t, m)
 	if !nc.IsConnected() {
 		t.Fatal("the token did not connect")
+	}
+}
+
+// TestBodyLimitMustFitNATS: a body limit NATS cannot carry (an external server's max_payload)
+// is a start-up error naming both settings, not a 503 loop for every large webhook.
+func TestBodyLimitMustFitNATS(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true, MaxPayload: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	cfg, err := ParseConfig(nil, func(k string) string {
+		return map[string]string{"KNETRECON_RECEIVER_ADDR": "127.0.0.1:0", "KNETRECON_WEBHOOK_KEYS": oldKey,
+			"KNETRECON_NATS_URL": ns.ClientURL(), "KNETRECON_START_TIMEOUT": "5s"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMain(cfg, zaptest.NewLogger(t))
+	err = m.Run(context.Background())
+	_ = m.Close()
+	if err == nil || !strings.Contains(err.Error(), "KNETRECON_MAX_BODY_BYTES") || !strings.Contains(err.Error(), "max_payload") {
+		t.Fatalf("start with a 1 MiB body limit over a 64 KiB max_payload: %v", err)
 	}
 }
