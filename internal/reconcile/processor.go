@@ -295,8 +295,7 @@ func (p *Processor) hold(ctx, stop context.Context, items []*item, err error) er
 		zap.Int("messages", len(items)), zap.Uint64("first_seq", items[0].d.Seq), zap.Error(err))
 	delay, lastLog := p.RetryMin, time.Now()
 	for attempt := 1; ; attempt++ {
-		keep := p.AckWait / 3
-		wait := min(delay, max(keep, 10*time.Millisecond))
+		wait := min(delay, max(p.AckWait/3, 10*time.Millisecond)) // in-progress acks well within AckWait
 		keepAlive(items)
 		select {
 		case <-stop.Done():
