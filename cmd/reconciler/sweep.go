@@ -30,6 +30,7 @@ func (m *Main) startSweep(ctx context.Context) error {
 	m.stopSweepCtx = cancel
 	if m.Config.AlertWebhookURL != "" {
 		alerter := reconcile.NewAlerter(m.ledger, m.Config.AlertWebhookURL, m.Log.Named("alert"), metrics)
+		alerter.Now = m.ledger.Now
 		m.sweeper.OnDone = alerter.Nudge
 		m.wg.Add(1)
 		go func() {

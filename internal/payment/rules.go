@@ -330,7 +330,14 @@ const (
 	KindUnknownAtProvider Kind = "unknown_at_provider"
 	// KindStatusMismatch: the status Checkout.com reports differs from the ledger's (the sweep).
 	KindStatusMismatch Kind = "status_mismatch"
+	// KindCapturedAfterVoid: money was captured on a payment that was also voided (by the sweep
+	// or by Checkout.com): the customer paid for an order the merchant thinks void.
+	KindCapturedAfterVoid Kind = "captured_after_void"
 )
+
+// MoneyKinds are the discrepancy kinds that mean money is wrong or unposted: each is alerted.
+var MoneyKinds = []Kind{KindAmountMismatch, KindStatusMismatch, KindCurrencyMismatch, KindOverRefund,
+	KindCapturedAfterExpiry, KindCapturedAfterVoid, KindWebhookMissing}
 
 // Conflict is a discrepancy found by the rules, before the ledger stores it.
 type Conflict struct {
@@ -361,7 +368,14 @@ func Compare(before, after Facts) Change {
 			Detail: fmt.Sprintf("captured %d on a payment also %s", after.Captured, after.Seen&(SeenExpired|SeenCanceled)),
 		})
 	}
-	if c.Changed() && !Allowed(c.From, c.To) && !(lateCapture[c.From] && after.Captured > 0) {
+	voidedBefore := before.Captured > 0 && before.Seen.Has(SeenVoided)
+	if after.Captured > 0 && after.Seen.Has(SeenVoided) && !voidedBefore {
+		c.Conflicts = append(c.Conflicts, Conflict{
+			Kind:   KindCapturedAfterVoid,
+			Detail: fmt.Sprintf("captured %d on a payment also voided", after.Captured),
+		})
+	}
+	if c.Changed() && !Allowed(c.From, c.To) && !(lateCapture[c.From] && after.Captured > 0) && !(c.From == StatusVoided && after.Captured > 0) {
 		c.Conflicts = append(c.Conflicts, Conflict{
 			Kind:   KindDisallowedTransition,
 			Detail: fmt.Sprintf("%s -> %s", c.From, c.To),

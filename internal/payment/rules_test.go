@@ -200,6 +200,20 @@ func TestOutOfOrder(t *testing.T) {
 			wantConflicts: []payment.Kind{payment.KindCapturedAfterExpiry},
 		},
 		{
+			name:          "capture after a void (the sweep's or Checkout.com's): captured_after_void",
+			give:          []step{{payment.EventPending, 1000}, {payment.EventVoided, 1000}, {payment.EventCaptured, 1000}},
+			want:          payment.StatusCaptured,
+			wantCaptured:  1000,
+			wantConflicts: []payment.Kind{payment.KindCapturedAfterVoid},
+		},
+		{
+			name:          "void learned after the capture: still reported",
+			give:          []step{{payment.EventCaptured, 1000}, {payment.EventVoided, 1000}},
+			want:          payment.StatusCaptured,
+			wantCaptured:  1000,
+			wantConflicts: []payment.Kind{payment.KindCapturedAfterVoid},
+		},
+		{
 			name:          "capture after decline is disallowed but money wins",
 			give:          []step{{payment.EventDeclined, 1000}, {payment.EventCaptured, 1000}},
 			want:          payment.StatusCaptured,

@@ -16,8 +16,13 @@ import (
 	"knetrecon/internal/store"
 )
 
-// AlertKinds are the discrepancies announced on the alert webhook.
-var AlertKinds = []payment.Kind{KindStuck, payment.KindCapturedAfterExpiry, payment.KindAmountMismatch}
+// AlertKinds are the discrepancies announced on the alert webhook: stuck payments and every kind
+// that means money is wrong or unposted (payment.MoneyKinds; webhook_missing only once it has
+// been open a day: most are late webhooks that arrive within Checkout.com's retries).
+var AlertKinds = append([]payment.Kind{KindStuck}, payment.MoneyKinds...)
+
+// WebhookMissingGrace is how long a webhook_missing stays open before it is announced.
+const WebhookMissingGrace = 24 * time.Hour
 
 // Alerter announces discrepancies on a Slack-compatible webhook: one message when one opens, one
 // when it resolves. The ledger remembers what was announced, so nothing repeats every sweep and
@@ -31,11 +36,14 @@ type Alerter struct {
 	metrics *SweepMetrics
 	nudge   chan struct{}
 	mu      sync.Mutex
+	// Now is the clock for WebhookMissingGrace.
+	Now func() time.Time
 }
 
 // NewAlerter returns an Alerter posting to url. metrics may be nil.
 func NewAlerter(ledger *store.Ledger, url string, log *zap.Logger, metrics *SweepMetrics) *Alerter {
-	return &Alerter{ledger: ledger, url: url, client: &http.Client{Timeout: 5 * time.Second}, log: log, metrics: metrics, nudge: make(chan struct{}, 1)}
+	return &Alerter{ledger: ledger, url: url, client: &http.Client{Timeout: 5 * time.Second}, log: log, metrics: metrics,
+		nudge: make(chan struct{}, 1), Now: time.Now}
 }
 
 // Nudge asks for a delivery pass soon; it never blocks.
@@ -74,6 +82,18 @@ func (a *Alerter) Deliver(ctx context.Context) (int, error) {
 	}
 	sent := 0
 	for _, al := range pending {
+		if al.Kind == payment.KindWebhookMissing && !al.Resolved {
+			if al.ResolvedAt != nil {
+				// The late webhook came within the grace: nothing to announce, ever.
+				if err := a.ledger.Update(ctx, func(tx *store.Tx) error { return tx.MarkAlerted(ctx, al) }); err != nil {
+					return sent, err
+				}
+				continue
+			}
+			if a.Now().Sub(al.DetectedAt) < WebhookMissingGrace {
+				continue // announced once it has been open a day
+			}
+		}
 		if err := a.post(ctx, al); err != nil {
 			a.count("failed")
 			return sent, fmt.Errorf("alert for discrepancy %d: %w", al.ID, err)

@@ -230,6 +230,9 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 		if dl, open, err := s.ledger.OpenCounts(ctx); err == nil {
 			s.metrics.deadLetters.Set(float64(dl))
 			s.metrics.discrepancies.Reset()
+			for _, k := range AlertKinds {
+				s.metrics.discrepancies.WithLabelValues(string(k)).Set(0) // every alerted kind has a series
+			}
 			for k, n := range open {
 				s.metrics.discrepancies.WithLabelValues(string(k)).Set(float64(n))
 			}
@@ -488,6 +491,21 @@ func (s *Sweeper) record(ctx context.Context, p *store.Payment, pay *checkout.Pa
 		for _, f := range extra {
 			if err := f(tx); err != nil {
 				return err
+			}
+		}
+		if pay != nil {
+			// Compare after learning: what the ledger holds now against what the API says, both
+			// ways. A difference is a discrepancy with both sides' figures, never an overwrite.
+			v := store.ProviderView{Status: payment.Status(pay.Status), Currency: pay.Currency, AskedAt: now}
+			if pay.Balances != nil {
+				v.Balances, v.Captured, v.Refunded = true, pay.Balances.TotalCaptured, pay.Balances.TotalRefunded
+			}
+			kinds, err := tx.CompareWithProvider(ctx, p.ID, v)
+			if err != nil {
+				return err
+			}
+			for _, k := range kinds {
+				d.Discrepancies = append(d.Discrepancies, string(k))
 			}
 		}
 		if stuckReason != "" {
