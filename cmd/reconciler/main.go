@@ -64,12 +64,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cmd, args = args[0], args[1:]
 	}
 	var asJSON, all, once, dryRun bool
-	var since, date, format, outDir, kind, note string
+	var since, date, format, outDir, kind, note, reference string
 	var fromSeq uint64
 	extra := func(fs *flag.FlagSet) {
 		switch cmd {
 		case "payment":
 			fs.BoolVar(&asJSON, "json", false, "print the payment as JSON")
+			fs.StringVar(&reference, "reference", "", "find the payment by the merchant's reference instead of its id")
 		case "dlq":
 			fs.BoolVar(&all, "all", false, "list replayed and discarded dead letters too")
 			fs.StringVar(&note, "note", "", "discard: why it is set aside (required)")
@@ -147,10 +148,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "ledger %s at schema version %d\n", cfg.Ledger, v)
 		return 0
 	case "payment":
-		if len(operands) != 1 {
-			return fail(errors.New("usage: reconciler payment <pay_id> [--json]"))
+		switch {
+		case reference != "" && len(operands) == 0:
+			return cmdPayment(ctx, cfg, reference, asJSON, stdout, fail)
+		case reference == "" && len(operands) == 1:
+			return cmdPayment(ctx, cfg, operands[0], asJSON, stdout, fail)
 		}
-		return cmdPayment(ctx, cfg, operands[0], asJSON, stdout, fail)
+		return fail(errors.New("usage: reconciler payment <pay_id | KNET payment id | KNET transaction id | bank reference> [--json] | --reference REF"))
 	case "dlq":
 		return cmdDLQ(ctx, cfg, log, operands, all, note, stdout, fail)
 	case "replay":
@@ -223,7 +227,22 @@ func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout 
 		return fail(err)
 	}
 	defer l.Close()
-	p, err := l.Payment(ctx, id)
+	// The key may be a pay_… id, the merchant's reference or one of KNET's ids.
+	ids, err := l.FindPayments(ctx, id, 20)
+	if err != nil {
+		return fail(err)
+	}
+	switch {
+	case len(ids) == 0:
+		return fail(fmt.Errorf("no payment with id, reference or KNET id %q: %w", id, store.ErrNotFound))
+	case len(ids) > 1:
+		fmt.Fprintf(stdout, "%d payments match %q (newest first); ask for one by its id:\n", len(ids), id)
+		for _, pid := range ids {
+			fmt.Fprintln(stdout, "  "+pid)
+		}
+		return 0
+	}
+	p, err := l.Payment(ctx, ids[0])
 	if err != nil {
 		return fail(err)
 	}
@@ -247,6 +266,10 @@ func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout 
 		fmt.Fprintf(stdout, "  held refunds %s", money(p.Held))
 	}
 	fmt.Fprintf(stdout, "\nreference %q  method %s  customer %s  first seen %s\n", p.Reference, p.Method, p.Customer, p.FirstSeenAt.Format(time.RFC3339))
+	if k := p.KNET; k != nil {
+		fmt.Fprintf(stdout, "KNET payment id %s  transaction id %s  bank reference %s  auth code %s  post date %s  result %s\n",
+			k.PaymentID, k.TransactionID, k.BankReference, k.AuthCode, k.PostDate, k.Result)
+	}
 	fmt.Fprintln(stdout, "postings:")
 	for _, po := range p.Postings {
 		fmt.Fprintf(stdout, "  %s  %-7s %-6s %s  (%s, %s)\n", po.ActionID, po.Kind, po.State, money(po.Amount), po.EventID, po.Origin)

@@ -237,6 +237,13 @@ func TestMainEndToEnd(t *testing.T) {
 	if code, _, _ = cli("payment", "pay_nope"); code != 1 {
 		t.Fatalf("unknown payment exit %d", code)
 	}
+	// By the merchant's reference.
+	if code, out, stderr = cli("payment", "--reference", "ORD-9"); code != 0 || !strings.Contains(out, "pay_1") {
+		t.Fatalf("payment --reference: %d %s %s", code, out, stderr)
+	}
+	if code, _, stderr = cli("payment", "--reference", "ORD-404"); code != 1 || !strings.Contains(stderr, "no payment") {
+		t.Fatalf("payment --reference unknown: %d %s", code, stderr)
+	}
 	code, out, _ = cli("dlq", "list")
 	if code != 0 || !strings.Contains(out, "quarantined by the receiver: not JSON") {
 		t.Fatalf("dlq list: %s", out)

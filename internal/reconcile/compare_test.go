@@ -200,3 +200,43 @@ func TestCompareResolvesAndWaitsForWebhooks(t *testing.T) {
 		t.Fatalf("compared against an answer older than the ledger: %v", got)
 	}
 }
+
+// TestKNETIdsLearnedOnceForSettlement: webhooks carry no KNET ids; the sweep asks Checkout.com for
+// those of every captured KNET payment, once, and the payment is then found by any of them and by
+// the merchant's reference.
+func TestKNETIdsLearnedOnceForSettlement(t *testing.T) {
+	e := newSweepEnv(t, nil)
+	id := e.capturedPayment(2500)
+	if p := e.payment(id); p.KNET != nil {
+		t.Fatalf("KNET ids before the sweep asked: %+v", p.KNET)
+	}
+	rep := e.sweep(false)
+	if rep.Outcomes[reconcile.CheckKNETIDs] != 1 {
+		t.Fatalf("outcomes %v", rep.Outcomes)
+	}
+	api, err := e.sim.Payment(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := e.payment(id).KNET
+	if k == nil || k.PaymentID == "" || k.PaymentID != api.Source.KNETPaymentID || k.TransactionID != api.Source.KNETTransactionID ||
+		k.BankReference != api.Source.BankReference || k.PostDate != api.Source.PostDate {
+		t.Fatalf("KNET ids %+v, API source %+v", k, api.Source)
+	}
+	if rep := e.sweep(false); rep.Outcomes[reconcile.CheckKNETIDs] != 0 {
+		t.Fatalf("asked twice: %v", rep.Outcomes)
+	}
+	ctx := context.Background()
+	for _, key := range []string{id, k.PaymentID, k.TransactionID, k.BankReference} {
+		got, err := e.ledger.FindPayments(ctx, key, 10)
+		if err != nil || len(got) != 1 || got[0] != id {
+			t.Fatalf("find by %q: %v %v", key, got, err)
+		}
+	}
+	if got, err := e.ledger.FindPayments(ctx, "ORD-1", 10); err != nil || len(got) != 1 {
+		t.Fatalf("find by reference: %v %v", got, err)
+	}
+	if got, err := e.ledger.FindPayments(ctx, "nothing-like-it", 10); err != nil || len(got) != 0 {
+		t.Fatalf("find by an unknown key: %v %v", got, err)
+	}
+}

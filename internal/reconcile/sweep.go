@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -208,6 +209,9 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 	if err := s.sweepList(ctx, false, now, dryRun, &rep); err != nil {
 		return rep, err
 	}
+	if err := s.learnKNET(ctx, now, dryRun, &rep); err != nil {
+		return rep, err
+	}
 	if len(s.cfg.VerifyAfter) > 0 {
 		if err := s.sweepList(ctx, true, now, dryRun, &rep); err != nil {
 			return rep, err
@@ -295,6 +299,71 @@ func (s *Sweeper) sweepList(ctx context.Context, verify bool, now time.Time, dry
 		cursor = next
 	}
 	return nil
+}
+
+// CheckKNETIDs is the outcome of asking for a captured KNET payment's KNET ids.
+const CheckKNETIDs = "knet_ids"
+
+// learnKNET asks Checkout.com for the KNET ids (the bank statement's keys) of every captured
+// KNET payment that has none yet, at most VerifyPerSweep a sweep, oldest first: webhooks do not
+// carry them, and settlement matching needs them the next day. The answer is applied like any
+// API snapshot; a payment whose answer has none is marked asked, so it is asked once.
+func (s *Sweeper) learnKNET(ctx context.Context, now time.Time, dryRun bool, rep *Report) error {
+	if dryRun {
+		return nil
+	}
+	missing, err := s.ledger.KNETMissing(ctx, now, s.cfg.VerifyPerSweep)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	for i := range missing {
+		if ctx.Err() != nil {
+			return fmt.Errorf("sweep: %w", ctx.Err())
+		}
+		p := &missing[i]
+		pay, err := s.client.GetPayment(ctx, p.ID)
+		s.countAPI(err)
+		if err != nil {
+			// Asked again next sweep; a payment Checkout.com does not know is marked asked.
+			if errors.Is(err, checkout.ErrNotFound) {
+				_ = s.ledger.Update(ctx, func(tx *store.Tx) error { return tx.SaveKNET(ctx, p.ID, store.KNETIDs{}) })
+			}
+			s.log.Warn("KNET ids not fetched", zap.String("payment_id", p.ID), zap.Error(err))
+			continue
+		}
+		ins := apiInputs(p, pay, nil, now)
+		snap := ins[len(ins)-1]
+		ids := store.KNETIDs{}
+		if snap.KNET != nil {
+			ids = *snap.KNET
+		}
+		if err := s.ledger.Update(ctx, func(tx *store.Tx) error {
+			if _, err := tx.Apply(ctx, snap); err != nil {
+				return err
+			}
+			return tx.SaveKNET(ctx, p.ID, ids)
+		}); err != nil {
+			s.log.Error("KNET ids not recorded", zap.String("payment_id", p.ID), zap.Error(err))
+			continue
+		}
+		rep.Outcomes[CheckKNETIDs]++
+		if s.metrics != nil {
+			s.metrics.checks.WithLabelValues(CheckKNETIDs).Inc()
+		}
+		s.log.Info("KNET ids learned", zap.String("payment_id", p.ID), zap.String("knet_payment_id", ids.PaymentID),
+			zap.String("knet_transaction_id", ids.TransactionID), zap.String("bank_reference", ids.BankReference))
+	}
+	return nil
+}
+
+// knetOf returns KNET's ids from a payment's source (nil for a source that is not KNET).
+func knetOf(src checkout.Source) *store.KNETIDs {
+	if !strings.EqualFold(src.Type, "knet") {
+		return nil
+	}
+	return &store.KNETIDs{PaymentID: src.KNETPaymentID, TransactionID: src.KNETTransactionID, BankReference: src.BankReference,
+		AuthCode: src.AuthCode, PostDate: src.PostDate, Result: src.KNETResult, PTLF: src.PTLF,
+		UDF: [5]string{src.UserDefinedField1, src.UserDefinedField2, src.UserDefinedField3, src.UserDefinedField4, src.UserDefinedField5}}
 }
 
 // check asks about one payment and records what it learned. Errors are part of the decision: one
@@ -704,7 +773,7 @@ func apiInputs(p *store.Payment, pay *checkout.Payment, actions []checkout.Actio
 		EventID: "api:" + pay.ID + ":" + hex.EncodeToString(sum[:8]), Type: payment.EventSnapshot, Origin: store.OriginAPI,
 		PaymentID: p.ID, Amount: pay.Amount, Currency: pay.Currency, Reference: pay.Reference,
 		Method: pay.Source.Type, Status: payment.Status(pay.Status), RequestedAt: pay.RequestedOn,
-		OccurredAt: now, ReceivedAt: now, Body: body,
+		OccurredAt: now, ReceivedAt: now, Body: body, KNET: knetOf(pay.Source),
 	}
 	if pay.Customer != nil {
 		snap.Customer = pay.Customer.ID

@@ -68,6 +68,8 @@ type Input struct {
 	BodyHash string
 	// StreamSeq is the JetStream sequence of a webhook, 0 otherwise.
 	StreamSeq uint64
+	// KNET, when set, are KNET's ids of the payment (from the payment's source): kept beside it.
+	KNET *KNETIDs
 }
 
 // Validate checks what Apply needs; its errors wrap ErrInvalidInput.
@@ -89,6 +91,11 @@ func (in *Input) Validate() error {
 	}
 	if in.Amount > payment.MaxMinor {
 		return bad("amount %d is over Checkout.com's 9 digits", in.Amount)
+	}
+	if in.KNET != nil {
+		if err := in.KNET.validate(); err != nil {
+			return bad("KNET ids: %v", err)
+		}
 	}
 	for _, f := range []struct {
 		name, v string
@@ -407,6 +414,11 @@ func (t *Tx) Apply(ctx context.Context, in Input) (Result, error) {
 	p.Status = string(change.To)
 	if err := t.savePayment(ctx, p, in); err != nil {
 		return res, fmt.Errorf("apply event %s: %w", in.EventID, err)
+	}
+	if in.KNET != nil && !in.KNET.Empty() {
+		if err := t.saveKNET(ctx, in.PaymentID, in.KNET); err != nil {
+			return res, err
+		}
 	}
 	if err := t.insertEvent(ctx, in, hash, res); err != nil {
 		return res, err

@@ -47,6 +47,8 @@ type PaymentDetail struct {
 	Discrepancies []Discrepancy `json:"discrepancies"`
 	// Checks are the sweep's questions to Checkout.com about it, newest first.
 	Checks []CheckRecord `json:"checks"`
+	// KNET are KNET's ids of the payment (the bank statement's keys), once learned.
+	KNET *KNETIDs `json:"knet,omitempty"`
 }
 
 // Posting is one money movement, keyed by action id, with its journal lines.
@@ -154,6 +156,9 @@ func (l *Ledger) Payment(ctx context.Context, id string) (*PaymentDetail, error)
 		return nil, err
 	}
 	if d.Checks, err = l.Checks(ctx, id, 0); err != nil {
+		return nil, err
+	}
+	if d.KNET, err = l.KNET(ctx, id); err != nil {
 		return nil, err
 	}
 	return d, nil
