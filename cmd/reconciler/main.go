@@ -9,6 +9,7 @@
 //	reconciler sweep --once [--dry-run] [--json]  one seven-minute sweep by hand
 //	reconciler stuck [--json]                the payments the sweep could not resolve
 //	reconciler report [--date D] [--format text|json|csv] [--out DIR]  finance's report of a day
+//	reconciler settle --statement FILE [--columns K=Header,…] [--date D] [--json]  the bank's statement against the ledger
 //	reconciler discrepancies [--all] [--kind K] [--json]  what an operator must look at
 //	reconciler resolve <id> --note "…"       mark one discrepancy handled
 package main
@@ -47,6 +48,7 @@ import (
 	"knetrecon/internal/logging"
 	"knetrecon/internal/payment"
 	"knetrecon/internal/reconcile"
+	"knetrecon/internal/settle"
 	"knetrecon/internal/store"
 )
 
@@ -65,6 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var asJSON, all, once, dryRun bool
 	var since, date, format, outDir, kind, note, reference string
+	var sf settleFlags
 	var fromSeq uint64
 	extra := func(fs *flag.FlagSet) {
 		switch cmd {
@@ -86,6 +89,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "resolve":
 			fs.StringVar(&note, "note", "", "what was done (required)")
+		case "settle":
+			fs.StringVar(&sf.statement, "statement", "", "the acquiring bank's KNET statement (CSV)")
+			fs.StringVar(&sf.columns, "columns", "", "map column keys to the bank's headers: key=Header,… (keys: "+strings.Join(settle.Keys, ", ")+")")
+			fs.StringVar(&date, "date", "", "the day the statement covers, YYYY-MM-DD in KNETRECON_REPORT_TZ (default: the days its lines name)")
+			fs.StringVar(&sf.notSettledAfter, "not-settled-after", "3d", "a capture or refund older than this that the statement does not show opens not_settled")
+			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "report":
 			fs.StringVar(&date, "date", "", "the day, YYYY-MM-DD in KNETRECON_REPORT_TZ (default: yesterday)")
 			fs.StringVar(&format, "format", "text", "text, json or csv")
@@ -163,6 +172,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdSweep(ctx, cfg, log, once, dryRun, asJSON, stdout, fail)
 	case "stuck":
 		return cmdStuck(ctx, cfg, asJSON, stdout, fail)
+	case "settle":
+		return cmdSettle(ctx, cfg, sf, date, asJSON, stdout, fail)
 	case "report":
 		return cmdReport(ctx, cfg, date, format, outDir, stdout, fail)
 	case "discrepancies":
@@ -170,7 +181,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "resolve":
 		return cmdResolve(ctx, cfg, operands, note, stdout, fail)
 	}
-	fmt.Fprintf(stderr, "reconciler: unknown command %q (run, payment, dlq, replay, migrate, sweep, stuck, report, discrepancies, resolve)\n", cmd)
+	fmt.Fprintf(stderr, "reconciler: unknown command %q (run, payment, dlq, replay, migrate, sweep, stuck, report, settle, discrepancies, resolve)\n", cmd)
 	return 2
 }
 

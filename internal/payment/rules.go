@@ -333,11 +333,14 @@ const (
 	// KindCapturedAfterVoid: money was captured on a payment that was also voided (by the sweep
 	// or by Checkout.com): the customer paid for an order the merchant thinks void.
 	KindCapturedAfterVoid Kind = "captured_after_void"
+	// KindNotSettled: a capture or refund the acquiring bank's statement does not show, past the
+	// settlement delay (reconciler settle).
+	KindNotSettled Kind = "not_settled"
 )
 
 // MoneyKinds are the discrepancy kinds that mean money is wrong or unposted: each is alerted.
 var MoneyKinds = []Kind{KindAmountMismatch, KindStatusMismatch, KindCurrencyMismatch, KindOverRefund,
-	KindCapturedAfterExpiry, KindCapturedAfterVoid, KindWebhookMissing}
+	KindCapturedAfterExpiry, KindCapturedAfterVoid, KindWebhookMissing, KindNotSettled}
 
 // Conflict is a discrepancy found by the rules, before the ledger stores it.
 type Conflict struct {

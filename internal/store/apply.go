@@ -27,6 +27,8 @@ type Origin string
 const (
 	// OriginWebhook is a webhook delivered through the stream.
 	OriginWebhook Origin = "webhook"
+	// OriginSettlement marks discrepancies found by matching the bank's statement (never an input).
+	OriginSettlement Origin = "settlement"
 	// OriginAPI is an answer of Checkout.com's API, fetched by the sweep.
 	OriginAPI Origin = "api"
 )

@@ -232,6 +232,18 @@ func (t *Tx) MarkAlerted(ctx context.Context, a Alert) error {
 	return nil
 }
 
+// ResolveOpenSubject resolves the open discrepancy of a payment of one kind about one subject
+// (an action id, "provider"), returning how many it resolved (0 or 1).
+func (t *Tx) ResolveOpenSubject(ctx context.Context, paymentID string, kind payment.Kind, subject, resolution string) (int64, error) {
+	r, err := t.tx.ExecContext(ctx, `UPDATE discrepancies SET resolved_at = ?, resolution = ?
+		WHERE payment_id = ? AND kind = ? AND subject = ? AND resolved_at IS NULL`, fmtTime(t.now), resolution, paymentID, string(kind), subject)
+	if err != nil {
+		return 0, fmt.Errorf("resolve %s of %s: %w", kind, paymentID, err)
+	}
+	n, _ := r.RowsAffected()
+	return n, nil
+}
+
 // ResolveOpen resolves the open discrepancies of a payment of one kind, returning how many.
 func (t *Tx) ResolveOpen(ctx context.Context, paymentID string, kind payment.Kind, resolution string) (int64, error) {
 	r, err := t.tx.ExecContext(ctx, `UPDATE discrepancies SET resolved_at = ?, resolution = ?

@@ -69,10 +69,8 @@ func (t *Tx) CompareWithProvider(ctx context.Context, paymentID string, v Provid
 		{payment.KindCurrencyMismatch, v.Currency != "" && currency != "" && currency != v.Currency},
 	} {
 		if !c.differs {
-			if _, err := t.tx.ExecContext(ctx, `UPDATE discrepancies SET resolved_at = ?, resolution = ?
-				WHERE payment_id = ? AND kind = ? AND subject = ? AND resolved_at IS NULL`,
-				fmtTime(t.now), "the ledger and Checkout.com agree again", paymentID, string(c.kind), SubjectProvider); err != nil {
-				return nil, fmt.Errorf("compare %s: %w", paymentID, err)
+			if _, err := t.ResolveOpenSubject(ctx, paymentID, c.kind, SubjectProvider, "the ledger and Checkout.com agree again"); err != nil {
+				return nil, err
 			}
 			continue
 		}

@@ -42,6 +42,7 @@ func (s *Sim) controlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /_sim/webhooks/drop-next", s.ctlDropNext)
 	mux.HandleFunc("GET /_sim/webhooks", s.ctlWebhooks)
 	mux.HandleFunc("POST /_sim/wait-idle", s.ctlWaitIdle)
+	mux.HandleFunc("GET /_sim/settlement", s.ctlSettlement)
 }
 
 // ctlBody is the optional JSON body of a control operation.

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"knetrecon/internal/payment"
+	"knetrecon/internal/settle"
+)
+
+// settleFlags are the settle subcommand's own flags.
+type settleFlags struct {
+	statement, columns string
+	notSettledAfter    string
+}
+
+// cmdSettle matches the acquiring bank's KNET statement against the ledger and records the run.
+func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJSON bool, stdout io.Writer, fail func(error) int) int {
+	if f.statement == "" {
+		return fail(fmt.Errorf("usage: reconciler settle --statement FILE [--columns KEY=Header,...] [--date YYYY-MM-DD] [--json] (keys: %v)", settle.Keys))
+	}
+	m, err := settle.ParseMapping(f.columns)
+	if err != nil {
+		return fail(err)
+	}
+	steps, err := parseSteps(f.notSettledAfter)
+	if err != nil || len(steps) != 1 {
+		return fail(fmt.Errorf("--not-settled-after %q: one duration, like 72h or 3d", f.notSettledAfter))
+	}
+	after := steps[0]
+	file, err := os.Open(f.statement)
+	if err != nil {
+		return fail(err)
+	}
+	defer file.Close()
+	l, err := openLedger(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer l.Close()
+	rep, err := settle.Run(ctx, l, file, settle.Options{File: filepath.Base(f.statement), Mapping: m, Location: cfg.ReportLocation,
+		Date: date, NotSettledAfter: after, Now: l.Now})
+	if err != nil {
+		return fail(err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
+	kwd := func(p *int64) string {
+		if p == nil {
+			return "-"
+		}
+		s, _ := payment.Format(*p, "KWD")
+		return s
+	}
+	fmt.Fprintf(stdout, "statement %s, %s to %s: %d matched, %d in the ledger only, %d on the statement only, %d with another amount\n",
+		filepath.Base(f.statement), rep.From.Format("2006-01-02"), rep.To.AddDate(0, 0, -1).Format("2006-01-02"),
+		rep.Matched, len(rep.LedgerOnly), len(rep.StatementOnly), len(rep.AmountMismatch))
+	if rep.Again {
+		fmt.Fprintln(stdout, "(this statement was recorded before: nothing written again)")
+	}
+	for _, s := range []struct {
+		title string
+		items []settle.Item
+	}{{"in the ledger, not on the statement (money the bank did not pay):", rep.LedgerOnly},
+		{"on the statement, not in the ledger:", rep.StatementOnly},
+		{"matched with another amount:", rep.AmountMismatch}} {
+		if len(s.items) == 0 {
+			continue
+		}
+		fmt.Fprintln(stdout, s.title)
+		for _, it := range s.items {
+			line := ""
+			if it.Line > 0 {
+				line = "line " + strconv.Itoa(it.Line)
+			}
+			fmt.Fprintf(stdout, "  %-8s %-30s %-30s %-7s ledger %9s  statement %9s  %s\n", line, it.PaymentID, it.ActionID, it.Kind,
+				kwd(it.LedgerAmount), kwd(it.StatementAmount), it.Reason)
+		}
+	}
+	if rep.NotSettled > 0 {
+		fmt.Fprintf(stdout, "%d not_settled discrepancies opened (older than %s): reconciler discrepancies --kind not_settled\n", rep.NotSettled, f.notSettledAfter)
+	}
+	return 0
+}

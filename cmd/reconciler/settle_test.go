@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"knetrecon/internal/checkout/ckosim"
+	"knetrecon/internal/payment"
+	"knetrecon/internal/store"
+)
+
+// TestSettleAgainstSimulatorStatement: KNET payments captured (one partly refunded) on the
+// simulator reach the ledger; the sweep learns their KNET ids; the simulator's bank statement of
+// the day, with a line missing, an extra line and a changed amount, is matched: each difference
+// reported with its payment, action and line; not_settled and amount_mismatch opened; importing
+// the same statement again changes nothing.
+func TestSettleAgainstSimulatorStatement(t *testing.T) {
+	p := newPipeline(t, nil)
+	ledger := filepath.Join(t.TempDir(), "ledger.db")
+	vars := p.env(t, ledger, map[string]string{"KNETRECON_SWEEP_SCHEDULE": "off"})
+	cfg, _, err := ParseConfig("run", nil, env(vars), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMain(cfg, zaptest.NewLogger(t))
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var ids []string
+	for _, amount := range []int64{1_000, 2_500, 3_750, 5_000, 7_250} {
+		id := p.pay(t, amount)
+		if _, err := p.sim.Complete(id, ckosim.TestCard); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if _, err := p.sim.Refund(ids[4], 1_250, "partial"); err != nil {
+		t.Fatal(err)
+	}
+	p.idle(t)
+	poll(t, "captures and the refund applied", func() bool {
+		d, err := m.Ledger().Payment(ctx, ids[4])
+		return err == nil && d.Refunded == 1_250
+	})
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cli := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(ctx, args, env(vars), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	if code, out, stderr := cli("sweep", "--once"); code != 0 || !strings.Contains(out, "knet_ids") {
+		t.Fatalf("sweep: %d %s %s", code, out, stderr)
+	}
+	date := time.Now().In(cfg.ReportLocation).Format(time.DateOnly)
+	statement, err := p.sim.Statement(date, ckosim.StatementFaults{Missing: 1, Extra: 1, Change: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "knet-"+date+".csv")
+	if err := os.WriteFile(file, statement, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type item struct {
+		PaymentID       string `json:"payment_id"`
+		ActionID        string `json:"action_id"`
+		LedgerAmount    *int64 `json:"ledger_amount"`
+		StatementAmount *int64 `json:"statement_amount"`
+		Line            int    `json:"line"`
+	}
+	var res struct {
+		Matched        int    `json:"matched"`
+		LedgerOnly     []item `json:"ledger_only"`
+		StatementOnly  []item `json:"statement_only"`
+		AmountMismatch []item `json:"amount_mismatch"`
+		Again          bool   `json:"again"`
+	}
+	for round := 0; round < 2; round++ {
+		code, out, stderr := cli("settle", "--statement", file, "--json", "--not-settled-after", "0s")
+		if code != 0 {
+			t.Fatalf("settle: %d %s", code, stderr)
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		// 6 ledger postings (5 captures, 1 refund); the statement lost the oldest, changed the newest.
+		if res.Matched != 4 || len(res.LedgerOnly) != 1 || len(res.StatementOnly) != 1 || len(res.AmountMismatch) != 1 || res.Again != (round == 1) {
+			t.Fatalf("round %d: %s", round, out)
+		}
+		lo, mm, so := res.LedgerOnly[0], res.AmountMismatch[0], res.StatementOnly[0]
+		if lo.PaymentID != ids[0] || lo.ActionID == "" || *lo.LedgerAmount != 1_000 || mm.Line == 0 || mm.ActionID == "" ||
+			*mm.StatementAmount != *mm.LedgerAmount+10 || so.Line == 0 || so.PaymentID != "" {
+			t.Fatalf("items: %+v %+v %+v", lo, mm, so)
+		}
+	}
+	l, err := store.Open(ctx, ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	open, err := l.Discrepancies(ctx, store.DiscrepancyFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[payment.Kind]int{}
+	for _, d := range open {
+		count[d.Kind]++
+	}
+	if count[payment.KindNotSettled] != 1 || count[payment.KindAmountMismatch] != 1 {
+		t.Fatalf("open discrepancies %v", count)
+	}
+	// The text form names the sections and the lines.
+	if code, out, _ := cli("settle", "--statement", file); code != 0 || !strings.Contains(out, "4 matched") ||
+		!strings.Contains(out, "not on the statement") || !strings.Contains(out, "recorded before") {
+		t.Fatalf("settle text: %d %s", code, out)
+	}
+	if code, _, stderr := cli("settle"); code != 1 || !strings.Contains(stderr, "--statement") {
+		t.Fatalf("settle without a statement: %d %s", code, stderr)
+	}
+}

@@ -1,0 +1,160 @@
+package settle
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"knetrecon/internal/payment"
+	"knetrecon/internal/store"
+)
+
+// Options say how to read and match a statement.
+type Options struct {
+	// File names the statement in the run's record.
+	File string
+	// Mapping maps the column keys to the bank's headers.
+	Mapping Mapping
+	// Location is the time zone of the statement's days (the report time zone).
+	Location *time.Location
+	// Date, when set (YYYY-MM-DD), is the day the statement covers; otherwise the days its lines
+	// name.
+	Date string
+	// NotSettledAfter: a ledger capture or refund older than this that the statement does not
+	// show opens not_settled.
+	NotSettledAfter time.Duration
+	// Now is the clock for NotSettledAfter.
+	Now func() time.Time
+}
+
+// Report is a settlement run: what was matched, and whether this statement was recorded before.
+type Report struct {
+	Result
+	From, To time.Time `json:"-"`
+	// Again reports a statement already recorded: nothing was written twice.
+	Again bool `json:"again,omitempty"`
+	// NotSettled counts the not_settled discrepancies opened by this run.
+	NotSettled int `json:"not_settled_opened"`
+}
+
+// Run reads the statement in r, matches it against the ledger's captures and refunds of its
+// days, and records the run in the ledger: which line paid which posting, a not_settled for each
+// posting older than NotSettledAfter that no line paid, an amount_mismatch for each line matched
+// with another amount. Running it again on the same statement changes nothing.
+func Run(ctx context.Context, l *store.Ledger, r io.Reader, o Options) (*Report, error) {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read statement: %w", err)
+	}
+	lines, err := Parse(bytes.NewReader(raw), o.Mapping, o.Location)
+	if err != nil {
+		return nil, err
+	}
+	from, to, err := period(lines, o)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := l.SettlementEntries(ctx, from, to)
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]Entry, len(rows))
+	for i, e := range rows {
+		entries[i] = Entry{PaymentID: e.PaymentID, ActionID: e.ActionID, Kind: e.Kind, Amount: e.Amount, At: e.At, Reference: e.Reference,
+			KNETPaymentID: e.KNETPaymentID, KNETTransactionID: e.KNETTransactionID, BankReference: e.BankReference}
+	}
+	rep := &Report{Result: Match(lines, entries, o.Location), From: from, To: to}
+	result, _ := json.Marshal(rep.Result)
+	sum := sha256.Sum256(raw)
+	run := store.SettlementRun{SHA256: hex.EncodeToString(sum[:]), File: o.File, From: from, To: to, Lines: len(lines),
+		Matched: rep.Matched, LedgerOnly: len(rep.LedgerOnly), StatementOnly: len(rep.StatementOnly), Mismatch: len(rep.AmountMismatch),
+		Result: result}
+	var matches []store.SettlementMatch
+	for _, m := range rep.Matches {
+		if *m.LedgerAmount == *m.StatementAmount {
+			matches = append(matches, store.SettlementMatch{PaymentID: m.PaymentID, ActionID: m.ActionID, Line: m.Line, StatementAmount: *m.StatementAmount})
+		}
+	}
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	at := map[string]time.Time{}
+	for _, e := range entries {
+		at[e.ActionID] = e.At
+	}
+	err = l.Update(ctx, func(tx *store.Tx) error {
+		rep.NotSettled = 0
+		var again bool
+		if _, again, err = tx.RecordSettlement(ctx, run, matches); err != nil || again {
+			rep.Again = again
+			return err
+		}
+		for _, m := range matches {
+			if _, err := tx.ResolveOpenSubject(ctx, m.PaymentID, payment.KindNotSettled, m.ActionID,
+				fmt.Sprintf("paid: statement line %d", m.Line)); err != nil {
+				return err
+			}
+		}
+		for _, it := range rep.LedgerOnly {
+			if now().Sub(at[it.ActionID]) < o.NotSettledAfter {
+				continue
+			}
+			added, err := tx.AddDiscrepancy(ctx, it.PaymentID, payment.KindNotSettled, it.ActionID, store.OriginSettlement, map[string]any{
+				"action_id": it.ActionID, "kind": it.Kind, "ledger_amount": *it.LedgerAmount, "statement": o.File,
+				"detail": "not on the acquiring bank's statement of its day"})
+			if err != nil {
+				return err
+			}
+			if added {
+				rep.NotSettled++
+			}
+		}
+		for _, it := range rep.AmountMismatch {
+			if _, err := tx.AddDiscrepancy(ctx, it.PaymentID, payment.KindAmountMismatch, "settlement:"+it.ActionID, store.OriginSettlement,
+				map[string]any{"action_id": it.ActionID, "ledger_amount": *it.LedgerAmount, "statement_amount": *it.StatementAmount,
+					"line": it.Line, "statement": o.File}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// period is the days the statement covers: Date, or the days its lines name.
+func period(lines []Line, o Options) (from, to time.Time, err error) {
+	if o.Date != "" {
+		d, err := time.ParseInLocation(time.DateOnly, o.Date, o.Location)
+		if err != nil {
+			return from, to, fmt.Errorf("--date %q: want YYYY-MM-DD", o.Date)
+		}
+		return d, d.AddDate(0, 0, 1), nil
+	}
+	for _, l := range lines {
+		if l.Date.IsZero() {
+			continue
+		}
+		y, m, d := l.Date.In(o.Location).Date()
+		day := time.Date(y, m, d, 0, 0, 0, 0, o.Location)
+		if from.IsZero() || day.Before(from) {
+			from = day
+		}
+		if end := day.AddDate(0, 0, 1); end.After(to) {
+			to = end
+		}
+	}
+	if from.IsZero() {
+		return from, to, errors.New("the statement's lines carry no date: give the day it covers with --date YYYY-MM-DD")
+	}
+	return from, to, nil
+}
