@@ -27,10 +27,12 @@ type Daily struct {
 	From        time.Time `json:"from"`
 	To          time.Time `json:"to"`
 	GeneratedAt time.Time `json:"generated_at"`
-	// Totals is the money that moved on the day, per currency, by Checkout.com's time.
+	// Totals is the money that counts on the day, per currency: every posting counts on the day
+	// it was posted (a capture whose webhook came late on the day it came, a refund held for want
+	// of a capture on the day a capture released it), or on its own day if that is later. So the
+	// daily reports' nets add up to the ledger's, and a day's report does not change afterwards.
 	Totals []Totals `json:"totals"`
-	// Late is the money the ledger learned on the day that moved on an earlier day: what the
-	// reports of those days lacked when they were written.
+	// Late is the part of Totals that Checkout.com made on an earlier day.
 	Late []Totals `json:"late"`
 	// Payments counts the payments requested on the day by where they stand now.
 	Payments []store.StatusCount `json:"payments"`
@@ -44,7 +46,8 @@ type Daily struct {
 	// Balanced is the ledger's own check (store.Ledger.Verify); Imbalance says what is wrong.
 	Balanced  bool   `json:"balanced"`
 	Imbalance string `json:"imbalance,omitempty"`
-	// Postings are the day's postings and LatePostings the late ones, oldest first.
+	// Postings are the postings that count on the day (LatePostings the late ones among them),
+	// in the order they count.
 	Postings     []store.PostingLine `json:"postings"`
 	LatePostings []store.PostingLine `json:"late_postings"`
 }
@@ -58,7 +61,8 @@ type Totals struct {
 	Refunded int64  `json:"refunded"`
 	// Net is captured minus refunded.
 	Net int64 `json:"net"`
-	// HeldRefunds and Held are refunds known but not posted: no capture covers them yet.
+	// HeldRefunds and Held are the refunds that arrived on the day with no capture to cover
+	// them (held; once released they count on their release day).
 	HeldRefunds int64 `json:"held_refunds"`
 	Held        int64 `json:"held"`
 }

@@ -6,9 +6,11 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +76,8 @@ func TestDaily(t *testing.T) {
 		t.Fatalf("bounds %s – %s, balanced %v (%s)", d.From, d.To, d.Balanced, d.Imbalance)
 	}
 	wantTotals := []report.Totals{
-		{Currency: "KWD", Captures: 2, Captured: 3500, Refunds: 1, Refunded: 500, Net: 3000, HeldRefunds: 1, Held: 300},
+		// act_d, captured five days before and learned on the day, counts on the day.
+		{Currency: "KWD", Captures: 3, Captured: 7500, Refunds: 1, Refunded: 500, Net: 7000, HeldRefunds: 1, Held: 300},
 		{Currency: "USD", Captures: 1, Captured: 1999, Net: 1999},
 	}
 	if !reflect.DeepEqual(d.Totals, wantTotals) {
@@ -87,8 +90,9 @@ func TestDaily(t *testing.T) {
 	for _, pl := range d.Postings {
 		actions = append(actions, pl.ActionID)
 	}
-	if want := []string{"act_a", "act_e_r", "act_b", "act_b_r", "act_f"}; !reflect.DeepEqual(actions, want) {
-		t.Fatalf("postings %v, want %v (oldest first)", actions, want)
+	// In the order they count: all were posted at noon (ties by action id), act_f's own time is later.
+	if want := []string{"act_a", "act_b", "act_b_r", "act_d", "act_e_r", "act_f"}; !reflect.DeepEqual(actions, want) {
+		t.Fatalf("postings %v, want %v (in the order they count)", actions, want)
 	}
 	if len(d.LatePostings) != 1 || d.LatePostings[0].ActionID != "act_d" || !d.LatePostings[0].LearnedAt.Equal(at(25, 12, 0)) {
 		t.Fatalf("late postings %+v", d.LatePostings)
@@ -108,7 +112,7 @@ func TestDaily(t *testing.T) {
 	if err := d.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"KWD  captures 2: 3.500  refunds 1: 0.500  net 3.000  held refunds 1: 0.300",
+	for _, want := range []string{"KWD  captures 3: 7.500  refunds 1: 0.500  net 7.000  held refunds 1: 0.300",
 		"USD  captures 1: 19.99", "KWD  captures 1: 4.000", "ledger: balanced", "1 payments not final"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, text.String())
@@ -140,24 +144,24 @@ func TestDailyCSVAndFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 1+5+1 || !reflect.DeepEqual(rows[0], report.CSVHeader) {
+	if len(rows) != 1+6 || !reflect.DeepEqual(rows[0], report.CSVHeader) {
 		t.Fatalf("%d rows, header %v", len(rows), rows[0])
 	}
-	b := rows[3] // act_b: the day's third posting
+	b := rows[2] // act_b: the day's second posting
 	want := []string{"2026-11-25", "day", "2026-11-25T13:05:00+03:00", "2026-11-25T15:00:00+03:00", "pay_b",
-		`'=HYPERLINK("x")`, "act_b", "capture", "posted", "2500", "2.500", "KWD", "webhook", "evt_b2"}
+		`'=HYPERLINK("x")`, "act_b", "capture", "posted", "2500", "2.500", "KWD", "webhook", "evt_b2", "2026-11-25T15:00:00+03:00"}
 	if !reflect.DeepEqual(b, want) {
 		t.Fatalf("row %v\nwant %v", b, want)
 	}
-	if last := rows[len(rows)-1]; last[1] != "late" || last[6] != "act_d" || last[10] != "4.000" {
-		t.Fatalf("late row %v", last)
+	if late := rows[4]; late[1] != "late" || late[6] != "act_d" || late[10] != "4.000" {
+		t.Fatalf("late row %v", late)
 	}
 	raw, err := os.ReadFile(paths[0])
 	if err != nil {
 		t.Fatal(err)
 	}
 	var back report.Daily
-	if err := json.Unmarshal(raw, &back); err != nil || back.Date != "2026-11-25" || len(back.Postings) != 5 || back.Totals[0].Net != 3000 {
+	if err := json.Unmarshal(raw, &back); err != nil || back.Date != "2026-11-25" || len(back.Postings) != 6 || back.Totals[0].Net != 7000 {
 		t.Fatalf("JSON file: %v %+v", err, back.Totals)
 	}
 	// Written again (a later run of the same day), the files are replaced whole.
@@ -207,5 +211,93 @@ func TestWriteFilesFailure(t *testing.T) {
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 			t.Fatalf("a failed write left %d files", len(entries))
 		}
+	}
+}
+
+// TestReportsTieOutToTheLedger runs randomized stories over ten days: captures whose webhook
+// comes on time or days late, partial refunds, some arriving before their capture (held, then
+// released). Each day's report is built just after the day ends and again at the end: it has not
+// changed, and the reports' nets add up, currency by currency, to the ledger's money.
+func TestReportsTieOutToTheLedger(t *testing.T) {
+	for seed := uint64(1); seed <= 5; seed++ {
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) { tieOut(t, seed) })
+	}
+}
+
+func tieOut(t *testing.T, seed uint64) {
+	r := rand.New(rand.NewPCG(seed, 99))
+	l := storetest.MustOpenLedger(t)
+	clock := time.Date(2026, 11, 1, 0, 0, 0, 0, kuwait)
+	l.Now = func() time.Time { return clock }
+	type delivery struct {
+		in store.Input
+		at time.Time
+	}
+	var queue []delivery
+	var wantNet = map[string]int64{}
+	start := clock
+	for i := 0; i < 200; i++ {
+		pid := fmt.Sprintf("pay_%d", i)
+		currency := "KWD"
+		if r.IntN(10) == 0 {
+			currency = "USD"
+		}
+		amount := int64(r.IntN(5000)+1) * 10
+		made := start.Add(time.Duration(r.IntN(10*24*60)) * time.Minute)
+		late := time.Duration(0)
+		if r.IntN(4) == 0 {
+			late = time.Duration(r.IntN(3*24*60)) * time.Minute // the webhook came days late
+		}
+		queue = append(queue, delivery{event("evt_c"+pid, payment.EventCaptured, pid, "act_c"+pid, currency, "ORD", amount, made), made.Add(time.Minute + late)})
+		wantNet[currency] += amount
+		if r.IntN(3) == 0 {
+			refund := amount / 2
+			refunded := made.Add(time.Duration(r.IntN(48*60)+1) * time.Minute)
+			arrives := refunded.Add(time.Minute)
+			if r.IntN(3) == 0 {
+				arrives = made.Add(-time.Hour + late) // before its capture's webhook: held, then released
+			}
+			queue = append(queue, delivery{event("evt_r"+pid, payment.EventRefunded, pid, "act_r"+pid, currency, "ORD", refund, refunded), arrives})
+			wantNet[currency] -= refund
+		}
+	}
+	sort.SliceStable(queue, func(i, j int) bool { return queue[i].at.Before(queue[j].at) })
+	built := map[string]*report.Daily{}
+	build := func(date string) *report.Daily {
+		d, err := report.Build(context.Background(), l, date, kuwait, clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	day := start
+	for _, q := range queue {
+		for !q.at.Before(day.AddDate(0, 0, 1)) { // a day ended: its report, as the reconciler writes it
+			clock = day.AddDate(0, 0, 1)
+			built[day.Format(time.DateOnly)] = build(day.Format(time.DateOnly))
+			day = day.AddDate(0, 0, 1)
+		}
+		clock = q.at
+		if _, err := l.Apply(context.Background(), q.in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock = day.AddDate(0, 0, 1)
+	built[day.Format(time.DateOnly)] = build(day.Format(time.DateOnly))
+	gotNet := map[string]int64{}
+	for date, first := range built {
+		again := build(date)
+		if !reflect.DeepEqual(first.Totals, again.Totals) || len(first.Postings) != len(again.Postings) {
+			t.Fatalf("%s changed after it was written: %+v -> %+v", date, first.Totals, again.Totals)
+		}
+		for _, tot := range again.Totals {
+			gotNet[tot.Currency] += tot.Net
+		}
+	}
+	if !reflect.DeepEqual(gotNet, wantNet) {
+		t.Fatalf("the reports' nets %v, the ledger's %v", gotNet, wantNet)
+	}
+	if err := l.Verify(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -15,13 +15,13 @@ import (
 	"time"
 
 	"knetrecon/internal/payment"
-	"knetrecon/internal/store"
 )
 
-// CSVHeader is the first row of WriteCSV: one row per posting, the day's ("day") then the late
-// ones ("late"), times in the report's time zone, amounts in minor units and as decimals.
+// CSVHeader is the first row of WriteCSV: one row per posting that counts on the day, "late" in
+// the line column for those Checkout.com made on an earlier day ("day" for the others), times in
+// the report's time zone, amounts in minor units and as decimals.
 var CSVHeader = []string{"date", "line", "occurred_at", "learned_at", "payment_id", "reference", "action_id",
-	"kind", "state", "amount_minor", "amount", "currency", "origin", "event_id"}
+	"kind", "state", "amount_minor", "amount", "currency", "origin", "event_id", "counted_at"}
 
 // WriteJSON writes the report as indented JSON.
 func (d *Daily) WriteJSON(w io.Writer) error {
@@ -37,17 +37,16 @@ func (d *Daily) WriteCSV(w io.Writer) error {
 		return err
 	}
 	loc := d.From.Location()
-	for _, part := range []struct {
-		line  string
-		lines []store.PostingLine
-	}{{"day", d.Postings}, {"late", d.LatePostings}} {
-		for _, pl := range part.lines {
-			if err := cw.Write([]string{d.Date, part.line, pl.OccurredAt.In(loc).Format(time.RFC3339Nano),
-				pl.LearnedAt.In(loc).Format(time.RFC3339Nano), pl.PaymentID, cell(pl.Reference), pl.ActionID,
-				pl.Kind, pl.State, strconv.FormatInt(pl.Amount, 10), decimal(pl.Amount, pl.Currency), pl.Currency,
-				pl.Origin, pl.EventID}); err != nil {
-				return err
-			}
+	for _, pl := range d.Postings {
+		line := "day"
+		if pl.OccurredAt.Before(d.From) {
+			line = "late"
+		}
+		if err := cw.Write([]string{d.Date, line, pl.OccurredAt.In(loc).Format(time.RFC3339Nano),
+			pl.LearnedAt.In(loc).Format(time.RFC3339Nano), pl.PaymentID, cell(pl.Reference), pl.ActionID,
+			pl.Kind, pl.State, strconv.FormatInt(pl.Amount, 10), decimal(pl.Amount, pl.Currency), pl.Currency,
+			pl.Origin, pl.EventID, pl.CountedAt.In(loc).Format(time.RFC3339Nano)}); err != nil {
+			return err
 		}
 	}
 	cw.Flush()
@@ -92,8 +91,8 @@ func (d *Daily) WriteText(w io.Writer) error {
 			fmt.Fprintln(&b)
 		}
 	}
-	money("money that moved on the day:", d.Totals)
-	money("learned on the day, moved on an earlier day (missing from that day's report):", d.Late)
+	money("money that counts on the day (posted on it):", d.Totals)
+	money("of which Checkout.com made on an earlier day (a webhook learned late, a refund released from hold):", d.Late)
 	fmt.Fprintln(&b, "payments requested on the day, by status now:")
 	if len(d.Payments) == 0 {
 		fmt.Fprintln(&b, "  none")
@@ -109,7 +108,7 @@ func (d *Daily) WriteText(w io.Writer) error {
 	} else {
 		fmt.Fprintf(&b, "ledger: NOT BALANCED: %s\n", d.Imbalance)
 	}
-	fmt.Fprintf(&b, "postings: %d on the day, %d late (one row each with --format csv)\n", len(d.Postings), len(d.LatePostings))
+	fmt.Fprintf(&b, "postings: %d on the day, %d of them late (one row each with --format csv)\n", len(d.Postings), len(d.LatePostings))
 	_, err := w.Write(b.Bytes())
 	return err
 }

@@ -29,35 +29,53 @@ type PostingLine struct {
 	OccurredAt time.Time `json:"occurred_at"`
 	// LearnedAt is when the ledger first recorded it.
 	LearnedAt time.Time `json:"learned_at"`
+	// CountedAt decides the report day it counts on: when it was posted (a refund released from
+	// hold: its release), or its own time if that is later. Every posting counts on one day.
+	CountedAt time.Time `json:"counted_at"`
 }
 
-// PostingLines returns the postings that occurred in [from, to), and apart from them those the
-// ledger learned in [from, to) that had occurred before from: money a report of an earlier period
-// lacked (a late webhook, a capture or refund the sweep recovered). Both oldest first.
+// countedAt is the SQL of PostingLine.CountedAt: the later of the posting's own time and the
+// time it was posted (a held refund is posted when a capture covers it).
+const countedAt = `MAX(COALESCE(p.occurred_at, p.created_at), COALESCE(p.posted_at, p.created_at))`
+
+// PostingLines returns the postings that count on the period [from, to), in the order they count:
+// the posted ones whose CountedAt falls in it (a refund released from hold counts on its release
+// day, a capture learned late on the day it was learned), and, as "held", the refunds that
+// arrived in it with no capture to cover them (whether released since or not). late is the part
+// of them that Checkout.com made before the period (money the earlier reports could not know).
+// Summed over consecutive periods, their net is the ledger's: each posting counts exactly once.
 func (l *Ledger) PostingLines(ctx context.Context, from, to time.Time) (inPeriod, late []PostingLine, err error) {
 	f, t := fmtTime(from), fmtTime(to)
-	rows, err := l.r.QueryContext(ctx, `SELECT p.action_id, p.payment_id, y.reference, p.kind, p.state, p.amount,
-			p.currency, p.origin, p.event_id, COALESCE(p.occurred_at, p.created_at) AS at, p.created_at
+	// Two parts: the postings that count in the period, and the refunds that arrived in it with no
+	// capture to cover them (held then; released later, they count on their release day). A
+	// refund held and released in the same period appears in both.
+	rows, err := l.r.QueryContext(ctx, `SELECT * FROM (
+		SELECT p.action_id, p.payment_id, y.reference, p.kind, 'posted' AS state, p.amount,
+			p.currency, p.origin, p.event_id, COALESCE(p.occurred_at, p.created_at) AS at, p.created_at,
+			`+countedAt+` AS counted
 		FROM postings p JOIN payments y ON y.id = p.payment_id
-		WHERE (COALESCE(p.occurred_at, p.created_at) >= ? AND COALESCE(p.occurred_at, p.created_at) < ?)
-			OR (p.created_at >= ? AND p.created_at < ? AND COALESCE(p.occurred_at, p.created_at) < ?)
-		ORDER BY at, p.action_id`, f, t, f, t, f)
+		WHERE p.state = 'posted' AND `+countedAt+` >= ? AND `+countedAt+` < ?
+		UNION ALL
+		SELECT p.action_id, p.payment_id, y.reference, p.kind, 'held', p.amount,
+			p.currency, p.origin, p.event_id, COALESCE(p.occurred_at, p.created_at), p.created_at, p.created_at
+		FROM postings p JOIN payments y ON y.id = p.payment_id
+		WHERE (p.posted_at IS NULL OR p.posted_at > p.created_at) AND p.created_at >= ? AND p.created_at < ?
+	) ORDER BY counted, action_id, state DESC`, f, t, f, t)
 	if err != nil {
 		return nil, nil, fmt.Errorf("posting lines: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var pl PostingLine
-		var at, learned sql.NullString
+		var at, learned, counted sql.NullString
 		if err := rows.Scan(&pl.ActionID, &pl.PaymentID, &pl.Reference, &pl.Kind, &pl.State, &pl.Amount,
-			&pl.Currency, &pl.Origin, &pl.EventID, &at, &learned); err != nil {
+			&pl.Currency, &pl.Origin, &pl.EventID, &at, &learned, &counted); err != nil {
 			return nil, nil, fmt.Errorf("posting lines: %w", err)
 		}
-		pl.OccurredAt, pl.LearnedAt = parseTime(at), parseTime(learned)
-		if pl.OccurredAt.Before(from) {
+		pl.OccurredAt, pl.LearnedAt, pl.CountedAt = parseTime(at), parseTime(learned), parseTime(counted)
+		inPeriod = append(inPeriod, pl)
+		if pl.State == "posted" && pl.OccurredAt.Before(from) {
 			late = append(late, pl)
-		} else {
-			inPeriod = append(inPeriod, pl)
 		}
 	}
 	if err := rows.Err(); err != nil {
