@@ -223,7 +223,7 @@ func (c Config) Validate() error {
 	if (c.command == "run" || c.command == "replay") && len(checkout.ParseKeys(c.WebhookKeys)) == 0 {
 		errs = append(errs, errors.New("no webhook signature key: set KNETRECON_WEBHOOK_KEYS (or KNETRECON_WEBHOOK_KEYS_FILE) to the receiver's keys; the reconciler verifies every message's Cko-Signature before applying it"))
 	}
-	needsAPI := c.command == "sweep" || (c.command == "run" && c.SweepOn())
+	needsAPI := c.command == "sweep" || c.command == "reconcile" || (c.command == "run" && c.SweepOn())
 	if needsAPI && c.Checkout.SecretKey == "" {
 		errs = append(errs, errors.New("no Checkout.com secret key for the sweep: set KNETRECON_CHECKOUT_SECRET_KEY or KNETRECON_CHECKOUT_SECRET_KEY_FILE (or KNETRECON_SWEEP_SCHEDULE=off to run without the sweep)"))
 	}

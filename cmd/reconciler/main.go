@@ -9,6 +9,7 @@
 //	reconciler sweep --once [--dry-run] [--json]  one seven-minute sweep by hand
 //	reconciler stuck [--json]                the payments the sweep could not resolve
 //	reconciler report [--date D] [--format text|json|csv] [--out DIR]  finance's report of a day
+//	reconciler reconcile --from D --to D [--apply] [--json]  the ledger against Checkout.com over days
 //	reconciler settle --statement FILE [--columns K=Header,…] [--date D] [--json]  the bank's statement against the ledger
 //	reconciler discrepancies [--all] [--kind K] [--json]  what an operator must look at
 //	reconciler resolve <id> --note "…"       mark one discrepancy handled
@@ -65,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
-	var asJSON, all, once, dryRun bool
+	var asJSON, all, once, dryRun, apply bool
 	var since, date, format, outDir, kind, note, reference string
 	var sf settleFlags
 	var fromSeq uint64
@@ -89,6 +90,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "resolve":
 			fs.StringVar(&note, "note", "", "what was done (required)")
+		case "reconcile":
+			fs.StringVar(&since, "from", "", "first day, YYYY-MM-DD in KNETRECON_REPORT_TZ")
+			fs.StringVar(&date, "to", "", "last day, YYYY-MM-DD in KNETRECON_REPORT_TZ (included)")
+			fs.BoolVar(&apply, "apply", false, "record what is learned and the differences (default: show them, write nothing)")
+			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "settle":
 			fs.StringVar(&sf.statement, "statement", "", "the acquiring bank's KNET statement (CSV)")
 			fs.StringVar(&sf.columns, "columns", "", "map column keys to the bank's headers: key=Header,… (keys: "+strings.Join(settle.Keys, ", ")+")")
@@ -172,6 +178,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdSweep(ctx, cfg, log, once, dryRun, asJSON, stdout, fail)
 	case "stuck":
 		return cmdStuck(ctx, cfg, asJSON, stdout, fail)
+	case "reconcile":
+		return cmdReconcile(ctx, cfg, log, since, date, apply, asJSON, stdout, fail)
 	case "settle":
 		return cmdSettle(ctx, cfg, sf, date, asJSON, stdout, fail)
 	case "report":
@@ -181,7 +189,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "resolve":
 		return cmdResolve(ctx, cfg, operands, note, stdout, fail)
 	}
-	fmt.Fprintf(stderr, "reconciler: unknown command %q (run, payment, dlq, replay, migrate, sweep, stuck, report, settle, discrepancies, resolve)\n", cmd)
+	fmt.Fprintf(stderr, "reconciler: unknown command %q (run, payment, dlq, replay, migrate, sweep, stuck, report, reconcile, settle, discrepancies, resolve)\n", cmd)
 	return 2
 }
 

@@ -128,3 +128,27 @@ func TestSettleAgainstSimulatorStatement(t *testing.T) {
 		t.Fatalf("settle without a statement: %d %s", code, stderr)
 	}
 }
+
+// TestReconcileUsage: reconcile says what it needs.
+func TestReconcileUsage(t *testing.T) {
+	vars := map[string]string{"KNETRECON_LEDGER": filepath.Join(t.TempDir(), "ledger.db"), "KNETRECON_CHECKOUT_SECRET_KEY": "sk_test"}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"reconcile"}, "usage: reconciler reconcile --from"},
+		{[]string{"reconcile", "--from", "2026-12-02", "--to", "2026-12-01"}, "before --from"},
+		{[]string{"reconcile", "--from", "1/12/2026", "--to", "2026-12-01"}, "--from"},
+		{[]string{"reconcile", "--from", "2026-12-01", "--to", "2026-12-01"}, "KNETRECON_LEDGER"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), tt.args, env(vars), &out, &errOut); code != 1 || !strings.Contains(errOut.String(), tt.want) {
+			t.Errorf("%v: exit %d, %q; want %q", tt.args, code, errOut.String(), tt.want)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"reconcile", "--from", "2026-12-01", "--to", "2026-12-01"}, env(map[string]string{}), &out, &errOut); code != 2 ||
+		!strings.Contains(errOut.String(), "KNETRECON_CHECKOUT_SECRET_KEY") {
+		t.Errorf("without the API key: %d %q", code, errOut.String())
+	}
+}

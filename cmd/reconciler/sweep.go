@@ -13,6 +13,7 @@ import (
 
 	"knetrecon/internal/checkout"
 	"knetrecon/internal/reconcile"
+	"knetrecon/internal/report"
 	"knetrecon/internal/store"
 )
 
@@ -103,19 +104,71 @@ func cmdSweep(ctx context.Context, cfg Config, log *zap.Logger, once, dryRun, as
 	if err != nil {
 		return fail(err)
 	}
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return fail(err)
-		}
-		return 0
-	}
 	verb := "did"
 	if dryRun {
 		verb = "would do (dry run: nothing written, nothing voided)"
 	}
-	fmt.Fprintf(stdout, "sweep at %s, %s: what it %s\n", rep.Started.Format(time.RFC3339), rep.Duration, verb)
+	if err := printSweep(stdout, rep, asJSON, fmt.Sprintf("sweep at %s, %s: what it %s", rep.Started.Format(time.RFC3339), rep.Duration, verb)); err != nil {
+		return fail(err)
+	}
+	if !asJSON {
+		fmt.Fprintf(stdout, "stuck: %d (new %v, resolved %v)\n", rep.Stuck, rep.NewStuck, rep.Unstuck)
+	}
+	return 0
+}
+
+// cmdReconcile checks every payment seen or with activity in the days from..to (YYYY-MM-DD in the
+// report time zone, both included) against Checkout.com, both ways; --apply records what it learns.
+func cmdReconcile(ctx context.Context, cfg Config, log *zap.Logger, from, to string, apply, asJSON bool, stdout io.Writer, fail func(error) int) int {
+	if from == "" || to == "" {
+		return fail(fmt.Errorf("usage: reconciler reconcile --from YYYY-MM-DD --to YYYY-MM-DD [--apply] [--json]"))
+	}
+	start, _, err := report.Day(from, cfg.ReportLocation)
+	if err != nil {
+		return fail(fmt.Errorf("--from: %w", err))
+	}
+	_, end, err := report.Day(to, cfg.ReportLocation)
+	if err != nil {
+		return fail(fmt.Errorf("--to: %w", err))
+	}
+	if !end.After(start) {
+		return fail(fmt.Errorf("--to %s is before --from %s", to, from))
+	}
+	l, err := openLedger(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer l.Close()
+	client, err := checkout.NewClient(cfg.Checkout)
+	if err != nil {
+		return fail(err)
+	}
+	rep, err := reconcile.NewSweeper(l, client, log.Named("reconcile"), nil, cfg.Sweep).Reconcile(ctx, start, end, apply)
+	if err != nil {
+		return fail(err)
+	}
+	verb := "recorded"
+	if !apply {
+		verb = "found (nothing written: --apply records it)"
+	}
+	return exitOf(printSweep(stdout, rep, asJSON, fmt.Sprintf("reconcile %s to %s, %d payments, %s: what it %s", from, to, len(rep.Decisions), rep.Duration, verb)), fail)
+}
+
+func exitOf(err error, fail func(error) int) int {
+	if err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+// printSweep prints a sweep's or a reconciliation's decisions, as JSON or as lines under title.
+func printSweep(stdout io.Writer, rep reconcile.Report, asJSON bool, title string) error {
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintln(stdout, title)
 	for _, d := range rep.Decisions {
 		line := fmt.Sprintf("  %s  age %-8s ledger %-10s provider %-10s %s", d.PaymentID, d.Age, d.LedgerStatus, d.ProviderStatus, d.Outcome)
 		if d.Verification {
@@ -144,8 +197,8 @@ func cmdSweep(ctx context.Context, cfg Config, log *zap.Logger, once, dryRun, as
 	for _, k := range keys {
 		fmt.Fprintf(stdout, " %s=%d", k, rep.Outcomes[k])
 	}
-	fmt.Fprintf(stdout, "\nstuck: %d (new %v, resolved %v)\n", rep.Stuck, rep.NewStuck, rep.Unstuck)
-	return 0
+	fmt.Fprintln(stdout)
+	return nil
 }
 
 // StuckPayment is one line of `reconciler stuck`: the payment, why it is stuck, and the last

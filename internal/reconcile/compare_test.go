@@ -240,3 +240,46 @@ func TestKNETIdsLearnedOnceForSettlement(t *testing.T) {
 		t.Fatalf("find by an unknown key: %v %v", got, err)
 	}
 }
+
+// TestReconcileWindow: `reconciler reconcile` checks the payments of a window both ways: a dry
+// run lists the differences and writes nothing; --apply records them and leaves the sweep's and
+// the verification's schedules alone; a payment outside the window is not asked about.
+func TestReconcileWindow(t *testing.T) {
+	e := newSweepEnv(t, nil)
+	outside := e.capturedPayment(1000)
+	e.advance(48 * time.Hour)
+	from := e.clock.Now()
+	id := e.capturedPayment(2000)
+	e.fakeWebhook(id, payment.EventRefunded, "act_ghost_r", 2000)
+	before := e.payment(id)
+	ctx := context.Background()
+	dry, err := e.sweeper.Reconcile(ctx, from, from.Add(24*time.Hour), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dry.Decisions) != 1 || dry.Decisions[0].PaymentID != id || !dry.DryRun {
+		t.Fatalf("dry run decisions %+v", dry.Decisions)
+	}
+	if got := dry.Decisions[0].Discrepancies; len(got) != 2 {
+		t.Fatalf("dry run differences %v, want status and amount", got)
+	}
+	if p := e.payment(id); len(p.Discrepancies) != 0 || len(p.Checks) != 0 {
+		t.Fatalf("the dry run wrote: %v, %d checks", kinds(p), len(p.Checks))
+	}
+	rep, err := e.sweeper.Reconcile(ctx, from, from.Add(24*time.Hour), true)
+	if err != nil || rep.Outcomes[reconcile.CheckReconciled] != 1 {
+		t.Fatalf("apply: %+v %v", rep.Outcomes, err)
+	}
+	after := e.payment(id)
+	if k := kinds(after); k[payment.KindStatusMismatch] != 1 || k[payment.KindAmountMismatch] != 1 {
+		t.Fatalf("discrepancies %v", k)
+	}
+	// (Applying the API's facts may restate the latest event's time to the API's precision.)
+	if d := verifyAt(after).Sub(verifyAt(before)); d < 0 || d > time.Second || !after.NextCheckAt.Equal(before.NextCheckAt) || len(after.Checks) != 1 {
+		t.Fatalf("schedules moved: verify %s -> %s, next %s -> %s, %d checks", verifyAt(before), verifyAt(after),
+			before.NextCheckAt, after.NextCheckAt, len(after.Checks))
+	}
+	if p := e.payment(outside); len(p.Checks) != 0 {
+		t.Fatalf("a payment outside the window was checked: %+v", p.Checks)
+	}
+}

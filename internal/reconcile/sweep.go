@@ -179,6 +179,8 @@ type Decision struct {
 	Verification bool `json:"verification,omitempty"`
 	// verifiedFrom is the latest event a verification counted its next step from.
 	verifiedFrom time.Time
+	// manual marks a check an operator asked for (Reconcile): schedules are left alone.
+	manual bool
 }
 
 // Report sums up one sweep.
@@ -299,6 +301,91 @@ func (s *Sweeper) sweepList(ctx context.Context, verify bool, now time.Time, dry
 		cursor = next
 	}
 	return nil
+}
+
+// CheckReconciled is the outcome of a check `reconciler reconcile` asked for.
+const CheckReconciled = "reconciled"
+
+// Reconcile checks every payment first seen or with an event in [from, to), as a verification
+// does, at the API's rate limit: it learns what Checkout.com knows and the ledger lacks (a
+// recovered capture or refund) and compares the two both ways (status_mismatch, amount_mismatch;
+// see store.Tx.CompareWithProvider). It leaves the sweep's schedules alone. With apply false it
+// writes nothing: each decision lists what would be learned, and where the ledger and the API
+// differ before learning.
+func (s *Sweeper) Reconcile(ctx context.Context, from, to time.Time, apply bool) (Report, error) {
+	if !s.running.TryLock() {
+		return Report{}, ErrSweepRunning
+	}
+	defer s.running.Unlock()
+	now := s.cfg.Now()
+	started := time.Now()
+	rep := Report{Started: now, DryRun: !apply, Outcomes: map[string]int{}}
+	after := ""
+	for {
+		page, err := s.ledger.PaymentsActive(ctx, from, to, after, s.cfg.PageSize)
+		if err != nil {
+			return rep, fmt.Errorf("reconcile: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		decisions := make([]Decision, len(page))
+		sem := make(chan struct{}, s.cfg.Concurrency)
+		var wg sync.WaitGroup
+		for i := range page {
+			if ctx.Err() != nil {
+				break
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				decisions[i] = s.reconcileOne(ctx, &page[i], now, !apply)
+			}()
+		}
+		wg.Wait()
+		for _, d := range decisions {
+			if d.PaymentID != "" {
+				rep.Outcomes[d.Outcome]++
+				rep.Decisions = append(rep.Decisions, d)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return rep, fmt.Errorf("reconcile: %w", err)
+		}
+		after = page[len(page)-1].ID
+	}
+	rep.Duration = time.Since(started).Round(time.Millisecond).String()
+	return rep, nil
+}
+
+// reconcileOne checks one payment for Reconcile.
+func (s *Sweeper) reconcileOne(ctx context.Context, p *store.Payment, now time.Time, dryRun bool) Decision {
+	d := Decision{PaymentID: p.ID, LedgerStatus: p.Status, Age: now.Sub(p.FirstSeenAt).Round(time.Second).String(), manual: true}
+	pay, actions, latency, err := s.fetch(ctx, p)
+	var inputs []store.Input
+	var extra []func(*store.Tx) error
+	switch {
+	case errors.Is(err, checkout.ErrNotFound):
+		d.Outcome = CheckNotFound
+		extra = append(extra, unknownAtProvider(ctx, p, now))
+	case err != nil:
+		d.Outcome, d.Error = CheckError, err.Error()
+	default:
+		d.ProviderStatus = pay.Status
+		inputs = apiInputs(p, pay, actions, now)
+		d.Outcome = CheckReconciled // becomes recovered in record when the API taught the ledger money
+		if dryRun {
+			st := payment.Status(pay.Status)
+			if st.Known() && st != p.Status {
+				d.Discrepancies = append(d.Discrepancies, string(payment.KindStatusMismatch))
+			}
+			if b := pay.Balances; b != nil && (b.TotalCaptured != p.Captured || b.TotalRefunded != p.Refunded) {
+				d.Discrepancies = append(d.Discrepancies, string(payment.KindAmountMismatch))
+			}
+		}
+	}
+	return s.record(ctx, p, pay, d, inputs, extra, "", latency, now, dryRun)
 }
 
 // CheckKNETIDs is the outcome of asking for a captured KNET payment's KNET ids.
@@ -586,7 +673,8 @@ func (s *Sweeper) record(ctx context.Context, p *store.Payment, pay *checkout.Pa
 		details, _ := json.Marshal(map[string]any{"applied": d.Applied, "discrepancies": d.Discrepancies})
 		return tx.RecordSweepCheck(ctx, store.SweepCheck{
 			Check: store.Check{PaymentID: p.ID, CheckedAt: now, ProviderStatus: d.ProviderStatus, Outcome: d.Outcome,
-				Details: string(details), NextCheckAt: d.NextCheckAt, Verify: d.Verification, VerifiedFrom: d.verifiedFrom},
+				Details: string(details), NextCheckAt: d.NextCheckAt, Verify: d.Verification, VerifiedFrom: d.verifiedFrom,
+				KeepSchedule: d.manual},
 			Action: d.Action, Latency: latency, Error: d.Error,
 		})
 	})

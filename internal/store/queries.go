@@ -375,11 +375,24 @@ type Check struct {
 	// since the check read the payment: that event restarted the count, and its schedule stands.
 	Verify       bool
 	VerifiedFrom time.Time
+	// KeepSchedule records a check asked by an operator (reconciler reconcile): the sweep's and
+	// the verification's schedules stay as they are.
+	KeepSchedule bool
 }
 
 // RecordCheck logs a check and moves the payment's last_checked_at and next_check_at (verify_at
 // for a verification).
 func (t *Tx) RecordCheck(ctx context.Context, c Check) error {
+	if c.KeepSchedule {
+		if _, err := t.tx.ExecContext(ctx, `INSERT INTO payment_checks (payment_id, checked_at, provider_status, outcome, details)
+			VALUES (?, ?, ?, ?, ?)`, c.PaymentID, fmtTime(c.CheckedAt), c.ProviderStatus, c.Outcome, c.Details); err != nil {
+			return fmt.Errorf("record check of %s: %w", c.PaymentID, err)
+		}
+		if _, err := t.tx.ExecContext(ctx, `UPDATE payments SET last_checked_at = ? WHERE id = ?`, fmtTime(c.CheckedAt), c.PaymentID); err != nil {
+			return fmt.Errorf("record check of %s: %w", c.PaymentID, err)
+		}
+		return nil
+	}
 	if _, err := t.tx.ExecContext(ctx, `INSERT INTO payment_checks (payment_id, checked_at, provider_status, outcome, details)
 		VALUES (?, ?, ?, ?, ?)`, c.PaymentID, fmtTime(c.CheckedAt), c.ProviderStatus, c.Outcome, c.Details); err != nil {
 		return fmt.Errorf("record check of %s: %w", c.PaymentID, err)
@@ -478,4 +491,26 @@ func (l *Ledger) Verify(ctx context.Context) error {
 		return fmt.Errorf("%w: %s", ErrUnbalanced, strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// PaymentsActive returns up to limit payments, by id after after, first seen or with an event in
+// [from, to): the window of `reconciler reconcile`.
+func (l *Ledger) PaymentsActive(ctx context.Context, from, to time.Time, after string, limit int) ([]Payment, error) {
+	f, t := fmtTime(from), fmtTime(to)
+	rows, err := l.r.QueryxContext(ctx, `SELECT `+paymentColumns+` FROM payments
+		WHERE id > ? AND ((first_seen_at >= ? AND first_seen_at < ?) OR (last_event_at >= ? AND last_event_at < ?))
+		ORDER BY id LIMIT ?`, after, f, t, f, t, limit)
+	if err != nil {
+		return nil, fmt.Errorf("payments active: %w", err)
+	}
+	defer rows.Close()
+	var out []Payment
+	for rows.Next() {
+		p, err := scanPayment(rows)
+		if err != nil {
+			return nil, fmt.Errorf("payments active: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
 }
