@@ -46,6 +46,10 @@ type Daily struct {
 	// Balanced is the ledger's own check (store.Ledger.Verify); Imbalance says what is wrong.
 	Balanced  bool   `json:"balanced"`
 	Imbalance string `json:"imbalance,omitempty"`
+	// Revision numbers the report's written versions (1 the first); Changes, on a later revision,
+	// says what changed since the previous one (see WriteFiles).
+	Revision int      `json:"revision,omitempty"`
+	Changes  *Changes `json:"changes,omitempty"`
 	// Postings are the postings that count on the day (LatePostings the late ones among them),
 	// in the order they count.
 	Postings     []store.PostingLine `json:"postings"`

@@ -301,3 +301,49 @@ func tieOut(t *testing.T, seed uint64) {
 		t.Fatal(err)
 	}
 }
+
+// TestRevisionsNeverRewrite: a day's report written before the day is over is kept; built again
+// with more money, it is written as revision 2 beside it, listing what changed; built again with
+// the same money, nothing is written.
+func TestRevisionsNeverRewrite(t *testing.T) {
+	l := ledgerOfTheDay(t)
+	dir := t.TempDir()
+	first, err := report.Build(context.Background(), l, "2026-11-25", kuwait, at(25, 13, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := report.WriteFiles(dir, first)
+	if err != nil || filepath.Base(paths[0]) != "2026-11-25.json" {
+		t.Fatalf("%v %v", paths, err)
+	}
+	original, _ := os.ReadFile(paths[0])
+	// The same money again: nothing new.
+	again, _ := report.Build(context.Background(), l, "2026-11-25", kuwait, at(25, 14, 0))
+	if p, err := report.WriteFiles(dir, again); err != nil || p[0] != paths[0] {
+		t.Fatalf("unchanged: %v %v", p, err)
+	}
+	// The ledger learns a capture before the day is over.
+	if _, err := l.Apply(context.Background(), event("evt_g", payment.EventCaptured, "pay_g", "act_g", "KWD", "ORD-G", 600, at(25, 13, 30))); err != nil {
+		t.Fatal(err)
+	}
+	later, _ := report.Build(context.Background(), l, "2026-11-25", kuwait, at(26, 0, 15))
+	p2, err := report.WriteFiles(dir, later)
+	if err != nil || filepath.Base(p2[0]) != "2026-11-25.r2.json" || filepath.Base(p2[1]) != "2026-11-25.r2.csv" {
+		t.Fatalf("revision: %v %v", p2, err)
+	}
+	if now, _ := os.ReadFile(paths[0]); !bytes.Equal(now, original) {
+		t.Fatal("revision 1 was rewritten")
+	}
+	raw, _ := os.ReadFile(p2[0])
+	var r2 report.Daily
+	if err := json.Unmarshal(raw, &r2); err != nil || r2.Revision != 2 || r2.Changes == nil || r2.Changes.PreviousRevision != 1 ||
+		len(r2.Changes.PostingsAdded) != 1 || r2.Changes.PostingsAdded[0].ActionID != "act_g" || len(r2.Changes.PostingsRemoved) != 0 {
+		t.Fatalf("revision 2: %v %+v", err, r2.Changes)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 4 {
+		t.Fatalf("%d files, want 4", len(entries))
+	}
+	if p, _ := report.WriteFiles(dir, later); filepath.Base(p[0]) != "2026-11-25.r2.json" {
+		t.Fatalf("the same revision written again: %v", p)
+	}
+}

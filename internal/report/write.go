@@ -4,17 +4,20 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"knetrecon/internal/payment"
+	"knetrecon/internal/store"
 )
 
 // CSVHeader is the first row of WriteCSV: one row per posting that counts on the day, "late" in
@@ -124,25 +127,109 @@ func kinds(m map[payment.Kind]int64) string {
 	return strings.Join(parts, ", ")
 }
 
-// WriteFiles writes the report into dir as <date>.json and <date>.csv and returns their paths.
-// Each file is written whole or not at all: to a temporary file, synced, then renamed over the
-// old one, so a reader never sees half a report.
+// WriteFiles writes the report into dir as <date>.json and <date>.csv and returns their paths. A
+// report once written is kept: if the day's latest revision in dir holds the same money (totals
+// and postings), nothing is written and its paths are returned; if the money differs (the report
+// was built before the day was over, or the ledger learned more), a new revision is written beside
+// it, <date>.r2.json and .csv, …, listing what changed since. Never a silent rewrite. Each file is
+// written whole or not at all: a temporary file, synced, then renamed.
 func WriteFiles(dir string, d *Daily) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("report %s: %w", d.Date, err)
+	}
+	prev, prevName, err := latestRevision(dir, d.Date)
+	if err != nil {
+		return nil, fmt.Errorf("report %s: %w", d.Date, err)
+	}
+	name := d.Date
+	d.Revision, d.Changes = 1, nil
+	if prev != nil {
+		changes := diff(prev, d)
+		if changes == nil {
+			return []string{filepath.Join(dir, prevName+".json"), filepath.Join(dir, prevName+".csv")}, nil
+		}
+		d.Revision, d.Changes = max(prev.Revision, 1)+1, changes
+		name = fmt.Sprintf("%s.r%d", d.Date, d.Revision)
 	}
 	var paths []string
 	for _, f := range []struct {
 		ext   string
 		write func(io.Writer) error
 	}{{".json", d.WriteJSON}, {".csv", d.WriteCSV}} {
-		path := filepath.Join(dir, d.Date+f.ext)
+		path := filepath.Join(dir, name+f.ext)
 		if err := writeAtomic(path, f.write); err != nil {
 			return paths, fmt.Errorf("report %s: %w", d.Date, err)
 		}
 		paths = append(paths, path)
 	}
 	return paths, nil
+}
+
+// Changes is what a revision of a day's report changed since the previous one.
+type Changes struct {
+	PreviousRevision    int                 `json:"previous_revision"`
+	PreviousGeneratedAt time.Time           `json:"previous_generated_at"`
+	TotalsBefore        []Totals            `json:"totals_before"`
+	PostingsAdded       []store.PostingLine `json:"postings_added"`
+	PostingsRemoved     []store.PostingLine `json:"postings_removed"`
+}
+
+// latestRevision reads the highest revision of date's report in dir (nil when there is none).
+func latestRevision(dir, date string) (*Daily, string, error) {
+	name := date
+	for r := 2; ; r++ {
+		next := fmt.Sprintf("%s.r%d", date, r)
+		if _, err := os.Stat(filepath.Join(dir, next+".json")); err != nil {
+			break
+		}
+		name = next
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, name+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	var d Daily
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return nil, "", fmt.Errorf("%s.json: %w", name, err)
+	}
+	return &d, name, nil
+}
+
+// diff says how d's money differs from prev's: nil when totals and postings are the same.
+func diff(prev, d *Daily) *Changes {
+	key := func(pl store.PostingLine) string { return pl.ActionID + "/" + pl.State + "/" + strconv.FormatInt(pl.Amount, 10) }
+	before, now := map[string]bool{}, map[string]bool{}
+	for _, pl := range prev.Postings {
+		before[key(pl)] = true
+	}
+	c := &Changes{PreviousRevision: max(prev.Revision, 1), PreviousGeneratedAt: prev.GeneratedAt, TotalsBefore: prev.Totals,
+		PostingsAdded: []store.PostingLine{}, PostingsRemoved: []store.PostingLine{}}
+	for _, pl := range d.Postings {
+		now[key(pl)] = true
+		if !before[key(pl)] {
+			c.PostingsAdded = append(c.PostingsAdded, pl)
+		}
+	}
+	for _, pl := range prev.Postings {
+		if !now[key(pl)] {
+			c.PostingsRemoved = append(c.PostingsRemoved, pl)
+		}
+	}
+	if len(c.PostingsAdded) == 0 && len(c.PostingsRemoved) == 0 && reflect.DeepEqual(normal(prev.Totals), normal(d.Totals)) {
+		return nil
+	}
+	return c
+}
+
+// normal makes an empty and a nil totals list equal.
+func normal(t []Totals) []Totals {
+	if len(t) == 0 {
+		return nil
+	}
+	return t
 }
 
 func writeAtomic(path string, write func(io.Writer) error) error {
