@@ -200,7 +200,9 @@ func latestRevision(dir, date string) (*Daily, string, error) {
 
 // diff says how d's money differs from prev's: nil when totals and postings are the same.
 func diff(prev, d *Daily) *Changes {
-	key := func(pl store.PostingLine) string { return pl.ActionID + "/" + pl.State + "/" + strconv.FormatInt(pl.Amount, 10) }
+	key := func(pl store.PostingLine) string {
+		return pl.ActionID + "/" + pl.State + "/" + strconv.FormatInt(pl.Amount, 10)
+	}
 	before, now := map[string]bool{}, map[string]bool{}
 	for _, pl := range prev.Postings {
 		before[key(pl)] = true
