@@ -103,8 +103,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "report":
 			fs.StringVar(&date, "date", "", "the day, YYYY-MM-DD in KNETRECON_REPORT_TZ (default: yesterday)")
-			fs.StringVar(&format, "format", "text", "text, json or csv")
-			fs.StringVar(&outDir, "out", "", "write <date>.json and <date>.csv into this directory instead")
+			fs.StringVar(&format, "format", "text", "text, json, csv or xlsx (binary: redirect it to a file)")
+			fs.StringVar(&outDir, "out", "", "write <date>.json, .csv and .xlsx into this directory instead (a new revision if the day's money changed)")
 		case "replay":
 			fs.StringVar(&since, "since", "", "replay messages stored since this RFC 3339 time")
 			fs.Uint64Var(&fromSeq, "from-seq", 0, "replay from this stream sequence")

@@ -200,8 +200,8 @@ func TestMainEndToEnd(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if written, _ := filepath.Glob(filepath.Join(filepath.Dir(vars["KNETRECON_LEDGER"]), "reports", "*-*-*.*")); len(written) != 2 {
-		t.Fatalf("report files %v, want one day's JSON and CSV", written)
+	if written, _ := filepath.Glob(filepath.Join(filepath.Dir(vars["KNETRECON_LEDGER"]), "reports", "*-*-*.*")); len(written) != 3 {
+		t.Fatalf("report files %v, want one day's JSON, CSV and workbook", written)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)

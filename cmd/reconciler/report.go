@@ -51,10 +51,12 @@ func cmdReport(ctx context.Context, cfg Config, date, format, outDir string, std
 		err = d.WriteJSON(stdout)
 	case "csv":
 		err = d.WriteCSV(stdout)
+	case "xlsx":
+		err = d.WriteXLSX(stdout)
 	case "text", "":
 		err = d.WriteText(stdout)
 	default:
-		return fail(fmt.Errorf("--format %q: want text, json or csv", format))
+		return fail(fmt.Errorf("--format %q: want text, json, csv or xlsx", format))
 	}
 	if err != nil {
 		return fail(err)

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xuri/excelize/v2"
 
 	"knetrecon/internal/payment"
 	"knetrecon/internal/report"
@@ -128,35 +132,41 @@ func TestDailyCSVAndFiles(t *testing.T) {
 	}
 	dir := t.TempDir()
 	paths, err := report.WriteFiles(dir, d)
-	if err != nil || len(paths) != 2 {
+	if err != nil || len(paths) != 3 {
 		t.Fatalf("%v %v", paths, err)
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 2 {
+	if len(entries) != 3 {
 		t.Fatalf("report dir holds %d files (a temporary file left behind?)", len(entries))
 	}
-	f, err := os.Open(paths[1])
+	raw, err := os.ReadFile(paths[1])
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
+	if !bytes.HasPrefix(raw, []byte("\ufeff")) {
+		t.Fatal("the CSV has no UTF-8 byte order mark: Excel would misread it")
+	}
+	rows, err := csv.NewReader(bytes.NewReader(bytes.TrimPrefix(raw, []byte("\ufeff")))).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 1+6 || !reflect.DeepEqual(rows[0], report.CSVHeader) {
+	// 6 postings, then captured/refunded/net for KWD and USD.
+	if len(rows) != 1+6+6 || !reflect.DeepEqual(rows[0], report.CSVHeader) {
 		t.Fatalf("%d rows, header %v", len(rows), rows[0])
 	}
+	if net := rows[9]; net[1] != "total" || net[7] != "net" || net[9] != "7000" || net[10] != "7.000" || net[11] != "KWD" {
+		t.Fatalf("total row %v", net)
+	}
 	b := rows[2] // act_b: the day's second posting
-	want := []string{"2026-11-25", "day", "2026-11-25T13:05:00+03:00", "2026-11-25T15:00:00+03:00", "pay_b",
-		`'=HYPERLINK("x")`, "act_b", "capture", "posted", "2500", "2.500", "KWD", "webhook", "evt_b2", "2026-11-25T15:00:00+03:00"}
+	want := []string{"2026-11-25", "day", "2026-11-25 13:05:00", "2026-11-25 15:00:00", "pay_b",
+		`'=HYPERLINK("x")`, "act_b", "capture", "posted", "2500", "2.500", "KWD", "webhook", "evt_b2", "2026-11-25 15:00:00"}
 	if !reflect.DeepEqual(b, want) {
 		t.Fatalf("row %v\nwant %v", b, want)
 	}
 	if late := rows[4]; late[1] != "late" || late[6] != "act_d" || late[10] != "4.000" {
 		t.Fatalf("late row %v", late)
 	}
-	raw, err := os.ReadFile(paths[0])
+	raw, err = os.ReadFile(paths[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +178,35 @@ func TestDailyCSVAndFiles(t *testing.T) {
 	if _, err := report.WriteFiles(dir, d); err != nil {
 		t.Fatal(err)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
 		t.Fatalf("after a rewrite the dir holds %d files", len(entries))
+	}
+	// The workbook, read back with the same library: typed cells, a sheet per section.
+	x, err := excelize.OpenFile(paths[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if got := x.GetSheetList(); !reflect.DeepEqual(got, []string{"Summary", "Postings", "Late", "Payments", "Discrepancies"}) {
+		t.Fatalf("sheets %v", got)
+	}
+	if v, _ := x.GetCellValue("Summary", "G2"); v != "7.000" {
+		t.Fatalf("Summary net %q, want 7.000", v)
+	}
+	if v, _ := x.GetCellValue("Summary", "J2"); v != "7000" {
+		t.Fatalf("Summary net in fils %q", v)
+	}
+	if typ, _ := x.GetCellType("Postings", "I3"); typ != excelize.CellTypeNumber && typ != excelize.CellTypeUnset {
+		t.Fatalf("amount_minor cell type %v", typ)
+	}
+	if v, _ := x.GetCellValue("Postings", "F3"); v != "act_b" {
+		t.Fatalf("Postings F3 %q", v)
+	}
+	if v, _ := x.GetCellValue("Postings", "A3"); v != "2026-11-25 13:05:00" {
+		t.Fatalf("Postings A3 (a date cell) %q", v)
+	}
+	if rows, _ := x.GetRows("Late"); len(rows) != 2 {
+		t.Fatalf("Late sheet rows %d", len(rows))
 	}
 }
 
@@ -340,10 +377,48 @@ func TestRevisionsNeverRewrite(t *testing.T) {
 		len(r2.Changes.PostingsAdded) != 1 || r2.Changes.PostingsAdded[0].ActionID != "act_g" || len(r2.Changes.PostingsRemoved) != 0 {
 		t.Fatalf("revision 2: %v %+v", err, r2.Changes)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 4 {
-		t.Fatalf("%d files, want 4", len(entries))
+	if entries, _ := os.ReadDir(dir); len(entries) != 6 {
+		t.Fatalf("%d files, want 6 (two revisions of json, csv, xlsx)", len(entries))
 	}
 	if p, _ := report.WriteFiles(dir, later); filepath.Base(p[0]) != "2026-11-25.r2.json" {
 		t.Fatalf("the same revision written again: %v", p)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+// TestGolden holds the CSV and the JSON of the day's report to files a person has read: a change
+// of format shows in review (go test ./internal/report -run Golden -update rewrites them).
+func TestGolden(t *testing.T) {
+	l := ledgerOfTheDay(t)
+	d, err := report.Build(context.Background(), l, "2026-11-25", kuwait, at(26, 0, 15))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Revision = 1
+	for _, f := range []struct {
+		name  string
+		write func(io.Writer) error
+	}{{"daily.csv", d.WriteCSV}, {"daily.json", d.WriteJSON}} {
+		var got bytes.Buffer
+		if err := f.write(&got); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join("testdata", "golden", f.name)
+		if *update {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (run with -update to create it)", err)
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("%s differs from the golden file:\n%s", f.name, got.String())
+		}
 	}
 }

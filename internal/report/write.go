@@ -21,8 +21,11 @@ import (
 )
 
 // CSVHeader is the first row of WriteCSV: one row per posting that counts on the day, "late" in
-// the line column for those Checkout.com made on an earlier day ("day" for the others), times in
-// the report's time zone, amounts in minor units and as decimals.
+// the line column for those Checkout.com made on an earlier day ("day" for the others), then a
+// "total" row per currency and figure (captured, refunded, net). Times are in the report's time
+// zone as 2006-01-02 15:04:05 (a form spreadsheets read as a date), amounts in minor units and as
+// decimals with the currency's digits. The file starts with a UTF-8 byte order mark, so that
+// Excel reads it as UTF-8.
 var CSVHeader = []string{"date", "line", "occurred_at", "learned_at", "payment_id", "reference", "action_id",
 	"kind", "state", "amount_minor", "amount", "currency", "origin", "event_id", "counted_at"}
 
@@ -33,8 +36,15 @@ func (d *Daily) WriteJSON(w io.Writer) error {
 	return enc.Encode(d)
 }
 
-// WriteCSV writes the report's postings, one row each (see CSVHeader).
+// ExcelTime is the form of every time in the CSV: local to the report's zone, read by
+// spreadsheets as a date and time.
+const ExcelTime = "2006-01-02 15:04:05"
+
+// WriteCSV writes the report's postings, one row each, and its totals (see CSVHeader).
 func (d *Daily) WriteCSV(w io.Writer) error {
+	if _, err := io.WriteString(w, "\ufeff"); err != nil {
+		return err
+	}
 	cw := csv.NewWriter(w)
 	if err := cw.Write(CSVHeader); err != nil {
 		return err
@@ -45,11 +55,22 @@ func (d *Daily) WriteCSV(w io.Writer) error {
 		if pl.OccurredAt.Before(d.From) {
 			line = "late"
 		}
-		if err := cw.Write([]string{d.Date, line, pl.OccurredAt.In(loc).Format(time.RFC3339Nano),
-			pl.LearnedAt.In(loc).Format(time.RFC3339Nano), pl.PaymentID, cell(pl.Reference), pl.ActionID,
+		if err := cw.Write([]string{d.Date, line, pl.OccurredAt.In(loc).Format(ExcelTime),
+			pl.LearnedAt.In(loc).Format(ExcelTime), pl.PaymentID, cell(pl.Reference), pl.ActionID,
 			pl.Kind, pl.State, strconv.FormatInt(pl.Amount, 10), decimal(pl.Amount, pl.Currency), pl.Currency,
-			pl.Origin, pl.EventID, pl.CountedAt.In(loc).Format(time.RFC3339Nano)}); err != nil {
+			pl.Origin, pl.EventID, pl.CountedAt.In(loc).Format(ExcelTime)}); err != nil {
 			return err
+		}
+	}
+	for _, t := range d.Totals {
+		for _, f := range []struct {
+			name string
+			v    int64
+		}{{"captured", t.Captured}, {"refunded", t.Refunded}, {"net", t.Net}} {
+			if err := cw.Write([]string{d.Date, "total", "", "", "", "", "", f.name, "", strconv.FormatInt(f.v, 10),
+				decimal(f.v, t.Currency), t.Currency, "", "", ""}); err != nil {
+				return err
+			}
 		}
 	}
 	cw.Flush()
@@ -127,7 +148,8 @@ func kinds(m map[payment.Kind]int64) string {
 	return strings.Join(parts, ", ")
 }
 
-// WriteFiles writes the report into dir as <date>.json and <date>.csv and returns their paths. A
+// WriteFiles writes the report into dir as <date>.json, <date>.csv and <date>.xlsx and returns
+// their paths. A
 // report once written is kept: if the day's latest revision in dir holds the same money (totals
 // and postings), nothing is written and its paths are returned; if the money differs (the report
 // was built before the day was over, or the ledger learned more), a new revision is written beside
@@ -146,7 +168,7 @@ func WriteFiles(dir string, d *Daily) ([]string, error) {
 	if prev != nil {
 		changes := diff(prev, d)
 		if changes == nil {
-			return []string{filepath.Join(dir, prevName+".json"), filepath.Join(dir, prevName+".csv")}, nil
+			return []string{filepath.Join(dir, prevName+".json"), filepath.Join(dir, prevName+".csv"), filepath.Join(dir, prevName+".xlsx")}, nil
 		}
 		d.Revision, d.Changes = max(prev.Revision, 1)+1, changes
 		name = fmt.Sprintf("%s.r%d", d.Date, d.Revision)
@@ -155,7 +177,7 @@ func WriteFiles(dir string, d *Daily) ([]string, error) {
 	for _, f := range []struct {
 		ext   string
 		write func(io.Writer) error
-	}{{".json", d.WriteJSON}, {".csv", d.WriteCSV}} {
+	}{{".json", d.WriteJSON}, {".csv", d.WriteCSV}, {".xlsx", d.WriteXLSX}} {
 		path := filepath.Join(dir, name+f.ext)
 		if err := writeAtomic(path, f.write); err != nil {
 			return paths, fmt.Errorf("report %s: %w", d.Date, err)
