@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cmd, args = args[0], args[1:]
 	}
 	var asJSON, all, once, dryRun, apply bool
-	var since, date, format, outDir, kind, note, reference string
+	var since, until, date, format, outDir, kind, note, reference string
 	var sf settleFlags
 	var fromSeq uint64
 	extra := func(fs *flag.FlagSet) {
@@ -104,6 +104,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "report":
 			fs.StringVar(&date, "date", "", "the day, YYYY-MM-DD in KNETRECON_REPORT_TZ (default: yesterday)")
 			fs.StringVar(&format, "format", "text", "text, json, csv or xlsx (binary: redirect it to a file)")
+			fs.StringVar(&since, "from", "", "with --to: the report of several days (YYYY-MM-DD), one row per payment")
+			fs.StringVar(&until, "to", "", "the last day of --from's range (included)")
 			fs.StringVar(&outDir, "out", "", "write <date>.json, .csv and .xlsx into this directory instead (a new revision if the day's money changed)")
 		case "replay":
 			fs.StringVar(&since, "since", "", "replay messages stored since this RFC 3339 time")
@@ -183,7 +185,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "settle":
 		return cmdSettle(ctx, cfg, sf, date, asJSON, stdout, fail)
 	case "report":
-		return cmdReport(ctx, cfg, date, format, outDir, stdout, fail)
+		return cmdReport(ctx, cfg, date, since, until, format, outDir, stdout, fail)
 	case "discrepancies":
 		return cmdDiscrepancies(ctx, cfg, kind, all, asJSON, stdout, fail)
 	case "resolve":

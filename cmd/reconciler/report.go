@@ -23,9 +23,53 @@ func (c Config) ReportsOn() bool {
 	return !strings.EqualFold(c.ReportSchedule, "off") && c.ReportSchedule != ""
 }
 
+// cmdReportRange prints (or writes into outDir) the report of the days from..to: the money that
+// counts in them and one row per payment.
+func cmdReportRange(ctx context.Context, cfg Config, date, from, to, format, outDir string, stdout io.Writer, fail func(error) int) int {
+	if date != "" || from == "" || to == "" {
+		return fail(fmt.Errorf("usage: reconciler report --date D | --from D --to D [--format text|json|csv|xlsx] [--out DIR]"))
+	}
+	l, err := openLedger(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer l.Close()
+	r, err := report.BuildRange(ctx, l, from, to, cfg.ReportLocation, time.Now())
+	if err != nil {
+		return fail(err)
+	}
+	if outDir != "" {
+		paths, err := report.WriteRangeFiles(outDir, r)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintln(stdout, strings.Join(paths, "\n"))
+		return 0
+	}
+	switch format {
+	case "json":
+		err = r.WriteJSON(stdout)
+	case "csv":
+		err = r.WriteCSV(stdout)
+	case "xlsx":
+		err = r.WriteXLSX(stdout)
+	case "text", "":
+		err = r.WriteText(stdout)
+	default:
+		return fail(fmt.Errorf("--format %q: want text, json, csv or xlsx", format))
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
 // cmdReport prints the report of date (yesterday in the report time zone when empty), or writes
 // its files into outDir.
-func cmdReport(ctx context.Context, cfg Config, date, format, outDir string, stdout io.Writer, fail func(error) int) int {
+func cmdReport(ctx context.Context, cfg Config, date, from, to, format, outDir string, stdout io.Writer, fail func(error) int) int {
+	if from != "" || to != "" {
+		return cmdReportRange(ctx, cfg, date, from, to, format, outDir, stdout, fail)
+	}
 	if date == "" {
 		date = report.Yesterday(time.Now(), cfg.ReportLocation)
 	}

@@ -119,6 +119,28 @@ func TestSettleAgainstSimulatorStatement(t *testing.T) {
 	if count[payment.KindNotSettled] != 1 || count[payment.KindAmountMismatch] != 1 {
 		t.Fatalf("open discrepancies %v", count)
 	}
+	// The range report shows, per payment, KNET's ids and what the bank paid.
+	code, out, stderr := cli("report", "--from", date, "--to", date, "--format", "json")
+	var rng struct {
+		Payments []struct {
+			ID                string `json:"payment_id"`
+			KNETTransactionID string `json:"knet_transaction_id"`
+			Settlement        string `json:"settlement"`
+			RefundKind        string `json:"refund_kind"`
+		} `json:"payments"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &rng) != nil || len(rng.Payments) != 5 {
+		t.Fatalf("report range: %d %s %s", code, out, stderr)
+	}
+	want := map[string]string{ids[0]: "not yet", ids[1]: "settled", ids[2]: "settled", ids[3]: "settled", ids[4]: "partly settled"}
+	for _, p := range rng.Payments {
+		if p.Settlement != want[p.ID] || p.KNETTransactionID == "" {
+			t.Errorf("%s: settlement %q (want %q), KNET transaction id %q", p.ID, p.Settlement, want[p.ID], p.KNETTransactionID)
+		}
+		if p.ID == ids[4] && p.RefundKind != "partial" {
+			t.Errorf("%s refund kind %q", p.ID, p.RefundKind)
+		}
+	}
 	// The text form names the sections and the lines.
 	if code, out, _ := cli("settle", "--statement", file); code != 0 || !strings.Contains(out, "4 matched") ||
 		!strings.Contains(out, "not on the statement") || !strings.Contains(out, "recorded before") {

@@ -422,3 +422,63 @@ func TestGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestRange: the report of several days holds the money of its daily reports and one row per
+// payment, with its refund kind.
+func TestRange(t *testing.T) {
+	l := ledgerOfTheDay(t)
+	ctx := context.Background()
+	r, err := report.BuildRange(ctx, l, "2026-11-24", "2026-11-26", kuwait, at(27, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := map[string]int64{}
+	for _, day := range []string{"2026-11-24", "2026-11-25", "2026-11-26"} {
+		d, err := report.Build(ctx, l, day, kuwait, at(27, 0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tot := range d.Totals {
+			sum[tot.Currency] += tot.Net
+		}
+	}
+	got := map[string]int64{}
+	for _, tot := range r.Totals {
+		got[tot.Currency] = tot.Net
+	}
+	if !reflect.DeepEqual(got, sum) {
+		t.Fatalf("range net %v, the days' %v", got, sum)
+	}
+	rows := map[string]store.PaymentRow{}
+	for _, p := range r.Payments {
+		rows[p.ID] = p
+	}
+	if len(rows) != 6 || rows["pay_b"].RefundKind != "partial" || rows["pay_b"].Refunded != 500 || rows["pay_a"].RefundKind != "" ||
+		rows["pay_a"].Settlement != "not yet" || rows["pay_e"].Settlement != "" {
+		t.Fatalf("rows %+v", r.Payments)
+	}
+	var csvOut bytes.Buffer
+	if err := r.WriteCSV(&csvOut); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(bytes.NewReader(bytes.TrimPrefix(csvOut.Bytes(), []byte("\ufeff")))).ReadAll()
+	if err != nil || len(recs) != 1+6+2 || !reflect.DeepEqual(recs[0], report.RangeHeader) {
+		t.Fatalf("csv: %v %d rows", err, len(recs))
+	}
+	dir := t.TempDir()
+	paths, err := report.WriteRangeFiles(dir, r)
+	if err != nil || len(paths) != 3 {
+		t.Fatalf("%v %v", paths, err)
+	}
+	x, err := excelize.OpenFile(paths[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if rws, _ := x.GetRows("Payments"); len(rws) != 7 {
+		t.Fatalf("workbook payments rows %d", len(rws))
+	}
+	if _, err := report.BuildRange(ctx, l, "2026-11-26", "2026-11-24", kuwait, at(27, 0, 0)); err == nil {
+		t.Fatal("a range ending before it starts was accepted")
+	}
+}

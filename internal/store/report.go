@@ -144,3 +144,73 @@ func (l *Ledger) OpenPayments(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// PaymentRow is one payment of a range report: where it stands, its money, KNET's ids and how
+// much of it the bank's statements have shown paid.
+type PaymentRow struct {
+	ID        string `json:"payment_id"`
+	Reference string `json:"reference"`
+	Status    string `json:"status"`
+	Currency  string `json:"currency"`
+	Amount    int64  `json:"amount"`
+	Captured  int64  `json:"captured"`
+	Refunded  int64  `json:"refunded"`
+	// RefundKind is "", "partial" or "full".
+	RefundKind        string    `json:"refund_kind"`
+	KNETPaymentID     string    `json:"knet_payment_id"`
+	KNETTransactionID string    `json:"knet_transaction_id"`
+	BankReference     string    `json:"bank_reference"`
+	PostDate          string    `json:"post_date"`
+	FirstSeenAt       time.Time `json:"first_seen_at"`
+	// Postings counts its posted captures and refunds; Settled those a bank statement paid;
+	// Settlement sums it up: "settled", "partly settled", "not yet", or "" with no money.
+	Postings   int    `json:"postings"`
+	Settled    int    `json:"settled"`
+	Settlement string `json:"settlement"`
+}
+
+// PaymentRows returns, by first seen, the payments first seen in [from, to) or with a posting
+// that counts in it.
+func (l *Ledger) PaymentRows(ctx context.Context, from, to time.Time) ([]PaymentRow, error) {
+	f, t := fmtTime(from), fmtTime(to)
+	rows, err := l.r.QueryContext(ctx, `SELECT y.id, y.reference, y.status, y.currency, y.amount, y.captured, y.refunded,
+			COALESCE(k.knet_payment_id, ''), COALESCE(k.knet_transaction_id, ''), COALESCE(k.bank_reference, ''),
+			COALESCE(k.post_date, ''), y.first_seen_at,
+			(SELECT COUNT(*) FROM postings p WHERE p.payment_id = y.id AND p.state = 'posted'),
+			(SELECT COUNT(*) FROM postings p JOIN settlement_matches m ON m.action_id = p.action_id WHERE p.payment_id = y.id)
+		FROM payments y LEFT JOIN knet_ids k ON k.payment_id = y.id
+		WHERE (y.first_seen_at >= ?1 AND y.first_seen_at < ?2)
+			OR y.id IN (SELECT p.payment_id FROM postings p WHERE p.state = 'posted' AND `+countedAt+` >= ?1 AND `+countedAt+` < ?2)
+		ORDER BY y.first_seen_at, y.id`, f, t)
+	if err != nil {
+		return nil, fmt.Errorf("payment rows: %w", err)
+	}
+	defer rows.Close()
+	var out []PaymentRow
+	for rows.Next() {
+		var r PaymentRow
+		var seen string
+		if err := rows.Scan(&r.ID, &r.Reference, &r.Status, &r.Currency, &r.Amount, &r.Captured, &r.Refunded,
+			&r.KNETPaymentID, &r.KNETTransactionID, &r.BankReference, &r.PostDate, &seen, &r.Postings, &r.Settled); err != nil {
+			return nil, fmt.Errorf("payment rows: %w", err)
+		}
+		r.FirstSeenAt, _ = time.Parse(timeFormat, seen)
+		switch {
+		case r.Postings == 0:
+		case r.Settled >= r.Postings:
+			r.Settlement = "settled"
+		case r.Settled > 0:
+			r.Settlement = "partly settled"
+		default:
+			r.Settlement = "not yet"
+		}
+		switch {
+		case r.Refunded > 0 && r.Refunded >= r.Captured:
+			r.RefundKind = "full"
+		case r.Refunded > 0:
+			r.RefundKind = "partial"
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
