@@ -90,7 +90,6 @@ func BuildRange(ctx context.Context, l *store.Ledger, from, to string, loc *time
 var RangeHeader = []string{"payment_id", "reference", "status", "currency", "amount", "captured", "refunded", "refund_kind",
 	"knet_payment_id", "knet_transaction_id", "bank_reference", "post_date", "first_seen_at", "settlement"}
 
-
 // WriteJSON writes the range report as indented JSON.
 func (r *Range) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
@@ -180,4 +179,3 @@ func locationOf(name string) *time.Location {
 	}
 	return time.UTC
 }
-
