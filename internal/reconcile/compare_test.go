@@ -283,3 +283,38 @@ func TestReconcileWindow(t *testing.T) {
 		t.Fatalf("a payment outside the window was checked: %+v", p.Checks)
 	}
 }
+
+// TestEveryMoneyKindAlerted: every kind that means money is wrong or unposted reaches the alert
+// webhook (webhook_missing once it has been open a day).
+func TestEveryMoneyKindAlerted(t *testing.T) {
+	e := newSweepEnv(t, nil)
+	e.alerter.Now = e.clock.Now
+	id := e.capturedPayment(1000)
+	ctx := context.Background()
+	if err := e.ledger.Update(ctx, func(tx *store.Tx) error {
+		for _, k := range payment.MoneyKinds {
+			if _, err := tx.AddDiscrepancy(ctx, id, k, "test", store.OriginAPI, map[string]any{"kind": string(k)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(25 * time.Hour)
+	if _, err := e.alerter.Deliver(ctx); err != nil {
+		t.Fatal(err)
+	}
+	announced := map[string]bool{}
+	for _, a := range e.alerts {
+		announced[a.Kind] = true
+	}
+	for _, k := range payment.MoneyKinds {
+		if !announced[string(k)] {
+			t.Errorf("%s not announced", k)
+		}
+	}
+	if len(payment.MoneyKinds) < 8 {
+		t.Fatalf("money kinds %v", payment.MoneyKinds)
+	}
+}
