@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "settle":
 			fs.StringVar(&sf.statement, "statement", "", "the acquiring bank's KNET statement (CSV)")
-			fs.StringVar(&sf.columns, "columns", "", "map column keys to the bank's headers: key=Header,… (keys: "+strings.Join(settle.Keys, ", ")+")")
+			fs.StringVar(&sf.columns, "columns", "", "map column keys to the bank's headers: key=Header,… or @file with one key=Header a line (keys: "+strings.Join(settle.Keys, ", ")+")")
 			fs.StringVar(&date, "date", "", "the day the statement covers, YYYY-MM-DD in KNETRECON_REPORT_TZ (default: the days its lines name)")
 			fs.StringVar(&sf.notSettledAfter, "not-settled-after", "3d", "a capture or refund older than this that the statement does not show opens not_settled")
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")

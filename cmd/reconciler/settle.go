@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"knetrecon/internal/payment"
 	"knetrecon/internal/settle"
@@ -24,7 +25,22 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 	if f.statement == "" {
 		return fail(fmt.Errorf("usage: reconciler settle --statement FILE [--columns KEY=Header,...] [--date YYYY-MM-DD] [--json] (keys: %v)", settle.Keys))
 	}
-	m, err := settle.ParseMapping(f.columns)
+	columns := f.columns
+	if path, ok := strings.CutPrefix(columns, "@"); ok {
+		// A mapping file: one key=Header a line (or comma-separated), # comments.
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return fail(fmt.Errorf("--columns @file: %w", err))
+		}
+		var parts []string
+		for _, line := range strings.Split(string(raw), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				parts = append(parts, line)
+			}
+		}
+		columns = strings.Join(parts, ",")
+	}
+	m, err := settle.ParseMapping(columns)
 	if err != nil {
 		return fail(err)
 	}

@@ -146,6 +146,21 @@ func TestSettleAgainstSimulatorStatement(t *testing.T) {
 		!strings.Contains(out, "not on the statement") || !strings.Contains(out, "recorded before") {
 		t.Fatalf("settle text: %d %s", code, out)
 	}
+	// Another bank's layout, mapped by a file: same statement, other headers.
+	other := strings.Replace(string(statement), "knet_transaction_id,knet_payment_id,bank_reference,auth_code,reference,amount,date,kind",
+		"Trans ID,Payment ID,Bank Ref,Auth,Merchant Ref,Amount KWD,Post Date,Type", 1)
+	otherFile := filepath.Join(t.TempDir(), "other-bank.csv")
+	mapping := filepath.Join(t.TempDir(), "layout.txt")
+	if err := os.WriteFile(otherFile, []byte(other), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mapping, []byte("# our bank\nknet_transaction_id=Trans ID\nknet_payment_id=Payment ID\nbank_reference=Bank Ref\n"+
+		"amount=Amount KWD\ndate=Post Date\nkind=Type\nreference=Merchant Ref\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := cli("settle", "--statement", otherFile, "--columns", "@"+mapping, "--json"); code != 0 || !strings.Contains(out, `"matched": 4`) {
+		t.Fatalf("mapped layout: %d %s %s", code, out, stderr)
+	}
 	if code, _, stderr := cli("settle"); code != 1 || !strings.Contains(stderr, "--statement") {
 		t.Fatalf("settle without a statement: %d %s", code, stderr)
 	}
