@@ -107,7 +107,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.String(&verify, "verify-after", "KNETRECON_VERIFY_AFTER", "31h,8d,32d", "verify a final payment this long after its latest event (later steps while it holds money); off disables")
 	b.Int(&c.Sweep.VerifyPerSweep, "verify-per-sweep", "KNETRECON_VERIFY_PER_SWEEP", sw.VerifyPerSweep, "verifications of final payments in one sweep at most (the rest wait for the next)")
 	b.Int(&c.Sweep.Concurrency, "sweep-concurrency", "KNETRECON_SWEEP_CONCURRENCY", sw.Concurrency, "API calls in flight during a sweep")
-	b.String(&c.AlertWebhookURL, "alert-webhook-url", "KNETRECON_ALERT_WEBHOOK_URL", "", "Slack-compatible URL for stuck / captured_after_expiry / amount_mismatch alerts; empty: none")
+	b.String(&c.AlertWebhookURL, "alert-webhook-url", "KNETRECON_ALERT_WEBHOOK_URL", "", "Slack-compatible URL for alerts on stuck payments and money discrepancies (see the runbook); empty: none")
 	b.String(&c.ReportTZ, "report-tz", "KNETRECON_REPORT_TZ", "Asia/Kuwait", "time zone of the daily reports' days")
 	b.String(&c.ReportDir, "report-dir", "KNETRECON_REPORT_DIR", "", "where run writes the daily reports (<date>.json, <date>.csv); default: reports/ beside the ledger")
 	b.String(&c.ReportSchedule, "report-schedule", "KNETRECON_REPORT_SCHEDULE", "15 0 * * *", "cron spec, in the report time zone, of writing yesterday's report; off disables it")
