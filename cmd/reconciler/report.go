@@ -46,22 +46,33 @@ func cmdReportRange(ctx context.Context, cfg Config, date, from, to, format, out
 		fmt.Fprintln(stdout, strings.Join(paths, "\n"))
 		return 0
 	}
-	switch format {
-	case "json":
-		err = r.WriteJSON(stdout)
-	case "csv":
-		err = r.WriteCSV(stdout)
-	case "xlsx":
-		err = r.WriteXLSX(stdout)
-	case "text", "":
-		err = r.WriteText(stdout)
-	default:
-		return fail(fmt.Errorf("--format %q: want text, json, csv or xlsx", format))
-	}
-	if err != nil {
+	if err := writeFormat(r, format, stdout); err != nil {
 		return fail(err)
 	}
 	return 0
+}
+
+// formatted is what a daily and a range report can both be written as.
+type formatted interface {
+	WriteText(io.Writer) error
+	WriteJSON(io.Writer) error
+	WriteCSV(io.Writer) error
+	WriteXLSX(io.Writer) error
+}
+
+// writeFormat writes r in format (text when empty).
+func writeFormat(r formatted, format string, w io.Writer) error {
+	switch format {
+	case "json":
+		return r.WriteJSON(w)
+	case "csv":
+		return r.WriteCSV(w)
+	case "xlsx":
+		return r.WriteXLSX(w)
+	case "text", "":
+		return r.WriteText(w)
+	}
+	return fmt.Errorf("--format %q: want text, json, csv or xlsx", format)
 }
 
 // cmdReport prints the report of date (yesterday in the report time zone when empty), or writes
@@ -90,19 +101,7 @@ func cmdReport(ctx context.Context, cfg Config, date, from, to, format, outDir s
 		fmt.Fprintln(stdout, strings.Join(paths, "\n"))
 		return 0
 	}
-	switch format {
-	case "json":
-		err = d.WriteJSON(stdout)
-	case "csv":
-		err = d.WriteCSV(stdout)
-	case "xlsx":
-		err = d.WriteXLSX(stdout)
-	case "text", "":
-		err = d.WriteText(stdout)
-	default:
-		return fail(fmt.Errorf("--format %q: want text, json, csv or xlsx", format))
-	}
-	if err != nil {
+	if err := writeFormat(d, format, stdout); err != nil {
 		return fail(err)
 	}
 	return 0

@@ -268,21 +268,7 @@ func (s *Sweeper) sweepList(ctx context.Context, verify bool, now time.Time, dry
 		if err != nil {
 			return fmt.Errorf("sweep: %w", err)
 		}
-		decisions := make([]Decision, len(page))
-		sem := make(chan struct{}, s.cfg.Concurrency)
-		var wg sync.WaitGroup
-		for i := range page {
-			if ctx.Err() != nil {
-				break
-			}
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				decisions[i] = check(ctx, &page[i], now, dryRun)
-			}()
-		}
-		wg.Wait()
+		decisions := s.checkPage(ctx, page, func(p *store.Payment) Decision { return check(ctx, p, now, dryRun) })
 		for _, d := range decisions {
 			if d.PaymentID == "" {
 				continue
@@ -329,21 +315,7 @@ func (s *Sweeper) Reconcile(ctx context.Context, from, to time.Time, apply bool)
 		if len(page) == 0 {
 			break
 		}
-		decisions := make([]Decision, len(page))
-		sem := make(chan struct{}, s.cfg.Concurrency)
-		var wg sync.WaitGroup
-		for i := range page {
-			if ctx.Err() != nil {
-				break
-			}
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				decisions[i] = s.reconcileOne(ctx, &page[i], now, !apply)
-			}()
-		}
-		wg.Wait()
+		decisions := s.checkPage(ctx, page, func(p *store.Payment) Decision { return s.reconcileOne(ctx, p, now, !apply) })
 		for _, d := range decisions {
 			if d.PaymentID != "" {
 				rep.Outcomes[d.Outcome]++
@@ -451,6 +423,28 @@ func knetOf(src checkout.Source) *store.KNETIDs {
 	return &store.KNETIDs{PaymentID: src.KNETPaymentID, TransactionID: src.KNETTransactionID, BankReference: src.BankReference,
 		AuthCode: src.AuthCode, PostDate: src.PostDate, Result: src.KNETResult, PTLF: src.PTLF,
 		UDF: [5]string{src.UserDefinedField1, src.UserDefinedField2, src.UserDefinedField3, src.UserDefinedField4, src.UserDefinedField5}}
+}
+
+// checkPage runs check over a page of payments, Concurrency at a time (the client's rate limiter
+// paces the API calls), and returns the decisions in page order; it stops starting checks when
+// ctx ends.
+func (s *Sweeper) checkPage(ctx context.Context, page []store.Payment, check func(*store.Payment) Decision) []Decision {
+	decisions := make([]Decision, len(page))
+	sem := make(chan struct{}, s.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i := range page {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			decisions[i] = check(&page[i])
+		}()
+	}
+	wg.Wait()
+	return decisions
 }
 
 // check asks about one payment and records what it learned. Errors are part of the decision: one
