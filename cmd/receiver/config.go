@@ -21,6 +21,9 @@ type Config struct {
 	MetricsAddr    string
 	WebhookKeys    string
 	Authorization  string
+	// WebhookKeysFile and AuthorizationFile are the files the secrets came from, if any: the
+	// receiver re-reads them on SIGHUP and when they change.
+	WebhookKeysFile, AuthorizationFile string
 	MaxBodyBytes   int64
 	PublishTimeout time.Duration
 	RetryAfter     time.Duration
@@ -92,6 +95,7 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := b.Finish(); err != nil {
 		return c, err
 	}
+	c.WebhookKeysFile, c.AuthorizationFile = b.FileOf("KNETRECON_WEBHOOK_KEYS"), b.FileOf("KNETRECON_WEBHOOK_AUTHORIZATION")
 	c.NATS.Name = "knetrecon-receiver"
 	return c, c.Validate()
 }

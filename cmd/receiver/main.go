@@ -51,6 +51,7 @@ type Main struct {
 	serveErr chan error
 
 	handler   *webhook.Handler
+	hooks     *webhook.Metrics
 	guard     *events.Guard
 	gsync     *events.GroupSync
 	stopGuard context.CancelFunc
@@ -106,6 +107,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.hooks = webhook.NewMetrics(m.Registry)
 	m.guard = events.NewGuard(m.js, float64(cfg.BacklogLimit)/100, cfg.BacklogCheck, m.Registry)
 	if _, err := m.guard.Refresh(ctx); err != nil {
 		return fmt.Errorf("read the stream's backlog: %w", err)
@@ -140,9 +142,16 @@ func (m *Main) Run(ctx context.Context) error {
 		PublishTimeout: cfg.PublishTimeout,
 		RetryAfter:     cfg.RetryAfter,
 		Log:            m.Log.Named("webhook"),
-		Metrics:        webhook.NewMetrics(m.Registry),
+		Metrics:        m.hooks,
 	})
 	metricsHandler := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		service.WatchReload(guardCtx, []string{cfg.WebhookKeysFile, cfg.AuthorizationFile}, KeyCheckEvery,
+			func(reason string) { _ = m.ReloadKeys(reason) })
+	}()
 
 	mux := http.NewServeMux()
 	mux.Handle(cfg.WebhookPath, m.handler)
@@ -224,6 +233,50 @@ func (m *Main) serve(addr string, h http.Handler) (net.Addr, error) {
 		}
 	}()
 	return ln.Addr(), nil
+}
+
+// KeyCheckEvery is how often the key files are looked at for a change (SIGHUP reloads at once).
+var KeyCheckEvery = 5 * time.Second
+
+// ReloadKeys reads the webhook keys (and the Authorization value) again from their files and
+// puts them in use for the next request. Keys that cannot be read, or an empty list, are refused:
+// the keys in use are kept, and the error is logged and counted. Keys given directly in the
+// environment cannot change: nothing to reload.
+func (m *Main) ReloadKeys(reason string) error {
+	cfg := m.Config
+	keys, auth := cfg.WebhookKeys, cfg.Authorization
+	read := service.ReadSecretFile
+	var err error
+	if cfg.WebhookKeysFile != "" {
+		if keys, err = read(cfg.WebhookKeysFile); err != nil {
+			err = fmt.Errorf("KNETRECON_WEBHOOK_KEYS_FILE: %w", err)
+		}
+	}
+	if err == nil && cfg.AuthorizationFile != "" {
+		if auth, err = read(cfg.AuthorizationFile); err != nil {
+			err = fmt.Errorf("KNETRECON_WEBHOOK_AUTHORIZATION_FILE: %w", err)
+		}
+	}
+	var ring *checkout.KeyRing
+	if err == nil {
+		if ring, err = checkout.NewKeyRing(checkout.ParseKeys(keys)...); err != nil {
+			err = fmt.Errorf("KNETRECON_WEBHOOK_KEYS_FILE: %w", err)
+		}
+	}
+	if err != nil {
+		m.hooks.Reloaded(false)
+		m.Log.Error("webhook keys not reloaded; the keys in use are kept", zap.String("reason", reason), zap.Error(err))
+		return err
+	}
+	if cfg.WebhookKeysFile == "" && cfg.AuthorizationFile == "" {
+		m.Log.Info("webhook keys come from the environment, not a file: nothing to reload", zap.String("reason", reason))
+		return nil
+	}
+	m.handler.SetKeys(ring, auth)
+	m.hooks.Reloaded(true)
+	m.Log.Info("webhook keys reloaded", zap.String("reason", reason), zap.Strings("keys", ring.Fingerprints()),
+		zap.Bool("authorization_check", auth != ""))
+	return nil
 }
 
 // healthy answers 200 while the process can take webhooks in, and 503 when it cannot recover by

@@ -635,3 +635,71 @@ func TestBodyLimitMustFitNATS(t *testing.T) {
 		t.Fatalf("start with a 1 MiB body limit over a 64 KiB max_payload: %v", err)
 	}
 }
+
+// TestKeysReloadWithoutRestart: the receiver re-reads KNETRECON_WEBHOOK_KEYS_FILE when it changes
+// (and on SIGHUP): a key added is accepted, a key removed is refused, an empty file is refused and
+// the keys in use are kept. The per-key counter shows which key signs.
+func TestKeysReloadWithoutRestart(t *testing.T) {
+	old := KeyCheckEvery
+	KeyCheckEvery = 20 * time.Millisecond
+	t.Cleanup(func() { KeyCheckEvery = old })
+	file := filepath.Join(t.TempDir(), "keys")
+	write := func(s string) {
+		t.Helper()
+		// Rename over it, as a secret manager does, so the change is seen whole.
+		tmp := file + ".tmp"
+		if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(oldKey + "\n")
+	m := mustRunReceiver(t, map[string]string{"KNETRECON_WEBHOOK_KEYS": "", "KNETRECON_WEBHOOK_KEYS_FILE": file})
+	status := func(key string, n int) int {
+		b := []byte(strings.Replace(string(sample(t, "webhook_payment_captured.json")), "evt_6aznipgxbuaure3qen5qbzyswy", fmt.Sprintf("evt_reload%d", n), 1))
+		resp, _ := post(t, m, b, signed(key, b))
+		return resp.StatusCode
+	}
+	if got := status(oldKey, 1); got != 200 {
+		t.Fatalf("old key at start: %d", got)
+	}
+	if got := status(newKey, 2); got != 401 {
+		t.Fatalf("new key before the rotation: %d", got)
+	}
+	write(oldKey + "," + newKey)
+	waitUntil(t, "the new key accepted", func() bool { return status(newKey, 3) == 200 })
+	write(newKey)
+	waitUntil(t, "the old key refused", func() bool { return status(oldKey, 4) == 401 })
+	write("")
+	if err := m.ReloadKeys("SIGHUP"); err == nil {
+		t.Fatal("an empty key file was accepted")
+	}
+	if got := status(newKey, 5); got != 200 {
+		t.Fatalf("after a refused reload the keys in use must stay: %d", got)
+	}
+	metrics := getMetrics(t, m)
+	fp := checkout.Key{Secret: []byte(newKey)}.Fingerprint()
+	if !strings.Contains(metrics, `knetrecon_receiver_verified_total{key="`+fp+`"}`) ||
+		!strings.Contains(metrics, `knetrecon_receiver_key_reloads_total{result="error"} 1`) || strings.Contains(metrics, newKey) {
+		t.Fatalf("metrics:\n%s", metrics)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func getMetrics(t *testing.T, m *Main) string {
+	t.Helper()
+	_, body := get(t, "http://"+m.Addr()+"/metrics")
+	return body
+}

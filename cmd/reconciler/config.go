@@ -43,6 +43,8 @@ type Config struct {
 	// WebhookKeys are the receiver's signature keys (KNETRECON_WEBHOOK_KEYS): every message is
 	// verified against them before it is applied.
 	WebhookKeys     string
+	// WebhookKeysFile is the file they came from, if any: re-read on SIGHUP and when it changes.
+	WebhookKeysFile string
 	Sweep           reconcile.SweepConfig
 	SweepSchedule   string
 	AlertWebhookURL string
@@ -121,6 +123,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	if err := b.Finish(); err != nil {
 		return c, nil, err
 	}
+	c.WebhookKeysFile = b.FileOf("KNETRECON_WEBHOOK_KEYS")
 	c.NATS.Name = "knetrecon-reconciler"
 	c.command = name
 	c.Checkout.RateLimit = float64(rateLimit)

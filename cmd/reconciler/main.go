@@ -49,6 +49,7 @@ import (
 	"knetrecon/internal/logging"
 	"knetrecon/internal/payment"
 	"knetrecon/internal/reconcile"
+	"knetrecon/internal/service"
 	"knetrecon/internal/settle"
 	"knetrecon/internal/store"
 )
@@ -207,7 +208,7 @@ func newProcessor(cfg Config, l *store.Ledger, log *zap.Logger, reg prometheus.R
 		return nil, fmt.Errorf("KNETRECON_WEBHOOK_KEYS: %w", err)
 	}
 	proc := reconcile.NewProcessor(l, log, reconcile.NewMetrics(reg), cfg.Consumer.MaxDeliver)
-	proc.Keys = ring
+	proc.SetKeys(ring)
 	proc.AckWait = cfg.Consumer.AckWait
 	return proc, nil
 }
@@ -487,6 +488,26 @@ type Main struct {
 	stopSweepCtx context.CancelFunc
 }
 
+// KeyCheckEvery is how often the key file is looked at for a change (SIGHUP reloads at once).
+var KeyCheckEvery = 5 * time.Second
+
+// reloadKeys reads KNETRECON_WEBHOOK_KEYS_FILE again and verifies the next messages with it; keys
+// that cannot be read, or none, are refused and the keys in use kept.
+func (m *Main) reloadKeys(reason string) {
+	keys, err := service.ReadSecretFile(m.Config.WebhookKeysFile)
+	var ring *checkout.KeyRing
+	if err == nil {
+		ring, err = checkout.NewKeyRing(checkout.ParseKeys(keys)...)
+	}
+	if err != nil {
+		m.Log.Error("webhook keys not reloaded; the keys in use are kept", zap.String("reason", reason),
+			zap.String("error", "KNETRECON_WEBHOOK_KEYS_FILE: "+err.Error()))
+		return
+	}
+	m.proc.SetKeys(ring)
+	m.Log.Info("webhook keys reloaded", zap.String("reason", reason), zap.Strings("keys", ring.Fingerprints()))
+}
+
 // chaosHook is set only in a build with the chaos tag (chaos.go): fault injection for the suite.
 var chaosHook func(*reconcile.Processor, *zap.Logger)
 
@@ -583,6 +604,13 @@ func (m *Main) Run(ctx context.Context) error {
 		defer m.wg.Done()
 		proc.WatchLag(runCtx, m.js, cfg.Consumer.Durable, 15*time.Second)
 	}()
+	if cfg.WebhookKeysFile != "" {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			service.WatchReload(runCtx, []string{cfg.WebhookKeysFile}, KeyCheckEvery, func(reason string) { m.reloadKeys(reason) })
+		}()
+	}
 	if cfg.SweepOn() {
 		if err := m.startSweep(ctx); err != nil {
 			return err

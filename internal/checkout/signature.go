@@ -28,6 +28,13 @@ type Key struct {
 	Secret []byte
 }
 
+// Fingerprint names the key by its content, the same across restarts and reloads, without
+// revealing it: "k-" and the first 8 hex digits of its SHA-256 (printf %s "$KEY" | sha256sum).
+func (k Key) Fingerprint() string {
+	sum := sha256.Sum256(k.Secret)
+	return "k-" + hex.EncodeToString(sum[:4])
+}
+
 // String hides the secret so that a Key can never be printed by accident.
 func (k Key) String() string { return "Key(" + k.Name + ")" }
 
@@ -81,16 +88,22 @@ func (r *KeyRing) Len() int { return len(r.keys) }
 // returns the name of the key that matched. Hex digits of either case are accepted. Every key is
 // tried, so the time taken does not depend on which key matched.
 func (r *KeyRing) Verify(body []byte, header string) (string, error) {
+	k, err := r.Match(body, header)
+	return k.Name, err
+}
+
+// Match is Verify returning the key that matched (its String and fingerprint hide the secret).
+func (r *KeyRing) Match(body []byte, header string) (Key, error) {
 	header = strings.TrimSpace(header)
 	if header == "" {
-		return "", ErrSignatureMissing
+		return Key{}, ErrSignatureMissing
 	}
 	if len(header) != 2*sha256.Size {
-		return "", ErrSignatureMalformed
+		return Key{}, ErrSignatureMalformed
 	}
 	var got [sha256.Size]byte
 	if _, err := hex.Decode(got[:], []byte(header)); err != nil {
-		return "", ErrSignatureMalformed
+		return Key{}, ErrSignatureMalformed
 	}
 	matched := -1
 	for i, k := range r.keys {
@@ -101,9 +114,18 @@ func (r *KeyRing) Verify(body []byte, header string) (string, error) {
 		}
 	}
 	if matched < 0 {
-		return "", ErrSignatureMismatch
+		return Key{}, ErrSignatureMismatch
 	}
-	return r.keys[matched].Name, nil
+	return r.keys[matched], nil
+}
+
+// Fingerprints lists the ring's keys by fingerprint, in order.
+func (r *KeyRing) Fingerprints() []string {
+	out := make([]string, len(r.keys))
+	for i, k := range r.keys {
+		out[i] = k.Fingerprint()
+	}
+	return out
 }
 
 // Sign returns the lowercase hex HMAC-SHA256 of body under secret: the Cko-Signature value

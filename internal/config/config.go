@@ -140,6 +140,17 @@ func (b *Binder) Secret(p *string, name, env, usage string) {
 	b.secrets = append(b.secrets, s)
 }
 
+// FileOf returns the file a secret bound to env is read from (its --…-file flag or env_FILE),
+// or "" when it is given directly.
+func (b *Binder) FileOf(env string) string {
+	for _, s := range b.secrets {
+		if s.env == env {
+			return *s.fileFlag
+		}
+	}
+	return ""
+}
+
 // Finish reads secret files and returns every error met while binding, each naming its variable.
 // Call it after fs.Parse.
 func (b *Binder) Finish() error {

@@ -61,10 +61,11 @@ type Processor struct {
 	maxDeliver int
 	// Now is the clock for lag metrics.
 	Now func() time.Time
-	// Keys, when set, verify every webhook's Cko-Signature (kept by the receiver in the message)
-	// over the exact body before it is applied: a message published by anyone but the receiver,
-	// or altered on the bus, is dead-lettered as forged, never applied. Production always sets it.
-	Keys *checkout.KeyRing
+	// keys, when set (SetKeys), verify every webhook's Cko-Signature (kept by the receiver in the
+	// message) over the exact body before it is applied: a message published by anyone but the
+	// receiver, or altered on the bus, is dead-lettered as forged, never applied. Production
+	// always sets them.
+	keys atomic.Pointer[checkout.KeyRing]
 	// AckWait is the consumer's ack wait: a held batch is kept alive well within it.
 	AckWait time.Duration
 	// RetryMin and RetryMax bound the back-off between attempts at a batch the ledger refused.
@@ -91,6 +92,9 @@ func NewProcessor(ledger *store.Ledger, log *zap.Logger, m *Metrics, maxDeliver 
 		panics: map[uint64]int{}}
 }
 
+// SetKeys puts ring in use to verify the next messages (at start, and when the keys are reloaded).
+func (p *Processor) SetKeys(ring *checkout.KeyRing) { p.keys.Store(ring) }
+
 // Failing reports whether the ledger is refusing writes: a batch is held and being retried.
 func (p *Processor) Failing() bool { return p.failing.Load() }
 
@@ -104,8 +108,8 @@ func (p *Processor) prepare(msg jetstream.Msg) *item {
 		p.deadLetter(it, causeUndecodable, err.Error())
 		return it
 	}
-	if p.Keys != nil {
-		if _, err := p.Keys.Verify(msg.Data(), d.Signature); err != nil {
+	if keys := p.keys.Load(); keys != nil {
+		if _, err := keys.Verify(msg.Data(), d.Signature); err != nil {
 			p.deadLetter(it, causeForged, fmt.Sprintf("forged or altered on the bus: %v (an authentic webhook carries the receiver's Cko-Signature header)", err))
 			return it
 		}
@@ -540,8 +544,8 @@ func (p *Processor) ReplayDeadLetter(ctx context.Context, id int64) (store.Resul
 	var res store.Result
 	var aerr error
 	in, decErr := Decode(d.Body, events.Delivery{Subject: d.Subject, Seq: d.StreamSeq, ReceivedAt: d.CreatedAt})
-	if p.Keys != nil && decErr == nil {
-		if _, err := p.Keys.Verify(d.Body, d.Headers[events.HeaderSignature]); err != nil {
+	if keys := p.keys.Load(); keys != nil && decErr == nil {
+		if _, err := keys.Verify(d.Body, d.Headers[events.HeaderSignature]); err != nil {
 			decErr = fmt.Errorf("signature not verified, not applied: %w", err)
 		}
 	}

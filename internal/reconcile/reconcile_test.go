@@ -525,7 +525,7 @@ func TestForgedMessagesNeverApplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.proc.Keys = ring
+	r.proc.SetKeys(ring)
 	ctx := context.Background()
 	pub := func(b []byte, id, sig string) {
 		w := &events.Webhook{Body: b, EventID: id, EventType: "payment_captured", ReceivedAt: t0, Signature: sig}

@@ -51,8 +51,8 @@ const (
 // Handler receives Checkout.com webhooks. A 2xx means the body is stored in JetStream; every
 // failure answers non-2xx so that Checkout.com retries.
 type Handler struct {
-	keys           *checkout.KeyRing
-	authorization  string
+	// auth holds the keys and the Authorization value; SetKeys swaps them without a restart.
+	auth           atomic.Pointer[credentials]
 	publisher      *events.Publisher
 	admit          func(int) bool
 	sync           func(context.Context) error
@@ -116,9 +116,7 @@ func New(cfg Config) *Handler {
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 5 * time.Second
 	}
-	return &Handler{
-		keys:           cfg.Keys,
-		authorization:  cfg.Authorization,
+	h := &Handler{
 		publisher:      cfg.Publisher,
 		admit:          cfg.Admit,
 		sync:           cfg.Sync,
@@ -130,6 +128,20 @@ func New(cfg Config) *Handler {
 		metrics:        cfg.Metrics,
 		bufs:           sync.Pool{New: func() any { return new(bytes.Buffer) }},
 	}
+	h.SetKeys(cfg.Keys, cfg.Authorization)
+	return h
+}
+
+// credentials are what a request is verified with.
+type credentials struct {
+	keys          *checkout.KeyRing
+	authorization string
+}
+
+// SetKeys replaces the webhook keys and the Authorization value; requests in flight finish with
+// the ones they started with. The receiver calls it on SIGHUP and when the key file changes.
+func (h *Handler) SetKeys(keys *checkout.KeyRing, authorization string) {
+	h.auth.Store(&credentials{keys: keys, authorization: authorization})
 }
 
 // ServeHTTP handles one delivery.
@@ -162,23 +174,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body := buf.Bytes()
 
 	signature := r.Header.Get(checkout.SignatureHeader)
-	keyName, err := h.keys.Verify(body, signature)
+	auth := h.auth.Load()
+	key, err := auth.keys.Match(body, signature)
+	keyName := key.Name
 	if err != nil {
 		h.unauthorized(w, start, signatureReason(err))
 		return
 	}
-	if h.authorization != "" {
+	if auth.authorization != "" {
 		got := r.Header.Get("Authorization")
 		if got == "" {
 			h.unauthorized(w, start, ReasonAuthorizationMissing)
 			return
 		}
-		if !checkout.AuthorizationMatches(got, h.authorization) {
+		if !checkout.AuthorizationMatches(got, auth.authorization) {
 			h.unauthorized(w, start, ReasonAuthorizationMismatch)
 			return
 		}
 	}
 
+	h.metrics.verified.WithLabelValues(key.Fingerprint()).Inc()
 	msg := &events.Webhook{Body: body, KeyName: keyName, Signature: signature, ReceivedAt: start}
 	head, err := checkout.DecodeHead(body)
 	if err != nil {

@@ -9,6 +9,17 @@ type Metrics struct {
 	quarantined       prometheus.Counter
 	publishSeconds    prometheus.Histogram
 	inFlight          prometheus.Gauge
+	verified          *prometheus.CounterVec
+	reloads           *prometheus.CounterVec
+}
+
+// Reloaded counts a reload of the keys (ok false: refused, the keys in use kept).
+func (m *Metrics) Reloaded(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("ok").Inc()
+	} else {
+		m.reloads.WithLabelValues("error").Inc()
+	}
 }
 
 // NewMetrics creates the receiver's series and registers them with reg.
@@ -35,6 +46,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "knetrecon_receiver_in_flight",
 			Help: "Webhook requests being handled now.",
 		}),
+		verified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "knetrecon_receiver_verified_total",
+			Help: "Webhooks whose signature verified, by key fingerprint (k- and the first 8 hex digits of the key's SHA-256): during a rotation, shows when the old key stops being used.",
+		}, []string{"key"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "knetrecon_receiver_key_reloads_total",
+			Help: "Reloads of the webhook keys (SIGHUP or a changed key file), by result (ok, error: the keys in use were kept).",
+		}, []string{"result"}),
 	}
 	for _, o := range []string{OutcomeStored, OutcomeDuplicate, OutcomeQuarantined, OutcomeUnauthorized, OutcomeTooLarge, OutcomeMethodNotAllowed, OutcomeBadRequest, OutcomeUnavailable, OutcomeBacklogFull} {
 		m.requests.WithLabelValues(o)
@@ -42,6 +61,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{ReasonSignatureMissing, ReasonSignatureMalformed, ReasonSignatureMismatch, ReasonAuthorizationMissing, ReasonAuthorizationMismatch} {
 		m.signatureFailures.WithLabelValues(r)
 	}
-	reg.MustRegister(m.requests, m.signatureFailures, m.quarantined, m.publishSeconds, m.inFlight)
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("error")
+	reg.MustRegister(m.requests, m.signatureFailures, m.quarantined, m.publishSeconds, m.inFlight, m.verified, m.reloads)
 	return m
 }
