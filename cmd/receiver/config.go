@@ -16,17 +16,17 @@ import (
 
 // Config is the receiver's whole configuration, parsed once in main.
 type Config struct {
-	Addr           string
-	WebhookPath    string
-	MetricsAddr    string
-	WebhookKeys    string
-	Authorization  string
+	Addr          string
+	WebhookPath   string
+	MetricsAddr   string
+	WebhookKeys   string
+	Authorization string
 	// WebhookKeysFile and AuthorizationFile are the files the secrets came from, if any: the
 	// receiver re-reads them on SIGHUP and when they change.
 	WebhookKeysFile, AuthorizationFile string
-	MaxBodyBytes   int64
-	PublishTimeout time.Duration
-	RetryAfter     time.Duration
+	MaxBodyBytes                       int64
+	PublishTimeout                     time.Duration
+	RetryAfter                         time.Duration
 
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration

@@ -42,7 +42,7 @@ type Config struct {
 	DataDir string
 	// WebhookKeys are the receiver's signature keys (KNETRECON_WEBHOOK_KEYS): every message is
 	// verified against them before it is applied.
-	WebhookKeys     string
+	WebhookKeys string
 	// WebhookKeysFile is the file they came from, if any: re-read on SIGHUP and when it changes.
 	WebhookKeysFile string
 	Sweep           reconcile.SweepConfig
