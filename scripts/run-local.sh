@@ -21,7 +21,7 @@ VERIFY_AFTER=${VERIFY_AFTER:-2m,10m}
 
 mkdir -p "$KNETRECON_DATA_DIR" bin
 echo "building…"
-go build -o bin/ ./cmd/receiver ./cmd/reconciler ./cmd/ckosim
+go build -buildvcs=auto -o bin/ ./cmd/receiver ./cmd/reconciler ./cmd/ckosim
 
 pids=()
 stop() {

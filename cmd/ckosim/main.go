@@ -21,6 +21,10 @@ import (
 )
 
 func main() {
+	if service.VersionRequested(os.Args[1:]) {
+		fmt.Println("ckosim", service.BuildOf())
+		return
+	}
 	cfg, err := ParseConfig(os.Args[1:], os.Getenv)
 	os.Exit(service.Main(service.Config{Name: "ckosim", Err: err, LogLevel: cfg.LogLevel, LogDevelopment: cfg.LogDevelopment},
 		func(log *zap.Logger) service.Process { return NewMain(cfg, log) }))

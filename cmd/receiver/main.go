@@ -28,6 +28,10 @@ import (
 )
 
 func main() {
+	if service.VersionRequested(os.Args[1:]) {
+		fmt.Println("receiver", service.BuildOf())
+		return
+	}
 	cfg, err := ParseConfig(os.Args[1:], os.Getenv)
 	os.Exit(service.Main(service.Config{Name: "receiver", Err: err, LogLevel: cfg.LogLevel, LogDevelopment: cfg.LogDevelopment},
 		func(log *zap.Logger) service.Process { return NewMain(cfg, log) }))
@@ -107,6 +111,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	service.RegisterBuildInfo(m.Registry, "receiver")
 	m.hooks = webhook.NewMetrics(m.Registry)
 	m.guard = events.NewGuard(m.js, float64(cfg.BacklogLimit)/100, cfg.BacklogCheck, m.Registry)
 	if _, err := m.guard.Refresh(ctx); err != nil {

@@ -682,7 +682,8 @@ func TestKeysReloadWithoutRestart(t *testing.T) {
 	metrics := getMetrics(t, m)
 	fp := checkout.Key{Secret: []byte(newKey)}.Fingerprint()
 	if !strings.Contains(metrics, `knetrecon_receiver_verified_total{key="`+fp+`"}`) ||
-		!strings.Contains(metrics, `knetrecon_receiver_key_reloads_total{result="error"} 1`) || strings.Contains(metrics, newKey) {
+		!strings.Contains(metrics, `knetrecon_receiver_key_reloads_total{result="error"} 1`) || strings.Contains(metrics, newKey) ||
+		!strings.Contains(metrics, `knetrecon_build_info{binary="receiver"`) {
 		t.Fatalf("metrics:\n%s", metrics)
 	}
 }

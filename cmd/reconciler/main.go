@@ -63,6 +63,10 @@ func main() {
 
 // run is main with its inputs and outputs passed in, so tests can call every subcommand.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if service.VersionRequested(args) {
+		fmt.Fprintln(stdout, "reconciler", service.BuildOf())
+		return 0
+	}
 	cmd := "run"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -553,6 +557,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	service.RegisterBuildInfo(m.Registry, "reconciler")
 	proc, err := newProcessor(cfg, m.ledger, m.Log.Named("apply"), m.Registry)
 	if err != nil {
 		batches.Stop()

@@ -189,3 +189,14 @@ func TestReconcileUsage(t *testing.T) {
 		t.Errorf("without the API key: %d %q", code, errOut.String())
 	}
 }
+
+// TestVersion: --version answers with the build, exit 0, and needs no configuration.
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"--version", "version"} {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), []string{arg}, env(nil), &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "reconciler ") ||
+			!strings.Contains(out.String(), "go1.") {
+			t.Fatalf("%s: %d %q %q", arg, code, out.String(), errOut.String())
+		}
+	}
+}

@@ -30,9 +30,15 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"knetrecon/internal/service"
 )
 
 func main() {
+	if service.VersionRequested(os.Args[1:]) {
+		fmt.Println("webhookload", service.BuildOf())
+		return
+	}
 	var (
 		null     = flag.String("null", "", "serve a null handler on this address instead of sending load")
 		bare     = flag.String("bare", "", "serve a bare receiver (HMAC + JetStream publish) on this address instead of sending load")
