@@ -67,9 +67,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "reconciler", service.BuildOf())
 		return 0
 	}
-	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+	switch {
+	case len(args) == 0:
+		printCommands(stderr) // `run` is explicit: a bare reconciler is a usage error
+		return 2
+	case args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help":
+		if len(args) > 1 && args[1] != "run" {
+			if _, ok := commandNamed(args[1]); !ok {
+				fmt.Fprintf(stderr, "reconciler: unknown command %q\n\n", args[1])
+				printCommands(stderr)
+				return 2
+			}
+			return run(ctx, []string{args[1], "--help"}, getenv, stdout, stderr)
+		}
+		if len(args) > 1 {
+			args = []string{"run", "--help"}
+			break
+		}
+		printCommands(stdout)
+		return 0
+	case strings.HasPrefix(args[0], "-"):
+		fmt.Fprintf(stderr, "reconciler: a command comes first (reconciler run %s …)\n\n", args[0])
+		printCommands(stderr)
+		return 2
+	}
+	cmd := args[0]
+	args = args[1:]
+	c, known := commandNamed(cmd)
+	if !known || cmd == "help" {
+		fmt.Fprintf(stderr, "reconciler: unknown command %q\n\n", cmd)
+		printCommands(stderr)
+		return 2
 	}
 	var asJSON, all, once, dryRun, apply bool
 	var since, until, date, format, outDir, kind, note, reference string
@@ -117,6 +145,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.Uint64Var(&fromSeq, "from-seq", 0, "replay from this stream sequence")
 		}
 		fs.SetOutput(stderr)
+	}
+	if cmd != "run" && wantsHelp(args) {
+		printCommand(stdout, c, extra)
+		return 0
+	}
+	if cmd == "run" && wantsHelp(args) {
+		fmt.Fprintf(stderr, "Usage: %s\n\n%s\n\nSettings (a flag, or its KNETRECON_… variable):\n", c.usage, c.long)
 	}
 	cfg, operands, err := ParseConfig(cmd, args, getenv, extra)
 	if errors.Is(err, flag.ErrHelp) {
@@ -196,7 +231,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "resolve":
 		return cmdResolve(ctx, cfg, operands, note, stdout, fail)
 	}
-	fmt.Fprintf(stderr, "reconciler: unknown command %q (run, payment, dlq, replay, migrate, sweep, stuck, report, reconcile, settle, discrepancies, resolve)\n", cmd)
+	fmt.Fprintf(stderr, "reconciler: command %q is not wired\n", cmd) // every listed command has a case above
 	return 2
 }
 

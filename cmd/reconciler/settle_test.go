@@ -200,3 +200,50 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpTree: `reconciler help` lists every command; a command's --help is its synopsis and its
+// own flags only (not the daemon's settings); a bare reconciler or an unknown command is a usage
+// error (exit 2) that shows the list.
+func TestHelpTree(t *testing.T) {
+	call := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), args, env(nil), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	code, out, _ := call("help")
+	for _, c := range commands {
+		if !strings.Contains(out, "  "+c.name+" ") {
+			t.Errorf("help lacks %q", c.name)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("help exit %d", code)
+	}
+	for _, args := range [][]string{{"payment", "--help"}, {"help", "payment"}, {"payment", "-h"}} {
+		code, out, _ = call(args...)
+		if code != 0 || !strings.Contains(out, "Usage: reconciler payment <pay_id") || !strings.Contains(out, "-reference") ||
+			!strings.Contains(out, "-json") || strings.Contains(out, "ack-wait") || strings.Count(out, "\n") > 25 {
+			t.Fatalf("%v: %d\n%s", args, code, out)
+		}
+	}
+	if code, _, stderr := call(); code != 2 || !strings.Contains(stderr, "Commands:") {
+		t.Fatalf("bare: %d %s", code, stderr)
+	}
+	if code, _, stderr := call("bogus"); code != 2 || !strings.Contains(stderr, `unknown command "bogus"`) {
+		t.Fatalf("unknown: %d %s", code, stderr)
+	}
+	if code, _, stderr := call("--ledger", "x"); code != 2 || !strings.Contains(stderr, "a command comes first") {
+		t.Fatalf("flags first: %d %s", code, stderr)
+	}
+	if code, _, stderr := call("run", "--help"); code != 0 || !strings.Contains(stderr, "Usage: reconciler run") || !strings.Contains(stderr, "ack-wait") {
+		t.Fatalf("run --help: %d %s", code, stderr)
+	}
+	for _, c := range commands {
+		if c.name == "help" || c.name == "run" {
+			continue
+		}
+		if code, out, _ := call(c.name, "--help"); code != 0 || !strings.HasPrefix(out, "Usage: "+c.usage) {
+			t.Errorf("%s --help: %d %q", c.name, code, out)
+		}
+	}
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// command is one subcommand of the reconciler, for `reconciler help`.
+type command struct {
+	name, usage, short, long string
+}
+
+// commands are the reconciler's subcommands, in the order `reconciler help` lists them.
+var commands = []command{
+	{"run", "reconciler run", "the daemon: apply the stream to the ledger, sweep, write the daily reports",
+		"Consumes the stream into the SQLite ledger, runs the seven-minute sweep and the verification of\nfinal payments, writes the daily reports, and serves /healthz, /readyz and /metrics."},
+	{"payment", "reconciler payment <pay_id | KNET id | bank reference> [--json] | --reference REF", "the ledger's view of one payment",
+		"Its status, money, postings, events, discrepancies, the sweep's checks and KNET's ids."},
+	{"stuck", "reconciler stuck [--json]", "the payments the sweep could not resolve", ""},
+	{"discrepancies", "reconciler discrepancies [--all] [--kind K] [--json]", "what an operator must look at", ""},
+	{"resolve", "reconciler resolve <id> --note \"…\" [--json]", "mark one discrepancy handled, with a note", ""},
+	{"report", "reconciler report [--date D | --from D --to D] [--format text|json|csv|xlsx] [--out DIR]", "finance's report of a day or of several days",
+		"Dates are YYYY-MM-DD in KNETRECON_REPORT_TZ (default: yesterday). --out writes the files; a day\nalready written with other money gets a new revision beside it."},
+	{"reconcile", "reconciler reconcile --from D --to D [--apply] [--json]", "every payment of those days against Checkout.com, both ways",
+		"A dry run unless --apply. Needs KNETRECON_CHECKOUT_SECRET_KEY."},
+	{"settle", "reconciler settle --statement FILE [--columns KEY=Header,...] [--date D] [--json]", "the acquiring bank's KNET statement against the ledger", ""},
+	{"sweep", "reconciler sweep --once [--dry-run] [--json]", "one seven-minute sweep by hand", "Needs KNETRECON_CHECKOUT_SECRET_KEY."},
+	{"dlq", "reconciler dlq list [--all] [--json] | show <id> | replay <id> | discard <id> --note \"…\"", "the dead letters: look, replay, set aside", ""},
+	{"replay", "reconciler replay --since <time> | --from-seq <n> [--json]", "apply the stream again from a point (idempotent)",
+		"--since takes 2026-12-01T10:00:00Z, 2026-12-01 (midnight in KNETRECON_REPORT_TZ) or a duration ago (90m, 6h, 2d)."},
+	{"migrate", "reconciler migrate [--json]", "bring the ledger's schema up to date", ""},
+	{"help", "reconciler help [command]", "this list, or one command's synopsis and flags", ""},
+}
+
+func commandNamed(name string) (command, bool) {
+	i := slices.IndexFunc(commands, func(c command) bool { return c.name == name })
+	if i < 0 {
+		return command{}, false
+	}
+	return commands[i], true
+}
+
+// printCommands writes the overview `reconciler help` prints.
+func printCommands(w io.Writer) {
+	fmt.Fprintln(w, "reconciler: applies the webhooks stored in JetStream to the SQLite ledger, and answers questions about it.")
+	fmt.Fprintln(w, "\nUsage: reconciler <command> [flags]\n\nCommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.short)
+	}
+	fmt.Fprintln(w, "\nreconciler <command> --help shows a command's synopsis and its flags. Every command also takes\n"+
+		"the settings of `reconciler run --help` (KNETRECON_LEDGER, KNETRECON_NATS_URL, …), from flags or the\n"+
+		"environment. Exit codes: 0 success, 1 failure, 2 usage or configuration error. --version prints the build.")
+}
+
+// printCommand writes one command's help: synopsis, what it does, and only its own flags.
+func printCommand(w io.Writer, c command, own func(*flag.FlagSet)) {
+	fmt.Fprintf(w, "Usage: %s\n\n%s.\n", c.usage, strings.ToUpper(c.short[:1])+c.short[1:])
+	if c.long != "" {
+		fmt.Fprintf(w, "\n%s\n", c.long)
+	}
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	own(fs)
+	fs.SetOutput(w)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintln(w, "\nFlags:")
+		fs.PrintDefaults()
+	}
+	fmt.Fprintln(w, "\nThe settings of `reconciler run --help` apply too: KNETRECON_LEDGER (default ./data/ledger.db), …")
+}
+
+// wantsHelp reports whether args ask for help (-h, -help, --help) before any -- separator.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "-h" || a == "-help" || a == "--help" {
+			return true
+		}
+	}
+	return false
+}
