@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"knetrecon/internal/payment"
+	"knetrecon/internal/reconcile"
 	"knetrecon/internal/store"
 )
 
@@ -21,6 +23,9 @@ func cmdDiscrepancies(ctx context.Context, cfg Config, kind string, all, asJSON 
 		return fail(err)
 	}
 	defer l.Close()
+	if kind != "" && !slices.Contains(knownKinds(), kind) {
+		return fail(fmt.Errorf("--kind %q is not a discrepancy kind; one of: %s", kind, strings.Join(knownKinds(), ", ")))
+	}
 	ds, err := l.Discrepancies(ctx, store.DiscrepancyFilter{Kind: payment.Kind(kind), All: all})
 	if err != nil {
 		return fail(err)
@@ -31,6 +36,10 @@ func cmdDiscrepancies(ctx context.Context, cfg Config, kind string, all, asJSON 
 		if err := enc.Encode(ds); err != nil {
 			return fail(err)
 		}
+		return 0
+	}
+	if len(ds) == 0 {
+		fmt.Fprintln(stdout, nothing("discrepancies"))
 		return 0
 	}
 	for _, d := range ds {
@@ -45,7 +54,7 @@ func cmdDiscrepancies(ctx context.Context, cfg Config, kind string, all, asJSON 
 }
 
 // cmdResolve marks one discrepancy resolved, with the operator's note of what was done.
-func cmdResolve(ctx context.Context, cfg Config, operands []string, note string, stdout io.Writer, fail func(error) int) int {
+func cmdResolve(ctx context.Context, cfg Config, operands []string, note string, asJSON bool, stdout io.Writer, fail func(error) int) int {
 	if len(operands) != 1 {
 		return fail(errors.New(`usage: reconciler resolve <discrepancy id> --note "what was done"`))
 	}
@@ -67,6 +76,20 @@ func cmdResolve(ctx context.Context, cfg Config, operands []string, note string,
 		}
 		return fail(err)
 	}
+	if asJSON {
+		return exitOf(writeJSON(stdout, map[string]any{"id": id, "resolved": true, "resolution": "by hand: " + note}), fail)
+	}
 	fmt.Fprintf(stdout, "discrepancy %d resolved\n", id)
 	return 0
+}
+
+// knownKinds lists every discrepancy kind the ledger raises, sorted.
+func knownKinds() []string {
+	kinds := []string{string(reconcile.KindStuck), string(payment.KindDisallowedTransition), string(payment.KindConflictingDuplicate),
+		string(payment.KindUnknownStatus), string(payment.KindUnknownAtProvider)}
+	for _, k := range payment.MoneyKinds {
+		kinds = append(kinds, string(k))
+	}
+	slices.Sort(kinds)
+	return kinds
 }

@@ -28,6 +28,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,6 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "dlq":
 			fs.BoolVar(&all, "all", false, "list replayed and discarded dead letters too")
 			fs.StringVar(&note, "note", "", "discard: why it is set aside (required)")
+			fs.BoolVar(&asJSON, "json", false, "list: print as JSON")
 		case "sweep":
 			fs.BoolVar(&once, "once", false, "run one sweep now")
 			fs.BoolVar(&dryRun, "dry-run", false, "ask the API, write nothing, void nothing: print what would be done")
@@ -123,6 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "resolve":
 			fs.StringVar(&note, "note", "", "what was done (required)")
+			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "reconcile":
 			fs.StringVar(&since, "from", "", "first day, YYYY-MM-DD in KNETRECON_REPORT_TZ")
 			fs.StringVar(&date, "to", "", "last day, YYYY-MM-DD in KNETRECON_REPORT_TZ (included)")
@@ -141,8 +144,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.StringVar(&until, "to", "", "the last day of --from's range (included)")
 			fs.StringVar(&outDir, "out", "", "write <date>.json, .csv and .xlsx into this directory instead (a new revision if the day's money changed)")
 		case "replay":
-			fs.StringVar(&since, "since", "", "replay messages stored since this RFC 3339 time")
+			fs.StringVar(&since, "since", "", "replay messages stored since: a time (2026-12-01T10:00:00Z), a date (2026-12-01) or a duration ago (6h, 2d)")
 			fs.Uint64Var(&fromSeq, "from-seq", 0, "replay from this stream sequence")
+			fs.BoolVar(&asJSON, "json", false, "print as JSON")
+		case "migrate":
+			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		}
 		fs.SetOutput(stderr)
 	}
@@ -202,6 +208,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return fail(err)
 		}
+		if asJSON {
+			return exitOf(writeJSON(stdout, map[string]any{"ledger": cfg.Ledger, "schema_version": v}), fail)
+		}
 		fmt.Fprintf(stdout, "ledger %s at schema version %d\n", cfg.Ledger, v)
 		return 0
 	case "payment":
@@ -213,9 +222,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return fail(errors.New("usage: reconciler payment <pay_id | KNET payment id | KNET transaction id | bank reference> [--json] | --reference REF"))
 	case "dlq":
-		return cmdDLQ(ctx, cfg, log, operands, all, note, stdout, fail)
+		return cmdDLQ(ctx, cfg, log, operands, all, asJSON, note, stdout, fail)
 	case "replay":
-		return cmdReplay(ctx, cfg, log, since, fromSeq, stdout, fail)
+		return cmdReplay(ctx, cfg, log, since, fromSeq, asJSON, stdout, fail)
 	case "sweep":
 		return cmdSweep(ctx, cfg, log, once, dryRun, asJSON, stdout, fail)
 	case "stuck":
@@ -229,7 +238,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "discrepancies":
 		return cmdDiscrepancies(ctx, cfg, kind, all, asJSON, stdout, fail)
 	case "resolve":
-		return cmdResolve(ctx, cfg, operands, note, stdout, fail)
+		return cmdResolve(ctx, cfg, operands, note, asJSON, stdout, fail)
 	}
 	fmt.Fprintf(stderr, "reconciler: command %q is not wired\n", cmd) // every listed command has a case above
 	return 2
@@ -250,6 +259,33 @@ func newProcessor(cfg Config, l *store.Ledger, log *zap.Logger, reg prometheus.R
 	proc.SetKeys(ring)
 	proc.AckWait = cfg.Consumer.AckWait
 	return proc, nil
+}
+
+// writeJSON writes v as indented JSON: the one form every command's --json takes.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// nothing is the one wording for an empty answer.
+func nothing(what string) string { return "none: no " + what }
+
+// outcomes writes a replay's outcomes as "applied 3, duplicate 4", in name order.
+func outcomes(m map[store.Outcome]int) string {
+	if len(m) == 0 {
+		return "nothing applied"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, string(k))
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[store.Outcome(k)])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // ErrNoLedger means the ledger file a command was pointed at does not exist.
@@ -361,7 +397,7 @@ func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout 
 	return 0
 }
 
-func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string, all bool, note string, stdout io.Writer, fail func(error) int) int {
+func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string, all, asJSON bool, note string, stdout io.Writer, fail func(error) int) int {
 	if len(operands) == 0 {
 		return fail(errors.New(`usage: reconciler dlq list [--all] | show <id> | replay <id> | discard <id> --note "…"`))
 	}
@@ -382,6 +418,9 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 		if err != nil {
 			return fail(err)
 		}
+		if asJSON {
+			return exitOf(writeJSON(stdout, dls), fail)
+		}
 		for _, d := range dls {
 			state := ""
 			if d.ReplayedAt != nil {
@@ -393,7 +432,7 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 			fmt.Fprintf(stdout, "%d\tseq %d\t%s\t%s\t%s%s\n", d.ID, d.StreamSeq, d.CreatedAt.Format(time.RFC3339), d.Subject, d.Reason, state)
 		}
 		if len(dls) == 0 {
-			fmt.Fprintln(stdout, "no dead letters pending")
+			fmt.Fprintln(stdout, nothing("dead letters pending"))
 		}
 		return 0
 	case "discard":
@@ -451,15 +490,30 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 	return fail(fmt.Errorf("unknown dlq command %q (list, show, replay)", operands[0]))
 }
 
-func cmdReplay(ctx context.Context, cfg Config, log *zap.Logger, since string, fromSeq uint64, stdout io.Writer, fail func(error) int) int {
+// parseSince reads a point in time as people write it: an RFC 3339 time, a date (midnight in
+// loc), or a duration ago (90m, 6h, 2d).
+func parseSince(s string, now time.Time, loc *time.Location) (time.Time, error) {
+	if t, err := checkout.ParseTime(s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation(time.DateOnly, s, loc); err == nil {
+		return t, nil
+	}
+	if steps, err := parseSteps(s); err == nil && len(steps) == 1 && steps[0] > 0 {
+		return now.Add(-steps[0]), nil
+	}
+	return time.Time{}, fmt.Errorf("--since %q: want a time (2026-12-01T10:00:00Z), a date (2026-12-01) or a duration ago (90m, 6h, 2d)", s)
+}
+
+func cmdReplay(ctx context.Context, cfg Config, log *zap.Logger, since string, fromSeq uint64, asJSON bool, stdout io.Writer, fail func(error) int) int {
 	var from events.ReplayFrom
 	switch {
 	case since != "" && fromSeq > 0:
 		return fail(errors.New("give --since or --from-seq, not both"))
 	case since != "":
-		t, err := checkout.ParseTime(since)
+		t, err := parseSince(since, time.Now(), cfg.ReportLocation)
 		if err != nil {
-			return fail(fmt.Errorf("--since %q is not an RFC 3339 time: %w", since, err))
+			return fail(err)
 		}
 		from.Time = t
 	case fromSeq > 0:
@@ -496,7 +550,10 @@ func cmdReplay(ctx context.Context, cfg Config, log *zap.Logger, since string, f
 	if err != nil {
 		return fail(err)
 	}
-	fmt.Fprintf(stdout, "replayed %d messages: %v, dead-lettered %d\n", st.Messages, st.Outcomes, st.DeadLettered)
+	if asJSON {
+		return exitOf(writeJSON(stdout, st), fail)
+	}
+	fmt.Fprintf(stdout, "replayed %d messages: %s, dead-lettered %d\n", st.Messages, outcomes(st.Outcomes), st.DeadLettered)
 	return 0
 }
 

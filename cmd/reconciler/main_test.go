@@ -282,12 +282,30 @@ func TestMainEndToEnd(t *testing.T) {
 	}
 	for i := 0; i < 2; i++ {
 		code, out, stderr = cli("replay", "--from-seq", "1")
-		if code != 0 || !strings.Contains(out, "replayed 5 messages: map[duplicate:4]") {
+		if code != 0 || !strings.Contains(out, "replayed 5 messages: duplicate 4, dead-lettered 1") {
 			t.Fatalf("replay: %d %s %s", code, out, stderr)
 		}
 	}
 	if code, out, _ = cli("replay", "--since", "2000-01-01T00:00:00Z"); code != 0 || !strings.Contains(out, "replayed 5") {
 		t.Fatalf("replay since: %s", out)
+	}
+	// People's forms: a date, a duration ago; --json everywhere data is printed.
+	for _, since := range []string{"2000-01-01", "87600h", "3650d"} {
+		if code, out, _ = cli("replay", "--since", since, "--json"); code != 0 || !strings.Contains(out, `"Messages": 5`) {
+			t.Fatalf("replay --since %s --json: %d %s", since, code, out)
+		}
+	}
+	if code, _, stderr = cli("replay", "--since", "last tuesday"); code != 1 || !strings.Contains(stderr, "a duration ago") {
+		t.Fatalf("replay --since nonsense: %d %s", code, stderr)
+	}
+	if code, out, _ = cli("migrate", "--json"); code != 0 || !strings.Contains(out, `"schema_version": 6`) {
+		t.Fatalf("migrate --json: %d %s", code, out)
+	}
+	if code, out, _ = cli("dlq", "list", "--all", "--json"); code != 0 || !strings.Contains(out, `"reason"`) {
+		t.Fatalf("dlq list --json: %d %s", code, out)
+	}
+	if code, _, stderr = cli("discrepancies", "--kind", "bogus"); code != 1 || !strings.Contains(stderr, "amount_mismatch") {
+		t.Fatalf("discrepancies --kind bogus: %d %s", code, stderr)
 	}
 
 	// Any day's report can be asked for. The capture and the refund Checkout.com made on
@@ -338,7 +356,7 @@ func TestMainEndToEnd(t *testing.T) {
 	if code, _, stderr = cli("resolve", did, "--note", "again"); code != 1 || !strings.Contains(stderr, "already resolved") {
 		t.Fatalf("resolve twice: %d %s", code, stderr)
 	}
-	if code, out, _ = cli("discrepancies"); code != 0 || !strings.Contains(out, "0 discrepancies") {
+	if code, out, _ = cli("discrepancies"); code != 0 || !strings.Contains(out, "none: no discrepancies") {
 		t.Fatalf("open after resolving: %s", out)
 	}
 	if code, out, _ = cli("discrepancies", "--all", "--kind", "captured_after_expiry"); code != 0 ||

@@ -250,7 +250,7 @@ func cmdStuck(ctx context.Context, cfg Config, asJSON bool, stdout io.Writer, fa
 		return 0
 	}
 	if len(out) == 0 {
-		fmt.Fprintln(stdout, "no stuck payments")
+		fmt.Fprintln(stdout, nothing("stuck payments"))
 		return 0
 	}
 	for _, s := range out {
