@@ -204,7 +204,9 @@ func printSweep(stdout io.Writer, rep reconcile.Report, asJSON bool, title strin
 // StuckPayment is one line of `reconciler stuck`: the payment, why it is stuck, and the last
 // checks (what Checkout.com said and what was tried).
 type StuckPayment struct {
-	ID             string              `json:"id"`
+	ID string `json:"id"`
+	// DiscrepancyID is the stuck discrepancy's id: what `reconciler resolve` takes.
+	DiscrepancyID  int64               `json:"discrepancy_id"`
 	Status         string              `json:"status"`
 	ProviderStatus string              `json:"provider_status,omitempty"`
 	Amount         int64               `json:"amount"`
@@ -237,7 +239,7 @@ func cmdStuck(ctx context.Context, cfg Config, asJSON bool, stdout io.Writer, fa
 		if err != nil {
 			return fail(err)
 		}
-		out = append(out, StuckPayment{ID: p.ID, Status: string(p.Status), ProviderStatus: p.ProviderStatus, Amount: p.Amount,
+		out = append(out, StuckPayment{ID: p.ID, DiscrepancyID: d.ID, Status: string(p.Status), ProviderStatus: p.ProviderStatus, Amount: p.Amount,
 			Currency: p.Currency, Age: now.Sub(p.AgeBase()).Round(time.Second).String(), StuckSince: d.DetectedAt,
 			Reason: d.Details, Checks: checks})
 	}
@@ -254,8 +256,8 @@ func cmdStuck(ctx context.Context, cfg Config, asJSON bool, stdout io.Writer, fa
 		return 0
 	}
 	for _, s := range out {
-		fmt.Fprintf(stdout, "%s  %s  age %s  stuck since %s  provider %q\n  reason %s\n", s.ID, s.Status, s.Age,
-			s.StuckSince.Format(time.RFC3339), s.ProviderStatus, s.Reason)
+		fmt.Fprintf(stdout, "%s  %s  age %s  stuck since %s  provider %q  (reconciler resolve %d --note …)\n  reason %s\n", s.ID, s.Status, s.Age,
+			s.StuckSince.Format(time.RFC3339), s.ProviderStatus, s.DiscrepancyID, s.Reason)
 		for _, c := range s.Checks {
 			fmt.Fprintf(stdout, "    %s  %-16s provider %-10q action %-15s %s\n", c.CheckedAt.Format(time.RFC3339), c.Outcome, c.ProviderStatus, c.Action, c.Error)
 		}

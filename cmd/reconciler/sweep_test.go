@@ -264,7 +264,7 @@ func TestSweepAndStuckCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(cli("stuck", "--json")), &stuck); err != nil {
 		t.Fatal(err)
 	}
-	if len(stuck) != 1 || stuck[0].ID != refused || len(stuck[0].Checks) != 1 || stuck[0].Checks[0].Outcome != "void_refused" {
+	if len(stuck) != 1 || stuck[0].ID != refused || len(stuck[0].Checks) != 1 || stuck[0].Checks[0].Outcome != "void_refused" || stuck[0].DiscrepancyID == 0 {
 		t.Fatalf("stuck = %+v", stuck)
 	}
 	if text := cli("stuck"); !strings.Contains(text, refused) || !strings.Contains(text, "void refused") {
