@@ -18,6 +18,9 @@ SECRET_KEY=${KNETRECON_CHECKOUT_SECRET_KEY:-sk_sbox_local}
 DEMO=${DEMO:-40}
 EXPIRY=${EXPIRY:-1m}
 VERIFY_AFTER=${VERIFY_AFTER:-2m,10m}
+# A new seed each run: a second `make run` on the same ./data continues with new payment ids
+# instead of colliding with the first run's (SEED=… repeats a run exactly).
+SEED=${SEED:-$(date +%s)}
 
 mkdir -p "$KNETRECON_DATA_DIR" bin
 echo "building…"
@@ -54,14 +57,17 @@ wait_for 127.0.0.1 9090
 
 # Keys go through the environment, never the command line (where `ps` shows them).
 KNETRECON_CKOSIM_SECRET_KEY=$SECRET_KEY KNETRECON_CKOSIM_WEBHOOK_KEY=$WEBHOOK_KEY \
-bin/ckosim --log-dev --addr 127.0.0.1:8090 --expiry "$EXPIRY" \
+bin/ckosim --log-dev --addr 127.0.0.1:8090 --expiry "$EXPIRY" --seed "$SEED" \
   --webhook-url http://127.0.0.1:8080/webhooks/checkout \
   --drop-rate 0.1 --duplicate-rate 0.1 --delay-rate 0.1 --max-delay 20s --demo "$DEMO" &
 pids+=($!)
 
 cat <<TXT
 
-knetrecon is running (KNET expiry shortened to $EXPIRY, verification to $VERIFY_AFTER, for the demo):
+knetrecon is running (KNET expiry shortened to $EXPIRY, verification to $VERIFY_AFTER, for the demo;
+the simulator loses, duplicates and delays 10 % of webhooks each, on purpose, so that the sweep has
+work: a payment can show Pending for up to a minute before its webhook or the sweep arrives;
+seed $SEED):
   receiver     http://127.0.0.1:8080/webhooks/checkout   (/healthz /readyz /metrics)
   reconciler   http://127.0.0.1:9090/metrics             ledger $KNETRECON_LEDGER
   ckosim       http://127.0.0.1:8090/_sim/payments        (open a redirect_url to pay by hand:
@@ -70,6 +76,8 @@ In another terminal:
   bin/reconciler payment <pay_id>        the ledger's view of a payment
   bin/reconciler stuck                   what the sweep could not resolve
   bin/reconciler report --date YYYY-MM-DD  finance's report of a day (--format csv for the postings)
+  curl -s 'http://127.0.0.1:8090/_sim/settlement?missing=1&change=1' > statement.csv
+  bin/reconciler settle --statement statement.csv   the bank's statement of today against the ledger
   sqlite3 $KNETRECON_LEDGER 'select status, count(*), sum(captured) from payments group by 1'
 Ctrl-C stops everything.
 TXT
