@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "dlq":
 			fs.BoolVar(&all, "all", false, "list replayed and discarded dead letters too")
 			fs.StringVar(&note, "note", "", "discard: why it is set aside (required)")
-			fs.BoolVar(&asJSON, "json", false, "list: print as JSON")
+			fs.BoolVar(&asJSON, "json", false, "print as JSON (list, replay, discard; show always is)")
 		case "sweep":
 			fs.BoolVar(&once, "once", false, "run one sweep now")
 			fs.BoolVar(&dryRun, "dry-run", false, "ask the API, write nothing, void nothing: print what would be done")
@@ -450,6 +450,9 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 		if err := l.Update(ctx, func(tx *store.Tx) error { return tx.DiscardDeadLetter(ctx, n, by, note) }); err != nil {
 			return fail(err)
 		}
+		if asJSON {
+			return exitOf(writeJSON(stdout, map[string]any{"dead_letter": n, "discarded": true, "by": by, "note": note}), fail)
+		}
 		fmt.Fprintf(stdout, "dead letter %d discarded (kept, with your note; no longer pending)\n", n)
 		return 0
 	case "show":
@@ -483,6 +486,9 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 		res, err := proc.ReplayDeadLetter(ctx, n)
 		if err != nil {
 			return fail(err)
+		}
+		if asJSON {
+			return exitOf(writeJSON(stdout, map[string]any{"dead_letter": n, "result": res}), fail)
 		}
 		fmt.Fprintf(stdout, "dead letter %d: event %s payment %s: %s (%s -> %s)\n", n, res.EventID, res.PaymentID, res.Outcome, res.From, res.To)
 		return 0
