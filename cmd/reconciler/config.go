@@ -45,6 +45,8 @@ type Config struct {
 	WebhookKeys string
 	// WebhookKeysFile is the file they came from, if any: re-read on SIGHUP and when it changes.
 	WebhookKeysFile string
+	// DeskToken protects the desk page when the admin address is not loopback.
+	DeskToken       string
 	Sweep           reconcile.SweepConfig
 	SweepSchedule   string
 	AlertWebhookURL string
@@ -76,6 +78,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.String(&c.AdminAddr, "admin-addr", "KNETRECON_ADMIN_ADDR", "127.0.0.1:9090", "address for /healthz, /readyz and /metrics")
 	b.String(&c.NATS.URL, "nats-url", "KNETRECON_NATS_URL", "nats://127.0.0.1:4222", "NATS URL(s); the default is the receiver's embedded server")
 	c.NATS.BindSecurity(b)
+	b.Secret(&c.DeskToken, "desk-token", "KNETRECON_DESK_TOKEN", "token the desk page asks for (basic-auth password or bearer) when KNETRECON_ADMIN_ADDR is not loopback; without it the page is off there")
 	b.String(&c.DataDir, "data-dir", "KNETRECON_DATA_DIR", "./data", "the receiver's data directory on this machine: its embedded NATS token is read from there when no other NATS credential is set")
 	b.String(&c.Consumer.Durable, "consumer", "KNETRECON_CONSUMER", def.Durable, "durable JetStream consumer name")
 	b.Duration(&c.Consumer.AckWait, "ack-wait", "KNETRECON_ACK_WAIT", def.AckWait, "redeliver a message not acked within this")

@@ -46,6 +46,7 @@ import (
 	"go.uber.org/zap"
 
 	"knetrecon/internal/checkout"
+	"knetrecon/internal/desk"
 	"knetrecon/internal/events"
 	"knetrecon/internal/logging"
 	"knetrecon/internal/payment"
@@ -590,6 +591,66 @@ type Main struct {
 	stopSweepCtx context.CancelFunc
 }
 
+// mountDesk serves the operator's page on the admin address: freely on a loopback address; on any
+// other only with KNETRECON_DESK_TOKEN (or _FILE), asked as the password of HTTP basic auth (any
+// user name) or as a bearer token. Without a token there, the page is off (logged).
+func (m *Main) mountDesk(mux *http.ServeMux) error {
+	host, _, err := net.SplitHostPort(m.Config.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("KNETRECON_ADMIN_ADDR: %w", err)
+	}
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+	if !loopback && m.Config.DeskToken == "" {
+		m.Log.Warn("the desk page is off: KNETRECON_ADMIN_ADDR is not a loopback address and KNETRECON_DESK_TOKEN_FILE is not set",
+			zap.String("admin_addr", m.Config.AdminAddr))
+		return nil
+	}
+	d, err := desk.New(desk.Config{Ledger: m.ledger, Location: m.Config.ReportLocation, Now: m.ledger.Now, Health: m.health})
+	if err != nil {
+		return err
+	}
+	page := http.NewServeMux()
+	d.Routes(page)
+	var h http.Handler = page
+	if token := m.Config.DeskToken; token != "" {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, pass, ok := r.BasicAuth()
+			if !ok {
+				pass = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+			}
+			if !checkout.AuthorizationMatches(pass, token) {
+				w.Header().Set("WWW-Authenticate", `Basic realm="knetrecon"`)
+				http.Error(w, "the desk needs KNETRECON_DESK_TOKEN (as the basic-auth password or a bearer token)", http.StatusUnauthorized)
+				return
+			}
+			page.ServeHTTP(w, r)
+		})
+	}
+	for _, p := range []string{"GET /{$}", "GET /search", "GET /payments/{id}", "POST /discrepancies/{id}/resolve", "GET /reports/{file}"} {
+		mux.Handle(p, h)
+	}
+	return nil
+}
+
+// health is the road's state as the desk shows it.
+func (m *Main) health(ctx context.Context) []desk.Check {
+	ledger := desk.Check{Name: "ledger", OK: !m.proc.Failing(), Detail: "takes writes"}
+	if !ledger.OK {
+		ledger.Detail = "refuses writes: a batch is held and retried (see the logs)"
+	}
+	checks := []desk.Check{
+		{Name: "consumer", OK: m.running.Load(), Detail: "applies the stream (durable " + m.Config.Consumer.Durable + ")"},
+		{Name: "NATS", OK: m.nc.IsConnected(), Detail: "connected to the stream"},
+		ledger,
+	}
+	if b, err := events.ReadBacklog(ctx, m.js); err == nil {
+		checks = append(checks, desk.Check{Name: "stream", OK: b.MaxBytes <= 0 || b.UnappliedBytes*2 < uint64(b.MaxBytes),
+			Detail: fmt.Sprintf("%d messages not applied yet; %d MB of %d MB used", b.UnappliedMsgs, b.Bytes>>20, max(b.MaxBytes, 0)>>20)})
+	}
+	return checks
+}
+
 // KeyCheckEvery is how often the key file is looked at for a change (SIGHUP reloads at once).
 var KeyCheckEvery = 5 * time.Second
 
@@ -675,6 +736,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.PProf {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
+	if err := m.mountDesk(mux); err != nil {
+		batches.Stop()
+		return err
 	}
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {

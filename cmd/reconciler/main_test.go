@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -172,6 +173,13 @@ func TestMainEndToEnd(t *testing.T) {
 	base := "http://" + m.AdminAddr()
 	if code, _ := get(t, base+"/healthz"); code != 200 {
 		t.Fatalf("healthz %d", code)
+	}
+	// The desk page on the loopback admin address: the road's health, the chart, the search.
+	if code, body := get(t, base+"/"); code != 200 || !strings.Contains(body, `<svg id="chart"`) || !strings.Contains(body, "consumer") {
+		t.Fatalf("desk home %d:\n%s", code, body)
+	}
+	if code, body := get(t, base+"/payments/pay_1"); code != 200 || !strings.Contains(body, "payment_captured") {
+		t.Fatalf("desk payment %d", code)
 	}
 	if code, body := get(t, base+"/readyz"); code != 200 {
 		t.Fatalf("readyz %d %s", code, body)
@@ -402,5 +410,49 @@ func TestReplayWithNATSUnreachable(t *testing.T) {
 	code := run(context.Background(), []string{"replay", "--from-seq", "1"}, env(vars), &out, &errOut)
 	if code != 1 || !strings.Contains(errOut.String(), "NATS not reachable") || !strings.Contains(errOut.String(), "KNETRECON_NATS_URL") {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+}
+
+// TestDeskProtectedOffLoopback: on an address that is not loopback the page is off without
+// KNETRECON_DESK_TOKEN, and asks for it with one; /metrics and the probes stay open.
+func TestDeskProtectedOffLoopback(t *testing.T) {
+	ns := eventstest.MustRunNATS(t)
+	_, js := eventstest.MustConnect(t, ns)
+	eventstest.MustEnsureStream(t, js)
+	for _, token := range []string{"", "desk-secret"} {
+		vars := map[string]string{"KNETRECON_NATS_URL": ns.ClientURL(), "KNETRECON_LEDGER": filepath.Join(t.TempDir(), "ledger.db"),
+			"KNETRECON_ADMIN_ADDR": "0.0.0.0:0", "KNETRECON_SWEEP_SCHEDULE": "off", "KNETRECON_REPORT_SCHEDULE": "off",
+			"KNETRECON_WEBHOOK_KEYS": testWebhookKey, "KNETRECON_DESK_TOKEN": token}
+		cfg, _, err := ParseConfig("run", nil, env(vars), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := NewMain(cfg, zaptest.NewLogger(t))
+		if err := m.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(m.AdminAddr())
+		base := "http://127.0.0.1:" + port
+		code, _ := get(t, base+"/")
+		switch {
+		case token == "" && code != 404:
+			t.Errorf("no token: the page answered %d", code)
+		case token != "" && code != 401:
+			t.Errorf("token, none given: %d", code)
+		}
+		if token != "" {
+			req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
+			req.SetBasicAuth("finance", token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil || resp.StatusCode != 200 {
+				t.Errorf("with the token: %v %v", resp, err)
+			} else {
+				resp.Body.Close()
+			}
+		}
+		if code, _ := get(t, base+"/metrics"); code != 200 {
+			t.Errorf("metrics behind the token: %d", code)
+		}
+		_ = m.Close()
 	}
 }

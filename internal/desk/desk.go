@@ -1,0 +1,337 @@
+// Package desk is the operator's web page, served on the reconciler's admin address: the health
+// of the road, what is stuck or open, the money of the last 30 days as a chart, a search by
+// payment id, merchant reference or KNET id, a payment's whole story, resolving a discrepancy,
+// and the daily reports to download. Server-rendered (html/template, embedded: no CDN, works
+// offline); its actions go through the same store functions as their CLI twins.
+package desk
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"knetrecon/internal/payment"
+	"knetrecon/internal/report"
+	"knetrecon/internal/store"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// Check is one line of the home page's health of the road.
+type Check struct {
+	Name, Detail string
+	OK           bool
+}
+
+// Config is what the page needs.
+type Config struct {
+	Ledger *store.Ledger
+	// Location is the report time zone (the chart's and the reports' days).
+	Location *time.Location
+	// Now is the clock.
+	Now func() time.Time
+	// Health reports the road's state (the reconciler fills it: consumer, NATS, ledger, lag…).
+	Health func(context.Context) []Check
+}
+
+// Desk serves the page.
+type Desk struct {
+	cfg  Config
+	tmpl *template.Template
+	csrf string
+}
+
+// New parses the templates and makes the page's CSRF token (one per process).
+func New(cfg Config) (*Desk, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	funcs := template.FuncMap{
+		"money": func(minor int64, currency string) string {
+			s, err := payment.Format(minor, currency)
+			if err != nil {
+				return strconv.FormatInt(minor, 10)
+			}
+			return s
+		},
+		"when": func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			return t.In(cfg.Location).Format("2006-01-02 15:04:05")
+		},
+		"whenp": func(t *time.Time) string {
+			if t == nil {
+				return ""
+			}
+			return t.In(cfg.Location).Format("2006-01-02 15:04:05")
+		},
+		"query": url.QueryEscape,
+	}
+	t, err := template.New("").Funcs(funcs).ParseFS(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("desk templates: %w", err)
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("knetrecon desk"))
+	return &Desk{cfg: cfg, tmpl: t, csrf: hex.EncodeToString(mac.Sum(nil))}, nil
+}
+
+// Routes mounts the page on mux.
+func (d *Desk) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /{$}", d.home)
+	mux.HandleFunc("GET /search", d.search)
+	mux.HandleFunc("GET /payments/{id}", d.payment)
+	mux.HandleFunc("POST /discrepancies/{id}/resolve", d.resolve)
+	mux.HandleFunc("GET /reports/{file}", d.reportFile)
+}
+
+// Bar is one day of the chart.
+type Bar struct {
+	Day      string
+	Net      int64
+	X, Y, H  int
+	Label    string
+	Negative bool
+}
+
+func (d *Desk) render(w http.ResponseWriter, name string, status int, data map[string]any) {
+	data["CSRF"] = d.csrf
+	var b bytes.Buffer
+	if err := d.tmpl.ExecuteTemplate(&b, name, data); err != nil {
+		http.Error(w, "page: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:")
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.WriteHeader(status)
+	_, _ = w.Write(b.Bytes())
+}
+
+func (d *Desk) fail(w http.ResponseWriter, status int, err error) {
+	d.render(w, "error.html", status, map[string]any{"Title": http.StatusText(status), "Error": err.Error()})
+}
+
+func (d *Desk) home(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	dead, open, err := d.cfg.Ledger.OpenCounts(ctx)
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	var health []Check
+	if d.cfg.Health != nil {
+		health = d.cfg.Health(ctx)
+	}
+	bars, currency, err := d.chart(ctx, 30)
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	stuck, err := d.cfg.Ledger.Discrepancies(ctx, store.DiscrepancyFilter{Kind: "stuck", Limit: 20})
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	openList, err := d.cfg.Ledger.Discrepancies(ctx, store.DiscrepancyFilter{Limit: 50})
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	today := d.cfg.Now().In(d.cfg.Location).Format(time.DateOnly)
+	d.render(w, "home.html", http.StatusOK, map[string]any{"Title": "knetrecon", "Health": health, "DeadLetters": dead,
+		"Open": open, "Bars": bars, "Currency": currency, "Stuck": stuck, "OpenList": openList, "Today": today,
+		"Yesterday": report.Yesterday(d.cfg.Now(), d.cfg.Location)})
+}
+
+// chart is the net money per day of the last days, in the busiest currency, as SVG bars.
+func (d *Desk) chart(ctx context.Context, days int) ([]Bar, string, error) {
+	now := d.cfg.Now().In(d.cfg.Location)
+	start := time.Date(now.Year(), now.Month(), now.Day()-days+1, 0, 0, 0, 0, d.cfg.Location)
+	lines, _, err := d.cfg.Ledger.PostingLines(ctx, start, start.AddDate(0, 0, days))
+	if err != nil {
+		return nil, "", err
+	}
+	net := map[string]map[string]int64{}
+	count := map[string]int{}
+	for _, pl := range lines {
+		if pl.State != "posted" {
+			continue
+		}
+		day := pl.CountedAt.In(d.cfg.Location).Format(time.DateOnly)
+		if net[pl.Currency] == nil {
+			net[pl.Currency] = map[string]int64{}
+		}
+		if pl.Kind == "capture" {
+			net[pl.Currency][day] += pl.Amount
+		} else {
+			net[pl.Currency][day] -= pl.Amount
+		}
+		count[pl.Currency]++
+	}
+	currency := "KWD"
+	for c, n := range count {
+		if n > count[currency] {
+			currency = c
+		}
+	}
+	var peak int64 = 1
+	for _, v := range net[currency] {
+		peak = max(peak, v, -v)
+	}
+	const width, height = 20, 150
+	bars := make([]Bar, days)
+	for i := range days {
+		day := start.AddDate(0, 0, i).Format(time.DateOnly)
+		v := net[currency][day]
+		h := int(max(v, -v) * height / peak)
+		bars[i] = Bar{Day: day, Net: v, X: i * (width + 4), Y: height - h, H: h, Negative: v < 0, Label: day}
+	}
+	return bars, currency, nil
+}
+
+func (d *Desk) search(w http.ResponseWriter, r *http.Request) {
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	if q == "" {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	ids, err := d.cfg.Ledger.FindPayments(r.Context(), q, 50)
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	if len(ids) == 1 {
+		http.Redirect(w, r, "/payments/"+url.PathEscape(ids[0]), http.StatusSeeOther)
+		return
+	}
+	d.render(w, "search.html", http.StatusOK, map[string]any{"Title": "search " + q, "Q": q, "IDs": ids})
+}
+
+func (d *Desk) payment(w http.ResponseWriter, r *http.Request) {
+	p, err := d.cfg.Ledger.Payment(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		d.fail(w, http.StatusNotFound, err)
+		return
+	}
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	d.render(w, "payment.html", http.StatusOK, map[string]any{"Title": p.ID, "P": p})
+}
+
+// resolve closes a discrepancy with the operator's note: a POST carrying the page's CSRF token
+// from the page's own origin, like `reconciler resolve <id> --note`.
+func (d *Desk) resolve(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		d.fail(w, http.StatusBadRequest, err)
+		return
+	}
+	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(d.csrf)) || !sameOrigin(r) {
+		d.fail(w, http.StatusForbidden, errors.New("the form's token is missing or stale, or it came from another site: reload the page"))
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		d.fail(w, http.StatusBadRequest, fmt.Errorf("discrepancy id %q: want a number", r.PathValue("id")))
+		return
+	}
+	note := strings.TrimSpace(r.PostForm.Get("note"))
+	if note == "" {
+		d.fail(w, http.StatusBadRequest, errors.New("a note is required: say what was done"))
+		return
+	}
+	by := strings.TrimSpace(r.PostForm.Get("by"))
+	if by == "" {
+		by = "desk"
+	}
+	err = d.cfg.Ledger.Update(r.Context(), func(tx *store.Tx) error {
+		return tx.ResolveDiscrepancy(r.Context(), id, "by hand ("+by+"): "+note)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		d.fail(w, http.StatusConflict, fmt.Errorf("discrepancy %d: not found or already resolved", id))
+		return
+	}
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	back := r.PostForm.Get("back")
+	if !strings.HasPrefix(back, "/") || strings.HasPrefix(back, "//") {
+		back = "/"
+	}
+	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
+// sameOrigin refuses a browser request whose Origin (or Referer) is another site.
+func sameOrigin(r *http.Request) bool {
+	for _, h := range []string{r.Header.Get("Origin"), r.Header.Get("Referer")} {
+		if h == "" {
+			continue
+		}
+		u, err := url.Parse(h)
+		if err != nil || u.Host != r.Host {
+			return false
+		}
+		return true
+	}
+	return true
+}
+
+// reportFile serves a day's report as a download: /reports/2026-12-01.csv (or .json, .xlsx).
+func (d *Desk) reportFile(w http.ResponseWriter, r *http.Request) {
+	file := r.PathValue("file")
+	date, ext, ok := strings.Cut(file, ".")
+	if !ok {
+		d.fail(w, http.StatusNotFound, fmt.Errorf("report %q: want <date>.csv, .json or .xlsx", file))
+		return
+	}
+	rep, err := report.Build(r.Context(), d.cfg.Ledger, date, d.cfg.Location, d.cfg.Now())
+	if err != nil {
+		d.fail(w, http.StatusBadRequest, err)
+		return
+	}
+	var b bytes.Buffer
+	types := map[string]string{"csv": "text/csv; charset=utf-8", "json": "application/json",
+		"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+	switch ext {
+	case "csv":
+		err = rep.WriteCSV(&b)
+	case "json":
+		err = rep.WriteJSON(&b)
+	case "xlsx":
+		err = rep.WriteXLSX(&b)
+	default:
+		d.fail(w, http.StatusNotFound, fmt.Errorf("report format %q: want csv, json or xlsx", ext))
+		return
+	}
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", types[ext])
+	w.Header().Set("Content-Disposition", `attachment; filename="knetrecon-`+date+"."+ext+`"`)
+	_, _ = w.Write(b.Bytes())
+}
