@@ -627,7 +627,7 @@ func (m *Main) mountDesk(mux *http.ServeMux) error {
 			page.ServeHTTP(w, r)
 		})
 	}
-	for _, p := range []string{"GET /{$}", "GET /search", "GET /payments/{id}", "POST /discrepancies/{id}/resolve", "GET /reports/{file}"} {
+	for _, p := range []string{"GET /{$}", "GET /search", "GET /payments/{id}", "POST /discrepancies/{id}/resolve", "GET /reports/{file}", "GET /favicon.ico"} {
 		mux.Handle(p, h)
 	}
 	return nil

@@ -104,6 +104,11 @@ func (d *Desk) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /payments/{id}", d.payment)
 	mux.HandleFunc("POST /discrepancies/{id}/resolve", d.resolve)
 	mux.HandleFunc("GET /reports/{file}", d.reportFile)
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		w.Header().Set("Cache-Control", "max-age=86400")
+		_, _ = w.Write([]byte(`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#17324d"/><path d="M4 11h2V7H4zm3 0h2V4H7zm3 0h2V8h-2z" fill="#fff"/></svg>`))
+	})
 }
 
 // Bar is one day of the chart.
