@@ -586,6 +586,7 @@ type Main struct {
 	proc    *reconcile.Processor
 
 	sweeper      *reconcile.Sweeper
+	checker      atomic.Pointer[reconcile.Sweeper] // the sweeper, for the desk's "check now"
 	cron         *cron.Cron
 	reports      *reports
 	stopSweepCtx context.CancelFunc
@@ -606,7 +607,45 @@ func (m *Main) mountDesk(mux *http.ServeMux) error {
 			zap.String("admin_addr", m.Config.AdminAddr))
 		return nil
 	}
-	d, err := desk.New(desk.Config{Ledger: m.ledger, Location: m.Config.ReportLocation, Now: m.ledger.Now, Health: m.health})
+	cfg := desk.Config{Ledger: m.ledger, Location: m.Config.ReportLocation, Now: m.ledger.Now, Health: m.health,
+		Replay: func(ctx context.Context, id int64) (string, error) {
+			res, err := m.proc.ReplayDeadLetter(ctx, id)
+			if err != nil {
+				return "", err
+			}
+			out := string(res.Outcome)
+			if res.PaymentID != "" {
+				out += " on " + res.PaymentID
+			}
+			if res.From != res.To {
+				out += fmt.Sprintf(" (%s → %s)", res.From, res.To)
+			}
+			return out, nil
+		}}
+	if m.Config.SweepOn() && m.Config.Checkout.SecretKey != "" {
+		cfg.CheckNow = func(ctx context.Context, id string) (string, error) {
+			s := m.checker.Load()
+			if s == nil {
+				return "", errors.New("the sweep is still starting; try again")
+			}
+			d, err := s.Check(ctx, id)
+			if err != nil {
+				return "", err
+			}
+			if d.Error != "" {
+				return "", fmt.Errorf("%s: %s", d.Outcome, d.Error)
+			}
+			out := d.Outcome
+			if d.ProviderStatus != "" {
+				out += " (Checkout.com says " + d.ProviderStatus + ")"
+			}
+			if len(d.Applied) > 0 {
+				out += "; learned " + strings.Join(d.Applied, ", ")
+			}
+			return out, nil
+		}
+	}
+	d, err := desk.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -627,7 +666,8 @@ func (m *Main) mountDesk(mux *http.ServeMux) error {
 			page.ServeHTTP(w, r)
 		})
 	}
-	for _, p := range []string{"GET /{$}", "GET /search", "GET /payments/{id}", "POST /discrepancies/{id}/resolve", "GET /reports/{file}", "GET /favicon.ico"} {
+	for _, p := range []string{"GET /{$}", "GET /search", "GET /payments/{id}", "POST /discrepancies/{id}/resolve", "GET /reports/{file}", "GET /favicon.ico",
+		"GET /payments", "GET /payments/{id}/events/{event}", "POST /payments/{id}/check", "GET /dead-letters", "POST /dead-letters/{id}/{action}"} {
 		mux.Handle(p, h)
 	}
 	return nil

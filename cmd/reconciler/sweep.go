@@ -27,6 +27,7 @@ func (m *Main) startSweep(ctx context.Context) error {
 	log := m.Log.Named("sweep")
 	metrics := reconcile.NewSweepMetrics(m.Registry)
 	m.sweeper = reconcile.NewSweeper(m.ledger, client, log, metrics, m.Config.Sweep)
+	m.checker.Store(m.sweeper)
 	sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopSweepCtx = cancel
 	if m.Config.AlertWebhookURL != "" {

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -295,5 +297,50 @@ func TestSweepAndStuckCommands(t *testing.T) {
 	// The voided payment is final: its verification is scheduled (KNETRECON_VERIFY_AFTER).
 	if text := cli("payment", voidable); !strings.Contains(text, "next verification") {
 		t.Fatalf("payment printed:\n%s", text)
+	}
+}
+
+// The desk's "Ask Checkout.com now" on a payment whose capture webhooks were lost: the check
+// learns the capture at once, before any sweep is due.
+func TestDeskCheckNowRecoversACapture(t *testing.T) {
+	p := newPipeline(t, nil)
+	ledger := filepath.Join(t.TempDir(), "ledger.db")
+	cfg, _, err := ParseConfig("run", nil, env(p.env(t, ledger, map[string]string{"KNETRECON_SWEEP_SCHEDULE": "@every 1h"})), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMain(cfg, zaptest.NewLogger(t))
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	ctx := context.Background()
+	id := p.pay(t, 4_250)
+	poll(t, "payment_pending applied", func() bool { _, err := m.Ledger().Payment(ctx, id); return err == nil })
+	p.sim.DropNext(2)
+	if _, err := p.sim.Complete(id, ckosim.TestCard); err != nil {
+		t.Fatal(err)
+	}
+	p.idle(t)
+
+	base := "http://" + m.AdminAddr()
+	_, page := get(t, base+"/payments/"+id)
+	token := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindStringSubmatch(page)
+	if !strings.Contains(page, `action="/payments/`+id+`/check"`) || token == nil {
+		t.Fatalf("no check button:\n%s", page)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/payments/"+id+"/check", strings.NewReader(url.Values{"csrf": {token[1]}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc, _ := url.QueryUnescape(resp.Header.Get("Location")); resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "recovered") {
+		t.Fatalf("check: %d %s", resp.StatusCode, loc)
+	}
+	if d, err := m.Ledger().Payment(ctx, id); err != nil || d.Status != payment.StatusCaptured || d.Captured != 4_250 {
+		t.Fatalf("after the check: %+v %v", d, err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,12 @@ type Config struct {
 	Now func() time.Time
 	// Health reports the road's state (the reconciler fills it: consumer, NATS, ledger, lag…).
 	Health func(context.Context) []Check
+	// Replay applies a dead letter again (the reconciler's, which verifies its signature); nil
+	// leaves the action out.
+	Replay func(ctx context.Context, id int64) (string, error)
+	// CheckNow asks Checkout.com about a payment now and records what it learns (the sweep's
+	// check); nil leaves the action out (no API key configured).
+	CheckNow func(ctx context.Context, paymentID string) (string, error)
 }
 
 // Desk serves the page.
@@ -101,7 +108,12 @@ func New(cfg Config) (*Desk, error) {
 func (d *Desk) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", d.home)
 	mux.HandleFunc("GET /search", d.search)
+	mux.HandleFunc("GET /payments", d.payments)
 	mux.HandleFunc("GET /payments/{id}", d.payment)
+	mux.HandleFunc("GET /payments/{id}/events/{event}", d.eventBody)
+	mux.HandleFunc("POST /payments/{id}/check", d.checkNow)
+	mux.HandleFunc("GET /dead-letters", d.deadLetters)
+	mux.HandleFunc("POST /dead-letters/{id}/{action}", d.deadLetterAction)
 	mux.HandleFunc("POST /discrepancies/{id}/resolve", d.resolve)
 	mux.HandleFunc("GET /reports/{file}", d.reportFile)
 	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) {
@@ -244,18 +256,167 @@ func (d *Desk) payment(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, http.StatusInternalServerError, err)
 		return
 	}
-	d.render(w, "payment.html", http.StatusOK, map[string]any{"Title": p.ID, "P": p})
+	d.render(w, "payment.html", http.StatusOK, map[string]any{"Title": p.ID, "P": p, "CanCheck": d.cfg.CheckNow != nil,
+		"Flash": r.URL.Query().Get("flash")})
+}
+
+// payments lists payments by status, day (first seen, in the report time zone) and open
+// discrepancy kind, newest first, 50 a page (?before= the last one's time).
+func (d *Desk) payments(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.PaymentFilter{Status: payment.Status(q.Get("status")), Kind: payment.Kind(strings.TrimSpace(q.Get("kind"))), Limit: 50}
+	if f.Status != "" && !f.Status.Known() {
+		d.fail(w, http.StatusBadRequest, fmt.Errorf("status %q: not a Checkout.com payment status", f.Status))
+		return
+	}
+	if day := q.Get("day"); day != "" {
+		from, to, err := report.Day(day, d.cfg.Location)
+		if err != nil {
+			d.fail(w, http.StatusBadRequest, err)
+			return
+		}
+		f.From, f.To = from, to
+	}
+	if b := q.Get("before"); b != "" {
+		t, err := time.Parse(time.RFC3339Nano, b)
+		if err != nil {
+			d.fail(w, http.StatusBadRequest, fmt.Errorf("before %q: want an RFC 3339 time", b))
+			return
+		}
+		f.Before = t
+	}
+	list, err := d.cfg.Ledger.ListPayments(r.Context(), f)
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	next := ""
+	if len(list) == f.Limit {
+		v := url.Values{"status": {q.Get("status")}, "kind": {q.Get("kind")}, "day": {q.Get("day")},
+			"before": {list[len(list)-1].FirstSeenAt.UTC().Format(time.RFC3339Nano)}}
+		next = "/payments?" + v.Encode()
+	}
+	statuses := []string{}
+	for _, s := range payment.Statuses() {
+		statuses = append(statuses, string(s))
+	}
+	slices.Sort(statuses)
+	d.render(w, "payments.html", http.StatusOK, map[string]any{"Title": "payments", "List": list, "Next": next,
+		"Status": q.Get("status"), "Kind": q.Get("kind"), "Day": q.Get("day"), "Statuses": statuses})
+}
+
+// eventBody shows the exact body an event was applied from, as text.
+func (d *Desk) eventBody(w http.ResponseWriter, r *http.Request) {
+	b, err := d.cfg.Ledger.EventBody(r.Context(), r.PathValue("event"))
+	if errors.Is(err, store.ErrNotFound) {
+		d.fail(w, http.StatusNotFound, err)
+		return
+	}
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(b)
+}
+
+// formOK checks a POST's token and origin; it answers 403 itself when they are wrong.
+func (d *Desk) formOK(w http.ResponseWriter, r *http.Request) bool {
+	if err := r.ParseForm(); err != nil {
+		d.fail(w, http.StatusBadRequest, err)
+		return false
+	}
+	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(d.csrf)) || !sameOrigin(r) {
+		d.fail(w, http.StatusForbidden, errors.New("the form's token is missing or stale, or it came from another site: reload the page"))
+		return false
+	}
+	return true
+}
+
+// who names the operator: the basic-auth user when the page asks for one, else "desk".
+func who(r *http.Request) string {
+	if u, _, ok := r.BasicAuth(); ok && u != "" {
+		return u
+	}
+	return "desk"
+}
+
+// checkNow asks Checkout.com about one payment now, as `reconciler reconcile` does for a window.
+func (d *Desk) checkNow(w http.ResponseWriter, r *http.Request) {
+	if !d.formOK(w, r) {
+		return
+	}
+	if d.cfg.CheckNow == nil {
+		d.fail(w, http.StatusNotFound, errors.New("checks need KNETRECON_CHECKOUT_SECRET_KEY"))
+		return
+	}
+	id := r.PathValue("id")
+	outcome, err := d.cfg.CheckNow(r.Context(), id)
+	if err != nil {
+		d.fail(w, http.StatusBadGateway, err)
+		return
+	}
+	http.Redirect(w, r, "/payments/"+url.PathEscape(id)+"?flash="+url.QueryEscape("checked with Checkout.com: "+outcome), http.StatusSeeOther)
+}
+
+// deadLetters lists the dead letters pending (all with ?all=1), with replay and discard forms.
+func (d *Desk) deadLetters(w http.ResponseWriter, r *http.Request) {
+	all := r.URL.Query().Get("all") != ""
+	dls, err := d.cfg.Ledger.DeadLetters(r.Context(), !all, 200)
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	d.render(w, "deadletters.html", http.StatusOK, map[string]any{"Title": "dead letters", "List": dls, "All": all,
+		"CanReplay": d.cfg.Replay != nil, "Flash": r.URL.Query().Get("flash")})
+}
+
+// deadLetterAction replays or discards a dead letter (discard with a note, kept with who).
+func (d *Desk) deadLetterAction(w http.ResponseWriter, r *http.Request) {
+	if !d.formOK(w, r) {
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		d.fail(w, http.StatusBadRequest, fmt.Errorf("dead letter id %q: want a number", r.PathValue("id")))
+		return
+	}
+	var flash string
+	switch r.PathValue("action") {
+	case "replay":
+		if d.cfg.Replay == nil {
+			d.fail(w, http.StatusNotFound, errors.New("replay is not available here"))
+			return
+		}
+		res, err := d.cfg.Replay(r.Context(), id)
+		if err != nil {
+			flash = fmt.Sprintf("dead letter %d not applied: %v", id, err)
+		} else {
+			flash = fmt.Sprintf("dead letter %d: %s", id, res)
+		}
+	case "discard":
+		note := strings.TrimSpace(r.PostForm.Get("note"))
+		if note == "" {
+			d.fail(w, http.StatusBadRequest, errors.New("a note is required: say why it is set aside"))
+			return
+		}
+		if err := d.cfg.Ledger.Update(r.Context(), func(tx *store.Tx) error { return tx.DiscardDeadLetter(r.Context(), id, who(r), note) }); err != nil {
+			d.fail(w, http.StatusConflict, err)
+			return
+		}
+		flash = fmt.Sprintf("dead letter %d discarded", id)
+	default:
+		d.fail(w, http.StatusNotFound, fmt.Errorf("action %q: want replay or discard", r.PathValue("action")))
+		return
+	}
+	http.Redirect(w, r, "/dead-letters?flash="+url.QueryEscape(flash), http.StatusSeeOther)
 }
 
 // resolve closes a discrepancy with the operator's note: a POST carrying the page's CSRF token
 // from the page's own origin, like `reconciler resolve <id> --note`.
 func (d *Desk) resolve(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		d.fail(w, http.StatusBadRequest, err)
-		return
-	}
-	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(d.csrf)) || !sameOrigin(r) {
-		d.fail(w, http.StatusForbidden, errors.New("the form's token is missing or stale, or it came from another site: reload the page"))
+	if !d.formOK(w, r) {
 		return
 	}
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
@@ -268,10 +429,7 @@ func (d *Desk) resolve(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, http.StatusBadRequest, errors.New("a note is required: say what was done"))
 		return
 	}
-	by := strings.TrimSpace(r.PostForm.Get("by"))
-	if by == "" {
-		by = "desk"
-	}
+	by := who(r)
 	err = d.cfg.Ledger.Update(r.Context(), func(tx *store.Tx) error {
 		return tx.ResolveDiscrepancy(r.Context(), id, "by hand ("+by+"): "+note)
 	})
@@ -288,6 +446,35 @@ func (d *Desk) resolve(w http.ResponseWriter, r *http.Request) {
 		back = "/"
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
+// reportRange serves the report of several days: /reports/range?from=D&to=D&format=csv|json|xlsx.
+func (d *Desk) reportRange(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	rep, err := report.BuildRange(r.Context(), d.cfg.Ledger, q.Get("from"), q.Get("to"), d.cfg.Location, d.cfg.Now())
+	if err != nil {
+		d.fail(w, http.StatusBadRequest, err)
+		return
+	}
+	var b bytes.Buffer
+	ext := q.Get("format")
+	switch ext {
+	case "csv":
+		err = rep.WriteCSV(&b)
+	case "json":
+		err = rep.WriteJSON(&b)
+	case "xlsx":
+		err = rep.WriteXLSX(&b)
+	default:
+		d.fail(w, http.StatusBadRequest, fmt.Errorf("format %q: want csv, json or xlsx", ext))
+		return
+	}
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="knetrecon-`+rep.From+"_"+rep.To+"."+ext+`"`)
+	_, _ = w.Write(b.Bytes())
 }
 
 // sameOrigin refuses a browser request whose Origin (or Referer) is another site.
@@ -308,6 +495,10 @@ func sameOrigin(r *http.Request) bool {
 // reportFile serves a day's report as a download: /reports/2026-12-01.csv (or .json, .xlsx).
 func (d *Desk) reportFile(w http.ResponseWriter, r *http.Request) {
 	file := r.PathValue("file")
+	if file == "range" {
+		d.reportRange(w, r)
+		return
+	}
 	date, ext, ok := strings.Cut(file, ".")
 	if !ok {
 		d.fail(w, http.StatusNotFound, fmt.Errorf("report %q: want <date>.csv, .json or .xlsx", file))

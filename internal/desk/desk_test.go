@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"knetrecon/internal/desk"
 	"knetrecon/internal/payment"
+	"knetrecon/internal/reconcile"
 	"knetrecon/internal/store"
 	"knetrecon/internal/store/storetest"
 )
@@ -32,7 +35,7 @@ type page struct {
 	ledger *store.Ledger
 }
 
-func newPage(t *testing.T) *page {
+func newPage(t *testing.T, opts ...func(*desk.Config, *store.Ledger)) *page {
 	t.Helper()
 	l := storetest.MustOpenLedger(t)
 	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
@@ -48,8 +51,12 @@ func newPage(t *testing.T) *page {
 			t.Fatal(err)
 		}
 	}
-	d, err := desk.New(desk.Config{Ledger: l, Location: kuwait, Now: func() time.Time { return now },
-		Health: func(context.Context) []desk.Check { return []desk.Check{{Name: "consumer", OK: true, Detail: "lag 0"}} }})
+	cfg := desk.Config{Ledger: l, Location: kuwait, Now: func() time.Time { return now },
+		Health: func(context.Context) []desk.Check { return []desk.Check{{Name: "consumer", OK: true, Detail: "lag 0"}} }}
+	for _, o := range opts {
+		o(&cfg, l)
+	}
+	d, err := desk.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,5 +142,123 @@ func TestHomeSearchPaymentResolveReport(t *testing.T) {
 	}
 	if code, _, _ := p.get(t, "/reports/2026-12-01.exe"); code != 404 {
 		t.Fatalf("report .exe: %d", code)
+	}
+}
+
+// post sends a form from the page's own origin with its CSRF token taken from page html.
+func (p *page) post(t *testing.T, path, html string, form url.Values) (int, http.Header) {
+	t.Helper()
+	if m := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindStringSubmatch(html); m != nil {
+		form.Set("csrf", m[1])
+	}
+	req, _ := http.NewRequest(http.MethodPost, p.srv.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", p.srv.URL)
+	resp, err := p.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header
+}
+
+func TestListsRawBodyDeadLettersRange(t *testing.T) {
+	var proc *reconcile.Processor
+	p := newPage(t, func(c *desk.Config, l *store.Ledger) {
+		proc = reconcile.NewProcessor(l, zap.NewNop(), nil, 5)
+		c.Replay = func(ctx context.Context, id int64) (string, error) {
+			res, err := proc.ReplayDeadLetter(ctx, id)
+			return string(res.Outcome), err
+		}
+	})
+	ctx := context.Background()
+
+	// Lists: by open discrepancy kind, by status, by day, and paged.
+	if code, body, _ := p.get(t, "/payments?kind=captured_after_expiry"); code != 200 || !strings.Contains(body, `href="/payments/pay_2"`) || strings.Contains(body, `href="/payments/pay_1"`) {
+		t.Fatalf("by kind %d:\n%s", code, body)
+	}
+	if code, body, _ := p.get(t, "/payments?status=Pending"); code != 200 || !strings.Contains(body, "none: no payments match") {
+		t.Fatalf("by status %d:\n%s", code, body)
+	}
+	if code, _, _ := p.get(t, "/payments?status=Bogus"); code != 400 {
+		t.Fatalf("unknown status: %d", code)
+	}
+	if code, body, _ := p.get(t, "/payments?day=2026-11-28"); code != 200 || !strings.Contains(body, `href="/payments/pay_2"`) || strings.Contains(body, `href="/payments/pay_1"`) {
+		t.Fatalf("by day %d:\n%s", code, body)
+	}
+	before := time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC).Format(time.RFC3339Nano) // pay_1's first event
+	if code, body, _ := p.get(t, "/payments?before="+url.QueryEscape(before)); code != 200 || !strings.Contains(body, `href="/payments/pay_2"`) || strings.Contains(body, `href="/payments/pay_1"`) {
+		t.Fatalf("paged %d:\n%s", code, body)
+	}
+	// The exact body an event was applied from, as inert text.
+	code, raw, h := p.get(t, "/payments/pay_1/events/evt_2")
+	if code != 200 || raw != `{"id":"evt_2"}` || h.Get("X-Content-Type-Options") != "nosniff" || !strings.HasPrefix(h.Get("Content-Type"), "text/plain") {
+		t.Fatalf("raw body %d %q %v", code, raw, h)
+	}
+	if code, _, _ := p.get(t, "/payments/pay_1/events/evt_nope"); code != 404 {
+		t.Fatalf("unknown event: %d", code)
+	}
+
+	// Dead letters: one that now applies, one to set aside.
+	good := []byte(`{"id":"evt_9","type":"payment_captured","version":"1.0.1","created_on":"2026-12-01T08:30:00Z",` +
+		`"data":{"id":"pay_9","action_id":"act_9","amount":1250,"currency":"KWD","reference":"ORD-9","source":{"type":"knet"}}}`)
+	var ids []int64
+	if err := p.ledger.Update(ctx, func(tx *store.Tx) error {
+		for _, b := range [][]byte{good, []byte("not json")} {
+			id, err := tx.AddDeadLetter(ctx, store.DeadLetter{StreamSeq: uint64(len(ids) + 7), Subject: "cko.webhooks.payment_captured",
+				Reason: "decoder bug", Deliveries: 1, Body: b, CreatedAt: time.Date(2026, 12, 1, 8, 31, 0, 0, time.UTC)})
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	code, list, _ := p.get(t, "/dead-letters")
+	if code != 200 || strings.Count(list, "Replay</button>") != 2 || !strings.Contains(list, "decoder bug") {
+		t.Fatalf("dead letters %d:\n%s", code, list)
+	}
+	withToken := list
+	if c, h := p.post(t, fmt.Sprintf("/dead-letters/%d/replay", ids[0]), list, url.Values{}); c != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "applied") {
+		t.Fatalf("replay: %d %v", c, h)
+	}
+	if pay, err := p.ledger.Payment(ctx, "pay_9"); err != nil || pay.Captured != 1250 {
+		t.Fatalf("replayed capture: %+v %v", pay, err)
+	}
+	if c, _ := p.post(t, fmt.Sprintf("/dead-letters/%d/discard", ids[1]), list, url.Values{}); c != 400 {
+		t.Fatalf("discard without a note: %d", c)
+	}
+	if c, _ := p.post(t, fmt.Sprintf("/dead-letters/%d/discard", ids[1]), "", url.Values{"note": {"x"}}); c != 403 {
+		t.Fatalf("discard without the token: %d", c)
+	}
+	if c, _ := p.post(t, fmt.Sprintf("/dead-letters/%d/discard", ids[1]), list, url.Values{"note": {"garbage from a test tool"}}); c != http.StatusSeeOther {
+		t.Fatalf("discard: %d", c)
+	}
+	if c, _ := p.post(t, fmt.Sprintf("/dead-letters/%d/discard", ids[1]), list, url.Values{"note": {"again"}}); c != http.StatusConflict {
+		t.Fatalf("discard twice: %d", c)
+	}
+	if _, list, _ = p.get(t, "/dead-letters"); !strings.Contains(list, "none: no dead letters pending") {
+		t.Fatalf("still pending:\n%s", list)
+	}
+	if _, list, _ = p.get(t, "/dead-letters?all=1"); !strings.Contains(list, "discarded by desk: garbage from a test tool") || !strings.Contains(list, "replayed: applied") {
+		t.Fatalf("all:\n%s", list)
+	}
+	_, pay1, _ := p.get(t, "/payments/pay_1")
+	if strings.Contains(pay1, "/check") {
+		t.Fatalf("a check button without a Checkout.com key:\n%s", pay1)
+	}
+	if c, _ := p.post(t, "/payments/pay_1/check", withToken, url.Values{}); c != 404 {
+		t.Fatalf("check without a Checkout.com key: %d", c)
+	}
+
+	// A range of days as one download.
+	code, csv, h := p.get(t, "/reports/range?from=2026-11-28&to=2026-12-01&format=csv")
+	if code != 200 || !strings.Contains(csv, "pay_1") || !strings.Contains(csv, "pay_2") || !strings.Contains(h.Get("Content-Disposition"), "knetrecon-2026-11-28_2026-12-01.csv") {
+		t.Fatalf("range: %d %v\n%s", code, h, csv)
+	}
+	if code, _, _ := p.get(t, "/reports/range?from=2026-12-01&to=2026-11-28&format=csv"); code != 400 {
+		t.Fatalf("backwards range: %d", code)
 	}
 }

@@ -331,6 +331,17 @@ func (s *Sweeper) Reconcile(ctx context.Context, from, to time.Time, apply bool)
 	return rep, nil
 }
 
+// Check asks Checkout.com about one payment now and applies what it learns, as Reconcile does
+// for a window (the operator's "check now"). It returns the decision; store.ErrNotFound when
+// the ledger has no such payment.
+func (s *Sweeper) Check(ctx context.Context, id string) (Decision, error) {
+	p, err := s.ledger.Payment(ctx, id)
+	if err != nil {
+		return Decision{}, err
+	}
+	return s.reconcileOne(ctx, &p.Payment, s.cfg.Now(), false), nil
+}
+
 // reconcileOne checks one payment for Reconcile.
 func (s *Sweeper) reconcileOne(ctx context.Context, p *store.Payment, now time.Time, dryRun bool) Decision {
 	d := Decision{PaymentID: p.ID, LedgerStatus: p.Status, Age: now.Sub(p.FirstSeenAt).Round(time.Second).String(), manual: true}

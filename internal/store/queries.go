@@ -514,3 +514,75 @@ func (l *Ledger) PaymentsActive(ctx context.Context, from, to time.Time, after s
 	}
 	return out, rows.Err()
 }
+
+// PaymentFilter selects payments for the desk's lists; every field is optional.
+type PaymentFilter struct {
+	Status payment.Status
+	// From and To bound first_seen_at.
+	From, To time.Time
+	// Kind keeps payments with an open discrepancy of this kind.
+	Kind payment.Kind
+	// Before pages backwards: payments first seen before it (the last of the previous page).
+	Before time.Time
+	Limit  int
+}
+
+// ListPayments returns payments matching f, newest first, at most f.Limit (default 50). It reads
+// through the status, first-seen and open-discrepancy indexes, so a page costs the same on a
+// ledger of a million payments.
+func (l *Ledger) ListPayments(ctx context.Context, f PaymentFilter) ([]Payment, error) {
+	q := `SELECT ` + paymentColumns + ` FROM payments WHERE 1 = 1`
+	var args []any
+	if f.Status != "" {
+		q += ` AND status = ?`
+		args = append(args, string(f.Status))
+	}
+	if !f.From.IsZero() {
+		q += ` AND first_seen_at >= ?`
+		args = append(args, fmtTime(f.From))
+	}
+	if !f.To.IsZero() {
+		q += ` AND first_seen_at < ?`
+		args = append(args, fmtTime(f.To))
+	}
+	if !f.Before.IsZero() {
+		q += ` AND first_seen_at < ?`
+		args = append(args, fmtTime(f.Before))
+	}
+	if f.Kind != "" {
+		q += ` AND id IN (SELECT payment_id FROM discrepancies WHERE kind = ? AND resolved_at IS NULL)`
+		args = append(args, string(f.Kind))
+	}
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	q += ` ORDER BY first_seen_at DESC, id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := l.r.QueryxContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list payments: %w", err)
+	}
+	defer rows.Close()
+	var out []Payment
+	for rows.Next() {
+		p, err := scanPayment(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list payments: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// EventBody returns the exact body an event was applied from, or ErrNotFound.
+func (l *Ledger) EventBody(ctx context.Context, id string) ([]byte, error) {
+	var b []byte
+	err := l.r.GetContext(ctx, &b, `SELECT body FROM events WHERE id = ?`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("event %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("event %s: %w", id, err)
+	}
+	return b, nil
+}
