@@ -16,11 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"knetrecon/internal/payment"
@@ -59,6 +61,18 @@ type Desk struct {
 	cfg  Config
 	tmpl *template.Template
 	csrf string
+
+	// closed caches the chart's days before today: a posting counts on the day it is posted
+	// (store.PostingLines), so a day's net is final once the day is over.
+	mu     sync.Mutex
+	closed chartCache
+}
+
+// chartCache is the net of closed days [from, to) by currency and day, and the postings counted.
+type chartCache struct {
+	from, to time.Time
+	net      map[string]map[string]int64
+	count    map[string]int64
 }
 
 // New parses the templates and makes the page's CSRF token (one per process).
@@ -121,6 +135,23 @@ func (d *Desk) Routes(mux *http.ServeMux) {
 		w.Header().Set("Cache-Control", "max-age=86400")
 		_, _ = w.Write([]byte(`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#17324d"/><path d="M4 11h2V7H4zm3 0h2V4H7zm3 0h2V8h-2z" fill="#fff"/></svg>`))
 	})
+}
+
+// addNet adds the net of the postings counted in [from, to) to c, by day in the page's zone.
+func (d *Desk) addNet(ctx context.Context, c *chartCache, from, to time.Time) error {
+	buckets, err := d.cfg.Ledger.PostedNet(ctx, from, to)
+	if err != nil {
+		return err
+	}
+	for _, b := range buckets {
+		day := b.Minute.In(d.cfg.Location).Format(time.DateOnly)
+		if c.net[b.Currency] == nil {
+			c.net[b.Currency] = map[string]int64{}
+		}
+		c.net[b.Currency][day] += b.Net
+		c.count[b.Currency] += b.Count
+	}
+	return nil
 }
 
 // Bar is one day of the chart.
@@ -186,27 +217,24 @@ func (d *Desk) home(w http.ResponseWriter, r *http.Request) {
 func (d *Desk) chart(ctx context.Context, days int) ([]Bar, string, error) {
 	now := d.cfg.Now().In(d.cfg.Location)
 	start := time.Date(now.Year(), now.Month(), now.Day()-days+1, 0, 0, 0, 0, d.cfg.Location)
-	lines, _, err := d.cfg.Ledger.PostingLines(ctx, start, start.AddDate(0, 0, days))
-	if err != nil {
+	todayStart := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, d.cfg.Location)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.closed.from.Equal(start) || !d.closed.to.Equal(todayStart) {
+		c := chartCache{from: start, to: todayStart, net: map[string]map[string]int64{}, count: map[string]int64{}}
+		if err := d.addNet(ctx, &c, start, todayStart); err != nil {
+			return nil, "", err
+		}
+		d.closed = c
+	}
+	c := chartCache{net: map[string]map[string]int64{}, count: maps.Clone(d.closed.count)}
+	for cur, days := range d.closed.net {
+		c.net[cur] = maps.Clone(days)
+	}
+	if err := d.addNet(ctx, &c, todayStart, todayStart.AddDate(0, 0, 1)); err != nil {
 		return nil, "", err
 	}
-	net := map[string]map[string]int64{}
-	count := map[string]int{}
-	for _, pl := range lines {
-		if pl.State != "posted" {
-			continue
-		}
-		day := pl.CountedAt.In(d.cfg.Location).Format(time.DateOnly)
-		if net[pl.Currency] == nil {
-			net[pl.Currency] = map[string]int64{}
-		}
-		if pl.Kind == "capture" {
-			net[pl.Currency][day] += pl.Amount
-		} else {
-			net[pl.Currency][day] -= pl.Amount
-		}
-		count[pl.Currency]++
-	}
+	net, count := c.net, c.count
 	currency := "KWD"
 	for c, n := range count {
 		if n > count[currency] {

@@ -86,6 +86,16 @@ func TestHomeSearchPaymentResolveReport(t *testing.T) {
 		strings.Count(home, "<rect ") != 30 || !strings.Contains(home, "captured_after_expiry 1") || !strings.Contains(home, "lag 0") {
 		t.Fatalf("home %d:\n%s", code, home)
 	}
+	// Today's bar follows new money; the closed days come from the chart's cache.
+	if !strings.Contains(home, "2026-12-01: 3.200 KWD") || !strings.Contains(home, "2026-11-28: 0.000 KWD") {
+		t.Fatalf("chart before:\n%s", home)
+	}
+	if _, err := p.ledger.Apply(context.Background(), event("evt_5", payment.EventCaptured, "pay_5", "act_5", 1_125, time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC))); err != nil {
+		t.Fatal(err)
+	}
+	if _, home, _ = p.get(t, "/"); !strings.Contains(home, "2026-12-01: 4.325 KWD") {
+		t.Fatalf("chart after a capture today:\n%s", home)
+	}
 	// Search by merchant reference: one payment, straight to its page.
 	code, _, h := p.get(t, "/search?q="+url.QueryEscape("ORD-pay_1"))
 	if code != http.StatusSeeOther || h.Get("Location") != "/payments/pay_1" {

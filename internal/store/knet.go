@@ -106,11 +106,11 @@ func (l *Ledger) FindPayments(ctx context.Context, key string, limit int) ([]str
 		SELECT id, first_seen_at FROM payments WHERE id = ?1
 		UNION SELECT id, first_seen_at FROM payments WHERE reference = ?1 AND reference != ''
 		UNION SELECT p.id, p.first_seen_at FROM knet_ids k JOIN payments p ON p.id = k.payment_id
-			WHERE k.knet_payment_id = ?1 AND ?1 != ''
+			WHERE k.knet_payment_id = ?1 AND k.knet_payment_id != ''
 		UNION SELECT p.id, p.first_seen_at FROM knet_ids k JOIN payments p ON p.id = k.payment_id
-			WHERE k.knet_transaction_id = ?1 AND ?1 != ''
+			WHERE k.knet_transaction_id = ?1 AND k.knet_transaction_id != ''
 		UNION SELECT p.id, p.first_seen_at FROM knet_ids k JOIN payments p ON p.id = k.payment_id
-			WHERE k.bank_reference = ?1 AND ?1 != ''
+			WHERE k.bank_reference = ?1 AND k.bank_reference != ''
 	) ORDER BY first_seen_at DESC LIMIT ?2`, key, limit)
 	if err != nil {
 		return nil, fmt.Errorf("find payments by %q: %w", key, err)
