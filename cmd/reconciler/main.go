@@ -587,6 +587,9 @@ type Main struct {
 
 	sweeper      *reconcile.Sweeper
 	checker      atomic.Pointer[reconcile.Sweeper] // the sweeper, for the desk's "check now"
+	lastSweep    atomic.Pointer[lastRun]
+	lastReport   atomic.Pointer[lastRun]
+	reportsLive  atomic.Pointer[reports] // m.reports, for the desk (set after the page is up)
 	cron         *cron.Cron
 	reports      *reports
 	stopSweepCtx context.CancelFunc
@@ -673,6 +676,13 @@ func (m *Main) mountDesk(mux *http.ServeMux) error {
 	return nil
 }
 
+// lastRun is when a scheduled job last finished, and how.
+type lastRun struct {
+	At     time.Time
+	Detail string
+	Err    string
+}
+
 // health is the road's state as the desk shows it.
 func (m *Main) health(ctx context.Context) []desk.Check {
 	ledger := desk.Check{Name: "ledger", OK: !m.proc.Failing(), Detail: "takes writes"}
@@ -687,6 +697,28 @@ func (m *Main) health(ctx context.Context) []desk.Check {
 	if b, err := events.ReadBacklog(ctx, m.js); err == nil {
 		checks = append(checks, desk.Check{Name: "stream", OK: b.MaxBytes <= 0 || b.UnappliedBytes*2 < uint64(b.MaxBytes),
 			Detail: fmt.Sprintf("%d messages not applied yet; %d MB of %d MB used", b.UnappliedMsgs, b.Bytes>>20, max(b.MaxBytes, 0)>>20)})
+	}
+	if m.Config.SweepOn() {
+		c := desk.Check{Name: "sweep", OK: true, Detail: "not run yet (schedule " + m.Config.SweepSchedule + ")"}
+		if last := m.lastSweep.Load(); last != nil {
+			c.Detail = "last at " + last.At.In(m.Config.ReportLocation).Format("2006-01-02 15:04:05") + ": " + last.Detail
+			if last.Err != "" {
+				c.OK, c.Detail = false, "last at "+last.At.In(m.Config.ReportLocation).Format("2006-01-02 15:04:05")+" failed: "+last.Err
+			}
+		}
+		checks = append(checks, c)
+	} else {
+		checks = append(checks, desk.Check{Name: "sweep", OK: false, Detail: "off (KNETRECON_SWEEP_SCHEDULE=off): Pending payments are not checked"})
+	}
+	if r := m.reportsLive.Load(); r != nil {
+		c := desk.Check{Name: "reports", OK: true, Detail: "none written by this process yet"}
+		if last := m.lastReport.Load(); last != nil {
+			c.Detail = "last at " + last.At.In(m.Config.ReportLocation).Format("2006-01-02 15:04:05") + ": " + last.Detail
+		}
+		if days := r.unwrittenDays(); len(days) > 0 {
+			c.OK, c.Detail = false, "not written yet (retried): "+strings.Join(days, ", ")
+		}
+		checks = append(checks, c)
 	}
 	return checks
 }

@@ -211,6 +211,10 @@ func TestMainEndToEnd(t *testing.T) {
 	if written, _ := filepath.Glob(filepath.Join(filepath.Dir(vars["KNETRECON_LEDGER"]), "reports", "*-*-*.*")); len(written) != 3 {
 		t.Fatalf("report files %v, want one day's JSON, CSV and workbook", written)
 	}
+	// The desk's health says the sweep is off and when the last report was written.
+	if _, home := get(t, base+"/"); !strings.Contains(home, "off (KNETRECON_SWEEP_SCHEDULE=off)") || !strings.Contains(home, "written (") {
+		t.Fatalf("desk health:\n%s", home)
+	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}

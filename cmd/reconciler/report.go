@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -149,6 +151,7 @@ func (m *Main) startReports() error {
 		return err
 	}
 	m.reports = r
+	m.reportsLive.Store(r)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -204,6 +207,15 @@ func (r *reports) retry() {
 	}
 }
 
+// unwrittenDays lists the days whose report failed and is not written yet.
+func (r *reports) unwrittenDays() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	days := slices.Collect(maps.Keys(r.failed))
+	slices.Sort(days)
+	return days
+}
+
 // setFailed records whether date's report is still unwritten, and updates the gauge.
 func (r *reports) setFailed(date string, failed bool) {
 	r.mu.Lock()
@@ -236,6 +248,7 @@ func (r *reports) write(date string) {
 	}
 	r.setFailed(date, false)
 	r.written.WithLabelValues("ok").Inc()
+	r.m.lastReport.Store(&lastRun{At: time.Now(), Detail: fmt.Sprintf("%s written (%d postings, balanced %t)", date, len(d.Postings), d.Balanced)})
 	r.log.Info("daily report written", zap.String("date", date), zap.Strings("files", paths),
 		zap.Int("postings", len(d.Postings)), zap.Int("late_postings", len(d.LatePostings)), zap.Bool("balanced", d.Balanced))
 }

@@ -45,9 +45,11 @@ func (m *Main) startSweep(ctx context.Context) error {
 	if _, err := m.cron.AddFunc(m.Config.SweepSchedule, func() {
 		rep, err := m.sweeper.Sweep(sweepCtx, false)
 		if err != nil {
+			m.lastSweep.Store(&lastRun{At: time.Now(), Err: err.Error()})
 			log.Error("sweep failed", zap.Error(err))
 			return
 		}
+		m.lastSweep.Store(&lastRun{At: time.Now(), Detail: fmt.Sprintf("%d checked, %d stuck", len(rep.Decisions), rep.Stuck)})
 		log.Info("sweep done", zap.String("duration", rep.Duration), zap.Any("outcomes", rep.Outcomes),
 			zap.Int("stuck", rep.Stuck), zap.Strings("new_stuck", rep.NewStuck), zap.Strings("unstuck", rep.Unstuck))
 	}); err != nil {
