@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"knetrecon/internal/store"
 )
 
 // chromium finds Debian's Chromium; CI installs it (.ci/run), elsewhere the test is skipped.
@@ -30,7 +32,7 @@ func chromium(t *testing.T) string {
 
 // TestInABrowser drives the page in a real headless Chromium: the home page with its chart, a
 // search by merchant reference that lands on the payment's timeline, a discrepancy resolved
-// through the form, and no error in the console. With KNETRECON_SCREENSHOTS=1 it writes the
+// through the form, the payments list, a dead letter discarded, and no error in the console. With KNETRECON_SCREENSHOTS=1 it writes the
 // pages' screenshots into docs/.
 func TestInABrowser(t *testing.T) {
 	bin := chromium(t)
@@ -111,6 +113,33 @@ func TestInABrowser(t *testing.T) {
 	}
 	if !strings.Contains(resolved, "by hand (desk): customer refunded by hand, ticket 7") {
 		t.Fatalf("after resolving:\n%s", resolved)
+	}
+	// The payments list through the header's link, filtered by status.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`header a[href="/payments"]`)), chromedp.WaitVisible(chromedp.CSS(`#payments-list`)),
+		shot("desk-payments.png")); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#payments-list a').length`))
+	if err != nil || rows != 2 {
+		t.Fatalf("payments list: %d rows, %v", rows, err)
+	}
+	// A dead letter set aside from its page with a note.
+	if err := p.ledger.Update(ctx, func(tx *store.Tx) error {
+		_, err := tx.AddDeadLetter(ctx, store.DeadLetter{StreamSeq: 41, Subject: "cko.webhooks.unknown", Reason: "not JSON: invalid character 'g'",
+			Deliveries: 1, Body: []byte("garbage"), CreatedAt: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`header a[href="/dead-letters"]`)), chromedp.WaitVisible(chromedp.CSS(`#dead-letters`)),
+		shot("desk-dead-letters.png"),
+		chromedp.SendKeys(chromedp.CSS(`#dead-letters input[name=note]`), "test garbage from our load tool"),
+		chromedp.Submit(chromedp.CSS(`#dead-letters form.inline`)), chromedp.WaitVisible(chromedp.CSS(`#flash`))); err != nil {
+		t.Fatal(err)
+	}
+	flash, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#flash`)))
+	if err != nil || !strings.Contains(flash, "discarded") {
+		t.Fatalf("after discarding: %q %v", flash, err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
