@@ -50,6 +50,8 @@ type Config struct {
 	Sweep           reconcile.SweepConfig
 	SweepSchedule   string
 	AlertWebhookURL string
+	// ReceiverHealthURL is the receiver's /readyz, shown on the desk (KNETRECON_RECEIVER_HEALTH_URL).
+	ReceiverHealthURL string
 
 	// ReportLocation is the time zone of the daily reports' days (KNETRECON_REPORT_TZ); run writes
 	// them into ReportDir on ReportSchedule, a cron spec in that zone ("off": none).
@@ -112,6 +114,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.String(&verify, "verify-after", "KNETRECON_VERIFY_AFTER", "31h,8d,32d", "verify a final payment this long after its latest event (later steps while it holds money); off disables")
 	b.Int(&c.Sweep.VerifyPerSweep, "verify-per-sweep", "KNETRECON_VERIFY_PER_SWEEP", sw.VerifyPerSweep, "verifications of final payments in one sweep at most (the rest wait for the next)")
 	b.Int(&c.Sweep.Concurrency, "sweep-concurrency", "KNETRECON_SWEEP_CONCURRENCY", sw.Concurrency, "API calls in flight during a sweep")
+	b.String(&c.ReceiverHealthURL, "receiver-health-url", "KNETRECON_RECEIVER_HEALTH_URL", "", "the receiver's readiness URL (e.g. http://127.0.0.1:8080/readyz) the desk shows as the receiver's health; empty: not shown")
 	b.String(&c.AlertWebhookURL, "alert-webhook-url", "KNETRECON_ALERT_WEBHOOK_URL", "", "Slack-compatible URL for alerts on stuck payments and money discrepancies (see the runbook); empty: none")
 	b.String(&c.ReportTZ, "report-tz", "KNETRECON_REPORT_TZ", "Asia/Kuwait", "time zone of the daily reports' days")
 	b.String(&c.ReportDir, "report-dir", "KNETRECON_REPORT_DIR", "", "where run writes the daily reports (<date>.json, <date>.csv); default: reports/ beside the ledger")
@@ -252,6 +255,11 @@ func (c Config) Validate() error {
 	if c.command == "run" && c.ReportsOn() {
 		if _, err := cron.ParseStandard(c.ReportSchedule); err != nil {
 			errs = append(errs, fmt.Errorf("KNETRECON_REPORT_SCHEDULE %q: %w", c.ReportSchedule, err))
+		}
+	}
+	if c.ReceiverHealthURL != "" {
+		if u, err := url.Parse(c.ReceiverHealthURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, errors.New("KNETRECON_RECEIVER_HEALTH_URL is not an http(s) URL"))
 		}
 	}
 	if c.AlertWebhookURL != "" {

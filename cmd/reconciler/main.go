@@ -676,6 +676,28 @@ func (m *Main) mountDesk(mux *http.ServeMux) error {
 	return nil
 }
 
+// receiverHealth asks the receiver's readiness URL, within a second.
+func receiverHealth(ctx context.Context, u string) desk.Check {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c := desk.Check{Name: "receiver"}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		c.Detail = err.Error()
+		return c
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.Detail = "not answering at " + u + ": " + err.Error()
+		return c
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+	c.OK = resp.StatusCode == http.StatusOK
+	c.Detail = fmt.Sprintf("%s: %d %s", u, resp.StatusCode, strings.TrimSpace(string(body)))
+	return c
+}
+
 // lastRun is when a scheduled job last finished, and how.
 type lastRun struct {
 	At     time.Time
@@ -693,6 +715,9 @@ func (m *Main) health(ctx context.Context) []desk.Check {
 		{Name: "consumer", OK: m.running.Load(), Detail: "applies the stream (durable " + m.Config.Consumer.Durable + ")"},
 		{Name: "NATS", OK: m.nc.IsConnected(), Detail: "connected to the stream"},
 		ledger,
+	}
+	if u := m.Config.ReceiverHealthURL; u != "" {
+		checks = append([]desk.Check{receiverHealth(ctx, u)}, checks...)
 	}
 	if b, err := events.ReadBacklog(ctx, m.js); err == nil {
 		checks = append(checks, desk.Check{Name: "stream", OK: b.MaxBytes <= 0 || b.UnappliedBytes*2 < uint64(b.MaxBytes),

@@ -147,6 +147,8 @@ func TestMainEndToEnd(t *testing.T) {
 		"KNETRECON_ADMIN_ADDR":     "127.0.0.1:0",
 		"KNETRECON_FETCH_WAIT":     "100ms",
 		"KNETRECON_SWEEP_SCHEDULE": "off",
+		// Nothing listens on port 1: the desk shows the receiver down.
+		"KNETRECON_RECEIVER_HEALTH_URL": "http://127.0.0.1:1/readyz",
 	}
 	cfg, _, err := ParseConfig("run", nil, env(vars), nil)
 	if err != nil {
@@ -212,7 +214,8 @@ func TestMainEndToEnd(t *testing.T) {
 		t.Fatalf("report files %v, want one day's JSON, CSV and workbook", written)
 	}
 	// The desk's health says the sweep is off and when the last report was written.
-	if _, home := get(t, base+"/"); !strings.Contains(home, "off (KNETRECON_SWEEP_SCHEDULE=off)") || !strings.Contains(home, "written (") {
+	if _, home := get(t, base+"/"); !strings.Contains(home, "off (KNETRECON_SWEEP_SCHEDULE=off)") || !strings.Contains(home, "written (") ||
+		!strings.Contains(home, "not answering at http://127.0.0.1:1/readyz") {
 		t.Fatalf("desk health:\n%s", home)
 	}
 	if err := m.Close(); err != nil {
