@@ -42,6 +42,24 @@ func TestKeyRotationOnSIGHUP(t *testing.T) {
 	if err := os.WriteFile(file, []byte(webhookKey+","+rotated+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Webhooks signed with the old key keep coming during the reload: none may be refused.
+	stop := make(chan struct{})
+	var sent, ok int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 5000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			sent++
+			if during(s.recvURL, webhookKey, 100+i) == 200 {
+				ok++
+			}
+		}
+	}()
 	// The reconciler first (so nothing signed with the new key is taken for forged), then the receiver.
 	for _, p := range []*proc{s.reconciler, s.receiver} {
 		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -53,6 +71,12 @@ func TestKeyRotationOnSIGHUP(t *testing.T) {
 		})
 	}
 	waitFor(t, 10*time.Second, "the rotated key accepted", func() bool { return post(rotated, 2) == 200 })
+	close(stop)
+	<-done
+	t.Logf("during the reload: %d webhooks sent with the old key, %d answered 200", sent, ok)
+	if sent == 0 || ok != sent {
+		t.Fatalf("during the reload: %d sent, %d answered 200", sent, ok)
+	}
 	if got := post(webhookKey, 3); got != 200 {
 		t.Fatalf("the old key during the rotation: %d", got)
 	}
@@ -64,4 +88,18 @@ func TestKeyRotationOnSIGHUP(t *testing.T) {
 		tl, err := readLedger(s.ledger, l)
 		return err == nil && tl.lost == 0
 	})
+}
+
+// during posts one webhook signed with key and returns the status (0 when the connection failed).
+func during(url, key string, n int) int {
+	l := &load{prefix: "reload"}
+	_, _, b := l.body(n)
+	req, _ := http.NewRequest(http.MethodPost, url+"/webhooks/checkout", bytes.NewReader(b))
+	req.Header.Set("Cko-Signature", sign(key, b))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
