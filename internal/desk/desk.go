@@ -19,6 +19,8 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +46,9 @@ type Config struct {
 	Ledger *store.Ledger
 	// Location is the report time zone (the chart's and the reports' days).
 	Location *time.Location
+	// ReportDir is where the reconciler writes the daily reports (KNETRECON_REPORT_DIR): a closed
+	// day's download is the report written there, as finance received it; empty: always built.
+	ReportDir string
 	// Now is the clock.
 	Now func() time.Time
 	// Health reports the road's state (the reconciler fills it: consumer, NATS, ledger, lag…).
@@ -532,14 +537,31 @@ func (d *Desk) reportFile(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, http.StatusNotFound, fmt.Errorf("report %q: want <date>.csv, .json or .xlsx", file))
 		return
 	}
+	types := map[string]string{"csv": "text/csv; charset=utf-8", "json": "application/json",
+		"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+	if types[ext] == "" {
+		d.fail(w, http.StatusNotFound, fmt.Errorf("report format %q: want csv, json or xlsx", ext))
+		return
+	}
+	if path, ok := report.Written(d.cfg.ReportDir, date, ext); ok {
+		f, err := os.Open(path)
+		if err != nil {
+			d.fail(w, http.StatusInternalServerError, err)
+			return
+		}
+		defer f.Close()
+		w.Header().Set("Content-Disposition", `attachment; filename="knetrecon-`+filepath.Base(path)+`"`)
+		w.Header().Set("X-Knetrecon-Report", "written")
+		w.Header().Set("Content-Type", types[ext])
+		http.ServeContent(w, r, filepath.Base(path), time.Time{}, f)
+		return
+	}
 	rep, err := report.Build(r.Context(), d.cfg.Ledger, date, d.cfg.Location, d.cfg.Now())
 	if err != nil {
 		d.fail(w, http.StatusBadRequest, err)
 		return
 	}
 	var b bytes.Buffer
-	types := map[string]string{"csv": "text/csv; charset=utf-8", "json": "application/json",
-		"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 	switch ext {
 	case "csv":
 		err = rep.WriteCSV(&b)

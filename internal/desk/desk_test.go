@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"knetrecon/internal/desk"
 	"knetrecon/internal/payment"
 	"knetrecon/internal/reconcile"
+	"knetrecon/internal/report"
 	"knetrecon/internal/store"
 	"knetrecon/internal/store/storetest"
 )
@@ -270,5 +273,34 @@ func TestListsRawBodyDeadLettersRange(t *testing.T) {
 	}
 	if code, _, _ := p.get(t, "/reports/range?from=2026-12-01&to=2026-11-28&format=csv"); code != 400 {
 		t.Fatalf("backwards range: %d", code)
+	}
+}
+
+// A closed day the reconciler wrote a report for is downloaded as written (its latest revision);
+// a day without one is built.
+func TestReportDownloadServesTheWrittenReport(t *testing.T) {
+	dir := t.TempDir()
+	p := newPage(t, func(c *desk.Config, _ *store.Ledger) { c.ReportDir = dir })
+	ctx := context.Background()
+	d, err := report.Build(ctx, p.ledger, "2026-11-30", kuwait, time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := report.WriteFiles(dir, d); err != nil {
+		t.Fatal(err)
+	}
+	written, err := os.ReadFile(filepath.Join(dir, "2026-11-30.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, csv, h := p.get(t, "/reports/2026-11-30.csv")
+	if code != 200 || csv != string(written) || h.Get("X-Knetrecon-Report") != "written" || !strings.HasPrefix(h.Get("Content-Type"), "text/csv") {
+		t.Fatalf("written report: %d %v", code, h)
+	}
+	if code, _, h := p.get(t, "/reports/2026-11-29.csv"); code != 200 || h.Get("X-Knetrecon-Report") != "" {
+		t.Fatalf("built report: %d %v", code, h)
+	}
+	if code, _, _ := p.get(t, "/reports/..%2Fetc.csv"); code != 404 {
+		t.Fatalf("a path for a date: %d", code)
 	}
 }

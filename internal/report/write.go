@@ -196,8 +196,22 @@ type Changes struct {
 	PostingsRemoved     []store.PostingLine `json:"postings_removed"`
 }
 
-// latestRevision reads the highest revision of date's report in dir (nil when there is none).
-func latestRevision(dir, date string) (*Daily, string, error) {
+// Written returns the path of the latest written revision of date's report in format ext
+// ("csv", "json" or "xlsx") in dir; ok is false when none was written.
+func Written(dir, date, ext string) (path string, ok bool) {
+	if _, _, err := Day(date, time.UTC); err != nil || dir == "" {
+		return "", false
+	}
+	name := latestName(dir, date)
+	path = filepath.Join(dir, name+"."+ext)
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+		return "", false
+	}
+	return path, true
+}
+
+// latestName is the file name, without extension, of date's highest revision in dir.
+func latestName(dir, date string) string {
 	name := date
 	for r := 2; ; r++ {
 		next := fmt.Sprintf("%s.r%d", date, r)
@@ -206,6 +220,12 @@ func latestRevision(dir, date string) (*Daily, string, error) {
 		}
 		name = next
 	}
+	return name
+}
+
+// latestRevision reads the highest revision of date's report in dir (nil when there is none).
+func latestRevision(dir, date string) (*Daily, string, error) {
+	name := latestName(dir, date)
 	raw, err := os.ReadFile(filepath.Join(dir, name+".json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, "", nil
