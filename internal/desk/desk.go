@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -484,29 +485,45 @@ func (d *Desk) resolve(w http.ResponseWriter, r *http.Request) {
 // reportRange serves the report of several days: /reports/range?from=D&to=D&format=csv|json|xlsx.
 func (d *Desk) reportRange(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	ext := q.Get("format")
+	if reportTypes[ext] == "" {
+		d.fail(w, http.StatusBadRequest, fmt.Errorf("format %q: want csv, json or xlsx", ext))
+		return
+	}
 	rep, err := report.BuildRange(r.Context(), d.cfg.Ledger, q.Get("from"), q.Get("to"), d.cfg.Location, d.cfg.Now())
 	if err != nil {
 		d.fail(w, http.StatusBadRequest, err)
 		return
 	}
+	d.download(w, rep, ext, rep.From+"_"+rep.To)
+}
+
+// reportTypes are the report formats and their content types.
+var reportTypes = map[string]string{"csv": "text/csv; charset=utf-8", "json": "application/json",
+	"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+// download writes rep in format ext (one of reportTypes) as an attachment knetrecon-<name>.<ext>.
+func (d *Desk) download(w http.ResponseWriter, rep interface {
+	WriteCSV(io.Writer) error
+	WriteJSON(io.Writer) error
+	WriteXLSX(io.Writer) error
+}, ext, name string) {
 	var b bytes.Buffer
-	ext := q.Get("format")
+	var err error
 	switch ext {
 	case "csv":
 		err = rep.WriteCSV(&b)
 	case "json":
 		err = rep.WriteJSON(&b)
-	case "xlsx":
-		err = rep.WriteXLSX(&b)
 	default:
-		d.fail(w, http.StatusBadRequest, fmt.Errorf("format %q: want csv, json or xlsx", ext))
-		return
+		err = rep.WriteXLSX(&b)
 	}
 	if err != nil {
 		d.fail(w, http.StatusInternalServerError, err)
 		return
 	}
-	w.Header().Set("Content-Disposition", `attachment; filename="knetrecon-`+rep.From+"_"+rep.To+"."+ext+`"`)
+	w.Header().Set("Content-Type", reportTypes[ext])
+	w.Header().Set("Content-Disposition", `attachment; filename="knetrecon-`+name+"."+ext+`"`)
 	_, _ = w.Write(b.Bytes())
 }
 
@@ -537,9 +554,7 @@ func (d *Desk) reportFile(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, http.StatusNotFound, fmt.Errorf("report %q: want <date>.csv, .json or .xlsx", file))
 		return
 	}
-	types := map[string]string{"csv": "text/csv; charset=utf-8", "json": "application/json",
-		"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
-	if types[ext] == "" {
+	if reportTypes[ext] == "" {
 		d.fail(w, http.StatusNotFound, fmt.Errorf("report format %q: want csv, json or xlsx", ext))
 		return
 	}
@@ -552,7 +567,7 @@ func (d *Desk) reportFile(w http.ResponseWriter, r *http.Request) {
 		defer f.Close()
 		w.Header().Set("Content-Disposition", `attachment; filename="knetrecon-`+filepath.Base(path)+`"`)
 		w.Header().Set("X-Knetrecon-Report", "written")
-		w.Header().Set("Content-Type", types[ext])
+		w.Header().Set("Content-Type", reportTypes[ext])
 		http.ServeContent(w, r, filepath.Base(path), time.Time{}, f)
 		return
 	}
@@ -561,23 +576,5 @@ func (d *Desk) reportFile(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, http.StatusBadRequest, err)
 		return
 	}
-	var b bytes.Buffer
-	switch ext {
-	case "csv":
-		err = rep.WriteCSV(&b)
-	case "json":
-		err = rep.WriteJSON(&b)
-	case "xlsx":
-		err = rep.WriteXLSX(&b)
-	default:
-		d.fail(w, http.StatusNotFound, fmt.Errorf("report format %q: want csv, json or xlsx", ext))
-		return
-	}
-	if err != nil {
-		d.fail(w, http.StatusInternalServerError, err)
-		return
-	}
-	w.Header().Set("Content-Type", types[ext])
-	w.Header().Set("Content-Disposition", `attachment; filename="knetrecon-`+date+"."+ext+`"`)
-	_, _ = w.Write(b.Bytes())
+	d.download(w, rep, ext, date)
 }
