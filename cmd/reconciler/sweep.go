@@ -49,7 +49,11 @@ func (m *Main) startSweep(ctx context.Context) error {
 			log.Error("sweep failed", zap.Error(err))
 			return
 		}
-		m.lastSweep.Store(&lastRun{At: time.Now(), Detail: fmt.Sprintf("%d checked, %d stuck", len(rep.Decisions), rep.Stuck)})
+		asked := 0
+		for _, n := range rep.Outcomes {
+			asked += n
+		}
+		m.lastSweep.Store(&lastRun{At: time.Now(), Detail: fmt.Sprintf("%d asked of Checkout.com, %d stuck", asked, rep.Stuck)})
 		log.Info("sweep done", zap.String("duration", rep.Duration), zap.Any("outcomes", rep.Outcomes),
 			zap.Int("stuck", rep.Stuck), zap.Strings("new_stuck", rep.NewStuck), zap.Strings("unstuck", rep.Unstuck))
 	}); err != nil {

@@ -175,7 +175,7 @@ func TestRunSweepsOnSchedule(t *testing.T) {
 	if !strings.Contains(metrics, `knetrecon_sweep_checks_total{outcome="recovered"} 1`) {
 		t.Fatalf("metrics lack the recovered check:\n%s", grepLines(metrics, "knetrecon_sweep"))
 	}
-	if _, home := get(t, "http://"+m.AdminAddr()+"/"); !regexp.MustCompile(`last at [0-9-]+ [0-9:]+: \d+ checked, 0 stuck`).MatchString(home) {
+	if _, home := get(t, "http://"+m.AdminAddr()+"/"); !regexp.MustCompile(`last at [0-9-]+ [0-9:]+: \d+ asked of Checkout.com, 0 stuck`).MatchString(home) {
 		t.Fatalf("desk health lacks the last sweep:\n%s", home)
 	}
 }
