@@ -246,9 +246,9 @@ func (r *reports) write(date string) {
 		r.log.Error("daily report not written; trying again", zap.String("date", date), zap.Duration("every", reportRetry), zap.Error(err))
 		return
 	}
+	r.m.lastReport.Store(&lastRun{At: time.Now(), Detail: fmt.Sprintf("%s written (%d postings, balanced %t)", date, len(d.Postings), d.Balanced)})
 	r.setFailed(date, false)
 	r.written.WithLabelValues("ok").Inc()
-	r.m.lastReport.Store(&lastRun{At: time.Now(), Detail: fmt.Sprintf("%s written (%d postings, balanced %t)", date, len(d.Postings), d.Balanced)})
 	r.log.Info("daily report written", zap.String("date", date), zap.Strings("files", paths),
 		zap.Int("postings", len(d.Postings)), zap.Int("late_postings", len(d.LatePostings)), zap.Bool("balanced", d.Balanced))
 }
