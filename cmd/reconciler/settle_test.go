@@ -112,6 +112,16 @@ func TestSettleAgainstSimulatorStatement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A payment's postings say which statement line paid them; the lost one says nothing.
+	for id, want := range map[string]bool{ids[1]: true, ids[0]: false} {
+		d, err := l.Payment(ctx, id)
+		if err != nil || len(d.Postings) == 0 {
+			t.Fatalf("%s: %+v %v", id, d, err)
+		}
+		if got := d.Postings[0].Settlement; (got != nil) != want || (want && (got.Line == 0 || got.File != filepath.Base(file) || got.StatementAmount != d.Postings[0].Amount)) {
+			t.Fatalf("%s settlement %+v, want settled %t", id, got, want)
+		}
+	}
 	count := map[payment.Kind]int{}
 	for _, d := range open {
 		count[d.Kind]++

@@ -63,6 +63,17 @@ type Posting struct {
 	OccurredAt *time.Time    `json:"occurred_at,omitempty"`
 	PostedAt   *time.Time    `json:"posted_at,omitempty"`
 	Lines      []JournalLine `json:"lines"`
+	// Settlement is the bank statement line that paid it (reconciler settle); nil until one did.
+	Settlement *SettledBy `json:"settlement,omitempty"`
+}
+
+// SettledBy is where a posting was found on the acquiring bank's statement.
+type SettledBy struct {
+	RunID           int64     `json:"run_id"`
+	File            string    `json:"file"`
+	Line            int       `json:"line"`
+	StatementAmount int64     `json:"statement_amount"`
+	MatchedAt       time.Time `json:"matched_at"`
 }
 
 // JournalLine is one side of a posting.
@@ -165,8 +176,10 @@ func (l *Ledger) Payment(ctx context.Context, id string) (*PaymentDetail, error)
 }
 
 func (l *Ledger) postings(ctx context.Context, paymentID string) ([]Posting, error) {
-	rows, err := l.r.QueryxContext(ctx, `SELECT action_id, kind, amount, currency, state, event_id, origin,
-		occurred_at, posted_at FROM postings WHERE payment_id = ? ORDER BY occurred_at, action_id`, paymentID)
+	rows, err := l.r.QueryxContext(ctx, `SELECT p.action_id, p.kind, p.amount, p.currency, p.state, p.event_id, p.origin,
+		p.occurred_at, p.posted_at, m.run_id, COALESCE(r.file, ''), m.line, m.statement_amount, m.matched_at
+		FROM postings p LEFT JOIN settlement_matches m ON m.action_id = p.action_id LEFT JOIN settlement_runs r ON r.id = m.run_id
+		WHERE p.payment_id = ? ORDER BY p.occurred_at, p.action_id`, paymentID)
 	if err != nil {
 		return nil, fmt.Errorf("postings of %s: %w", paymentID, err)
 	}
@@ -174,11 +187,17 @@ func (l *Ledger) postings(ctx context.Context, paymentID string) ([]Posting, err
 	out := []Posting{}
 	for rows.Next() {
 		var p Posting
-		var occ, posted sql.NullString
-		if err := rows.Scan(&p.ActionID, &p.Kind, &p.Amount, &p.Currency, &p.State, &p.EventID, &p.Origin, &occ, &posted); err != nil {
+		var occ, posted, matched sql.NullString
+		var run, line, stAmount sql.NullInt64
+		var file string
+		if err := rows.Scan(&p.ActionID, &p.Kind, &p.Amount, &p.Currency, &p.State, &p.EventID, &p.Origin, &occ, &posted,
+			&run, &file, &line, &stAmount, &matched); err != nil {
 			return nil, err
 		}
 		p.OccurredAt, p.PostedAt = timePtr(occ), timePtr(posted)
+		if run.Valid {
+			p.Settlement = &SettledBy{RunID: run.Int64, File: file, Line: int(line.Int64), StatementAmount: stAmount.Int64, MatchedAt: parseTime(matched)}
+		}
 		p.Lines = []JournalLine{}
 		out = append(out, p)
 	}
