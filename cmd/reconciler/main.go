@@ -610,7 +610,7 @@ func (m *Main) mountDesk(mux *http.ServeMux) error {
 			zap.String("admin_addr", m.Config.AdminAddr))
 		return nil
 	}
-	cfg := desk.Config{Ledger: m.ledger, Location: m.Config.ReportLocation, Now: m.ledger.Now, Health: m.health, ReportDir: m.Config.ReportDir,
+	cfg := desk.Config{Ledger: m.ledger, Location: m.Config.ReportLocation, Now: m.ledger.Now, Health: m.health, ReportDir: m.Config.ReportDir, Log: m.Log.Named("desk"),
 		Replay: func(ctx context.Context, id int64) (string, error) {
 			res, err := m.proc.ReplayDeadLetter(ctx, id)
 			if err != nil {

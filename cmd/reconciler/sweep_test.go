@@ -348,4 +348,7 @@ func TestDeskCheckNowRecoversACapture(t *testing.T) {
 	if d, err := m.Ledger().Payment(ctx, id); err != nil || d.Status != payment.StatusCaptured || d.Captured != 4_250 {
 		t.Fatalf("after the check: %+v %v", d, err)
 	}
+	if _, page = get(t, base+"/payments/"+id); !strings.Contains(page, "<td>check</td><td>payment:"+id+"</td>") || !strings.Contains(page, "recovered") {
+		t.Fatalf("the check is not in the payment's operator actions:\n%s", page)
+	}
 }

@@ -28,6 +28,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"knetrecon/internal/payment"
 	"knetrecon/internal/report"
 	"knetrecon/internal/store"
@@ -50,6 +52,8 @@ type Config struct {
 	// ReportDir is where the reconciler writes the daily reports (KNETRECON_REPORT_DIR): a closed
 	// day's download is the report written there, as finance received it; empty: always built.
 	ReportDir string
+	// Log gets a line for each operator action and for an action the audit trail could not keep.
+	Log *zap.Logger
 	// Now is the clock.
 	Now func() time.Time
 	// Health reports the road's state (the reconciler fills it: consumer, NATS, ledger, lag…).
@@ -85,6 +89,9 @@ type chartCache struct {
 func New(cfg Config) (*Desk, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
 	}
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
@@ -214,7 +221,12 @@ func (d *Desk) home(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	today := d.cfg.Now().In(d.cfg.Location).Format(time.DateOnly)
-	d.render(w, "home.html", http.StatusOK, map[string]any{"Title": "knetrecon", "Health": health, "DeadLetters": dead,
+	actions, err := d.cfg.Ledger.Actions(ctx, "", 10)
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	d.render(w, "home.html", http.StatusOK, map[string]any{"Title": "knetrecon", "Health": health, "DeadLetters": dead, "Actions": actions,
 		"Open": open, "Bars": bars, "Currency": currency, "Stuck": stuck, "OpenList": openList, "Today": today,
 		"Yesterday": report.Yesterday(d.cfg.Now(), d.cfg.Location)})
 }
@@ -290,7 +302,12 @@ func (d *Desk) payment(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, http.StatusInternalServerError, err)
 		return
 	}
-	d.render(w, "payment.html", http.StatusOK, map[string]any{"Title": p.ID, "P": p, "CanCheck": d.cfg.CheckNow != nil,
+	actions, err := d.cfg.Ledger.Actions(r.Context(), "payment:"+p.ID, 50)
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, err)
+		return
+	}
+	d.render(w, "payment.html", http.StatusOK, map[string]any{"Title": p.ID, "P": p, "CanCheck": d.cfg.CheckNow != nil, "Actions": actions,
 		"Flash": r.URL.Query().Get("flash")})
 }
 
@@ -368,6 +385,19 @@ func (d *Desk) formOK(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// record keeps what an operator did in the ledger's audit trail, and logs it. A failure to keep
+// it is logged, not shown as the action's failure: the action itself is done.
+func (d *Desk) record(r *http.Request, action, subject, note, result string) {
+	a := store.Action{Who: who(r), Action: action, Subject: subject, Note: note, Result: result}
+	fields := []zap.Field{zap.String("who", a.Who), zap.String("action", action), zap.String("subject", subject),
+		zap.String("note", note), zap.String("result", result)}
+	if err := d.cfg.Ledger.RecordAction(r.Context(), a); err != nil {
+		d.cfg.Log.Error("operator action not kept in the audit trail", append(fields, zap.Error(err))...)
+		return
+	}
+	d.cfg.Log.Info("operator action", fields...)
+}
+
 // who names the operator: the basic-auth user when the page asks for one, else "desk".
 func who(r *http.Request) string {
 	if u, _, ok := r.BasicAuth(); ok && u != "" {
@@ -386,11 +416,14 @@ func (d *Desk) checkNow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
+	note := strings.TrimSpace(r.PostForm.Get("note"))
 	outcome, err := d.cfg.CheckNow(r.Context(), id)
 	if err != nil {
+		d.record(r, "check", "payment:"+id, note, "failed: "+err.Error())
 		d.fail(w, http.StatusBadGateway, err)
 		return
 	}
+	d.record(r, "check", "payment:"+id, note, outcome)
 	http.Redirect(w, r, "/payments/"+url.PathEscape(id)+"?flash="+url.QueryEscape("checked with Checkout.com: "+outcome), http.StatusSeeOther)
 }
 
@@ -426,9 +459,11 @@ func (d *Desk) deadLetterAction(w http.ResponseWriter, r *http.Request) {
 		res, err := d.cfg.Replay(r.Context(), id)
 		if err != nil {
 			flash = fmt.Sprintf("dead letter %d not applied: %v", id, err)
+			res = "failed: " + err.Error()
 		} else {
 			flash = fmt.Sprintf("dead letter %d: %s", id, res)
 		}
+		d.record(r, "replay", fmt.Sprintf("dead_letter:%d", id), strings.TrimSpace(r.PostForm.Get("note")), res)
 	case "discard":
 		note := strings.TrimSpace(r.PostForm.Get("note"))
 		if note == "" {
@@ -439,6 +474,7 @@ func (d *Desk) deadLetterAction(w http.ResponseWriter, r *http.Request) {
 			d.fail(w, http.StatusConflict, err)
 			return
 		}
+		d.record(r, "discard", fmt.Sprintf("dead_letter:%d", id), note, "discarded")
 		flash = fmt.Sprintf("dead letter %d discarded", id)
 	default:
 		d.fail(w, http.StatusNotFound, fmt.Errorf("action %q: want replay or discard", r.PathValue("action")))
@@ -475,6 +511,7 @@ func (d *Desk) resolve(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, http.StatusInternalServerError, err)
 		return
 	}
+	d.record(r, "resolve", fmt.Sprintf("discrepancy:%d", id), note, "resolved")
 	back := r.PostForm.Get("back")
 	if !strings.HasPrefix(back, "/") || strings.HasPrefix(back, "//") {
 		back = "/"

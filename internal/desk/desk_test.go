@@ -148,6 +148,14 @@ func TestHomeSearchPaymentResolveReport(t *testing.T) {
 	if c := post(url.Values{"note": {"again"}, "csrf": {csrf}}, p.srv.URL); c != http.StatusConflict {
 		t.Fatalf("resolve twice: %d", c)
 	}
+	// Kept in the audit trail with who and the note, shown on the home page.
+	if acts, err := p.ledger.Actions(context.Background(), "discrepancy:"+id, 0); err != nil || len(acts) != 1 || acts[0].Who != "desk" ||
+		acts[0].Action != "resolve" || acts[0].Note != "customer refunded by hand" {
+		t.Fatalf("audit trail %+v %v", acts, err)
+	}
+	if _, home, _ = p.get(t, "/"); !strings.Contains(home, "<td>resolve</td><td>discrepancy:"+id+"</td><td>customer refunded by hand</td>") {
+		t.Fatalf("home lacks the action:\n%s", home)
+	}
 	// The day's report to download.
 	code, csv, h := p.get(t, "/reports/2026-12-01.csv")
 	if code != 200 || !strings.HasPrefix(csv, "\ufeffdate,line") || !strings.Contains(h.Get("Content-Disposition"), "knetrecon-2026-12-01.csv") {
@@ -234,7 +242,7 @@ func TestListsRawBodyDeadLettersRange(t *testing.T) {
 		t.Fatalf("dead letters %d:\n%s", code, list)
 	}
 	withToken := list
-	if c, h := p.post(t, fmt.Sprintf("/dead-letters/%d/replay", ids[0]), list, url.Values{}); c != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "applied") {
+	if c, h := p.post(t, fmt.Sprintf("/dead-letters/%d/replay", ids[0]), list, url.Values{"note": {"decoder fixed in 1.4"}}); c != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "applied") {
 		t.Fatalf("replay: %d %v", c, h)
 	}
 	if pay, err := p.ledger.Payment(ctx, "pay_9"); err != nil || pay.Captured != 1250 {
@@ -251,6 +259,11 @@ func TestListsRawBodyDeadLettersRange(t *testing.T) {
 	}
 	if c, _ := p.post(t, fmt.Sprintf("/dead-letters/%d/discard", ids[1]), list, url.Values{"note": {"again"}}); c != http.StatusConflict {
 		t.Fatalf("discard twice: %d", c)
+	}
+	acts, err := p.ledger.Actions(ctx, "", 0)
+	if err != nil || len(acts) != 2 || acts[1].Action != "replay" || acts[1].Note != "decoder fixed in 1.4" || acts[1].Result != "applied" ||
+		acts[0].Action != "discard" || acts[0].Subject != fmt.Sprintf("dead_letter:%d", ids[1]) {
+		t.Fatalf("audit trail %+v %v", acts, err)
 	}
 	if _, list, _ = p.get(t, "/dead-letters"); !strings.Contains(list, "none: no dead letters pending") {
 		t.Fatalf("still pending:\n%s", list)
