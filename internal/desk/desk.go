@@ -191,7 +191,19 @@ func (d *Desk) render(w http.ResponseWriter, name string, status int, data map[s
 }
 
 func (d *Desk) fail(w http.ResponseWriter, status int, err error) {
+	if status >= 500 {
+		d.cfg.Log.Error("desk page failed", zap.Int("status", status), zap.Error(err))
+	}
 	d.render(w, "error.html", status, map[string]any{"Title": http.StatusText(status), "Error": err.Error()})
+}
+
+// failRead answers a failed read: 404 for what the ledger does not have, 500 otherwise.
+func (d *Desk) failRead(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		d.fail(w, http.StatusNotFound, err)
+		return
+	}
+	d.fail(w, http.StatusInternalServerError, err)
 }
 
 func (d *Desk) home(w http.ResponseWriter, r *http.Request) {
@@ -294,12 +306,8 @@ func (d *Desk) search(w http.ResponseWriter, r *http.Request) {
 
 func (d *Desk) payment(w http.ResponseWriter, r *http.Request) {
 	p, err := d.cfg.Ledger.Payment(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		d.fail(w, http.StatusNotFound, err)
-		return
-	}
 	if err != nil {
-		d.fail(w, http.StatusInternalServerError, err)
+		d.failRead(w, err)
 		return
 	}
 	actions, err := d.cfg.Ledger.Actions(r.Context(), "payment:"+p.ID, 50)
@@ -359,12 +367,8 @@ func (d *Desk) payments(w http.ResponseWriter, r *http.Request) {
 // eventBody shows the exact body an event was applied from, as text.
 func (d *Desk) eventBody(w http.ResponseWriter, r *http.Request) {
 	b, err := d.cfg.Ledger.EventBody(r.Context(), r.PathValue("event"))
-	if errors.Is(err, store.ErrNotFound) {
-		d.fail(w, http.StatusNotFound, err)
-		return
-	}
 	if err != nil {
-		d.fail(w, http.StatusInternalServerError, err)
+		d.failRead(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -419,6 +423,10 @@ func (d *Desk) checkNow(w http.ResponseWriter, r *http.Request) {
 	note := strings.TrimSpace(r.PostForm.Get("note"))
 	outcome, err := d.cfg.CheckNow(r.Context(), id)
 	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			d.fail(w, http.StatusNotFound, err)
+			return
+		}
 		d.record(r, "check", "payment:"+id, note, "failed: "+err.Error())
 		d.fail(w, http.StatusBadGateway, err)
 		return
