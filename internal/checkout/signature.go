@@ -143,3 +143,11 @@ func AuthorizationMatches(got, want string) bool {
 	w := sha256.Sum256([]byte(want))
 	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
+
+// Sign returns body's signature under the ring's first key, and that key's fingerprint. A
+// rotation adds the new key after the old one everywhere first (every holder then verifies
+// both), then moves it first (it signs from then on), then drops the old one.
+func (r *KeyRing) Sign(body []byte) (signature, fingerprint string) {
+	k := r.keys[0]
+	return Sign(k.Secret, body), k.Fingerprint()
+}

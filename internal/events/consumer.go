@@ -149,6 +149,8 @@ type Delivery struct {
 	Key              string
 	QuarantineReason string
 	Signature        string
+	// FactSignature and FactKey are a fact's signature under the reconcilers' key and its name.
+	FactSignature, FactKey string
 }
 
 // Quarantined reports whether the receiver put the body in quarantine.
@@ -166,6 +168,7 @@ func DeliveryOf(msg jetstream.Msg) (Delivery, error) {
 	h := msg.Headers()
 	d.MsgID, d.Key, d.QuarantineReason = h.Get(HeaderMsgID), h.Get(HeaderKey), h.Get(HeaderQuarantineReason)
 	d.Signature = h.Get(HeaderSignature)
+	d.FactSignature, d.FactKey = h.Get(HeaderFactSignature), h.Get(HeaderFactKey)
 	d.ReceivedAt = d.Timestamp
 	if v := h.Get(HeaderReceivedAt); v != "" {
 		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -98,16 +97,5 @@ func PublishOptions(ackTimeout time.Duration) []jetstream.JetStreamOpt {
 // connection's writes instead of each paying a request round of its own (+15% webhooks/s at 32
 // connections, measured).
 func (p *Publisher) Publish(ctx context.Context, w *Webhook) (Stored, error) {
-	fut, err := p.js.PublishMsgAsync(w.Message(), jetstream.WithExpectStream(StreamName))
-	if err != nil {
-		return Stored{}, fmt.Errorf("publish %s: %w: %w", w.MsgID(), ErrNotStored, err)
-	}
-	select {
-	case ack := <-fut.Ok():
-		return Stored{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
-	case err := <-fut.Err():
-		return Stored{}, fmt.Errorf("publish %s: %w: %w", w.MsgID(), ErrNotStored, err)
-	case <-ctx.Done():
-		return Stored{}, fmt.Errorf("publish %s: %w: %w", w.MsgID(), ErrNotStored, ctx.Err())
-	}
+	return p.PublishMsg(ctx, w.Message())
 }

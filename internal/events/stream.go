@@ -93,8 +93,8 @@ func (c StreamConfig) Validate() error {
 func (c StreamConfig) jetStreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        StreamName,
-		Description: "Verified Checkout.com webhooks, exact bodies, for the knetrecon ledger",
-		Subjects:    []string{SubjectPrefix + ">", QuarantineSubject},
+		Description: "Verified Checkout.com webhooks, exact bodies, and the reconcilers' signed facts: the knetrecon ledgers' log",
+		Subjects:    []string{SubjectPrefix + ">", QuarantineSubject, FactSubjectPrefix + ">"},
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		Storage:     jetstream.FileStorage,

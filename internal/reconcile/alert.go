@@ -30,6 +30,7 @@ const WebhookMissingGrace = 24 * time.Hour
 // broken alert endpoint never holds up the sweep.
 type Alerter struct {
 	ledger  *store.Ledger
+	facts   *FactBus
 	url     string
 	client  *http.Client
 	log     *zap.Logger
@@ -41,8 +42,9 @@ type Alerter struct {
 }
 
 // NewAlerter returns an Alerter posting to url. metrics may be nil.
-func NewAlerter(ledger *store.Ledger, url string, log *zap.Logger, metrics *SweepMetrics) *Alerter {
-	return &Alerter{ledger: ledger, url: url, client: &http.Client{Timeout: 5 * time.Second}, log: log, metrics: metrics,
+// What was announced is a fact on the stream (facts), so a new leader never announces it again.
+func NewAlerter(ledger *store.Ledger, facts *FactBus, url string, log *zap.Logger, metrics *SweepMetrics) *Alerter {
+	return &Alerter{ledger: ledger, facts: facts, url: url, client: &http.Client{Timeout: 5 * time.Second}, log: log, metrics: metrics,
 		nudge: make(chan struct{}, 1), Now: time.Now}
 }
 
@@ -71,6 +73,27 @@ func (a *Alerter) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// mark publishes that al was announced (or, for a webhook_missing resolved within its grace, that
+// it never will be).
+func (a *Alerter) mark(ctx context.Context, al store.Alert) error {
+	key := store.DiscrepancyKey{PaymentID: al.PaymentID, Kind: al.Kind, Subject: al.Subject}
+	which := "opened"
+	both := !al.Resolved && al.ResolvedAt != nil
+	switch {
+	case al.Resolved:
+		which = "resolved"
+	case both:
+		which = "both"
+	}
+	now := a.Now()
+	_, err := a.facts.Commit(ctx, Fact{Kind: FactAlerted, ID: factID(FactAlerted, key.PaymentID, string(key.Kind), key.Subject, which), At: now,
+		Alerted: &AlertedFact{DiscrepancyKey: key, Resolved: al.Resolved, Both: both}})
+	if err != nil {
+		return fmt.Errorf("alert for discrepancy %d: %w", al.ID, err)
+	}
+	return nil
+}
+
 // Deliver announces every pending alert, oldest first, and returns how many were sent. It stops
 // at the first failure (the endpoint is likely down) and leaves the rest for the next pass.
 func (a *Alerter) Deliver(ctx context.Context) (int, error) {
@@ -85,7 +108,7 @@ func (a *Alerter) Deliver(ctx context.Context) (int, error) {
 		if al.Kind == payment.KindWebhookMissing && !al.Resolved {
 			if al.ResolvedAt != nil {
 				// The late webhook came within the grace: nothing to announce, ever.
-				if err := a.ledger.Update(ctx, func(tx *store.Tx) error { return tx.MarkAlerted(ctx, al) }); err != nil {
+				if err := a.mark(ctx, al); err != nil {
 					return sent, err
 				}
 				continue
@@ -98,7 +121,7 @@ func (a *Alerter) Deliver(ctx context.Context) (int, error) {
 			a.count("failed")
 			return sent, fmt.Errorf("alert for discrepancy %d: %w", al.ID, err)
 		}
-		if err := a.ledger.Update(ctx, func(tx *store.Tx) error { return tx.MarkAlerted(ctx, al) }); err != nil {
+		if err := a.mark(ctx, al); err != nil {
 			return sent, err
 		}
 		a.count("sent")

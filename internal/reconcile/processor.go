@@ -43,6 +43,9 @@ type item struct {
 	dead  *store.DeadLetter
 	cause string
 	res   store.Result
+	// fact is set for a reconciler's fact (knetrecon.facts.*) instead of in.
+	fact    *Fact
+	factRes FactResult
 }
 
 // Processor applies batches of stream messages to the ledger.
@@ -66,6 +69,11 @@ type Processor struct {
 	// receiver, or altered on the bus, is dead-lettered as forged, never applied. Production
 	// always sets them.
 	keys atomic.Pointer[checkout.KeyRing]
+	// factKeys verify the reconcilers' own facts (KNETRECON_FACT_KEYS): a fact signed by no key
+	// of theirs is dead-lettered as forged.
+	factKeys atomic.Pointer[checkout.KeyRing]
+	// waiting are the facts this process published and waits to see applied.
+	waiting waiters
 	// AckWait is the consumer's ack wait: a held batch is kept alive well within it.
 	AckWait time.Duration
 	// RetryMin and RetryMax bound the back-off between attempts at a batch the ledger refused.
@@ -95,6 +103,9 @@ func NewProcessor(ledger *store.Ledger, log *zap.Logger, m *Metrics, maxDeliver 
 // SetKeys puts ring in use to verify the next messages (at start, and when the keys are reloaded).
 func (p *Processor) SetKeys(ring *checkout.KeyRing) { p.keys.Store(ring) }
 
+// SetFactKeys puts ring in use to verify the next facts (at start, and when the keys are reloaded).
+func (p *Processor) SetFactKeys(ring *checkout.KeyRing) { p.factKeys.Store(ring) }
+
 // Failing reports whether the ledger is refusing writes: a batch is held and being retried.
 func (p *Processor) Failing() bool { return p.failing.Load() }
 
@@ -106,6 +117,18 @@ func (p *Processor) prepare(msg jetstream.Msg) *item {
 	it.d = d
 	if err != nil {
 		p.deadLetter(it, causeUndecodable, err.Error())
+		return it
+	}
+	if events.IsFact(msg.Subject()) {
+		f, err := decodeFact(p.factKeys.Load(), msg.Data(), d.FactSignature)
+		switch {
+		case errors.Is(err, ErrUndecodable):
+			p.deadLetter(it, causeUndecodable, err.Error())
+		case err != nil:
+			p.deadLetter(it, causeForged, "forged or altered on the bus: "+err.Error())
+		default:
+			it.fact = f
+		}
 		return it
 	}
 	if keys := p.keys.Load(); keys != nil {
@@ -161,10 +184,12 @@ func (p *Processor) apply(ctx context.Context, items []*item) (err error) {
 		p.beforeApply()
 	}
 	ins := make([]store.Input, 0, len(items))
+	var last uint64
 	for _, it := range items {
-		if it.dead == nil {
+		if it.dead == nil && it.fact == nil {
 			ins = append(ins, it.in)
 		}
+		last = max(last, it.d.Seq)
 	}
 	return p.ledger.Update(ctx, func(tx *store.Tx) error {
 		if err := tx.Prefetch(ctx, ins); err != nil {
@@ -193,7 +218,7 @@ func (p *Processor) apply(ctx context.Context, items []*item) (err error) {
 				return fmt.Errorf("dead-letter seq %d: %w", it.d.Seq, err)
 			}
 		}
-		return nil
+		return tx.Advance(ctx, last)
 	})
 }
 
@@ -223,6 +248,10 @@ func (p *Processor) applyOne(ctx context.Context, tx *store.Tx, it *item) (err e
 	}()
 	if p.BeforeEvent != nil {
 		p.BeforeEvent(it.in)
+	}
+	if it.fact != nil {
+		it.factRes, err = p.applyFact(ctx, tx, it.fact)
+		return err
 	}
 	it.res, err = tx.Apply(ctx, it.in)
 	return err
@@ -265,6 +294,7 @@ func (p *Processor) handle(ctx, stop context.Context, items []*item) {
 		for _, it := range items {
 			delete(p.panics, it.d.Seq)
 		}
+		p.deliverResults(items)
 		p.metrics.applySeconds.Observe(time.Since(start).Seconds())
 		p.metrics.batchSize.Observe(float64(len(items)))
 		if p.AfterCommit != nil && !p.AfterCommit() {
@@ -374,6 +404,10 @@ func (p *Processor) settle(it *item, a action) error {
 
 // count updates the metrics for an applied message.
 func (p *Processor) count(it *item) {
+	if it.fact != nil {
+		p.metrics.applied.WithLabelValues("fact_"+it.fact.Kind, "applied").Inc()
+		return
+	}
 	typ := it.in.Type
 	if !payment.KnownEvent(typ) {
 		typ = "other"
@@ -531,9 +565,9 @@ func (p *Processor) Replay(ctx context.Context, js jetstream.JetStream, from eve
 	return st, ctx.Err()
 }
 
-// ReplayDeadLetter applies dead letter id again (after a fix in the decoder or the rules) and
-// records the result on it. It returns the ledger's result.
-func (p *Processor) ReplayDeadLetter(ctx context.Context, id int64) (store.Result, error) {
+// replayIn applies dead letter id again in tx (after a fix in the decoder or the rules; a fact
+// once its key is known) and records the result on it. Its signature is verified again first.
+func (p *Processor) replayIn(ctx context.Context, tx *store.Tx, id int64) (store.Result, error) {
 	d, err := p.ledger.DeadLetter(ctx, id)
 	if err != nil {
 		return store.Result{}, err
@@ -542,39 +576,41 @@ func (p *Processor) ReplayDeadLetter(ctx context.Context, id int64) (store.Resul
 		return store.Result{}, fmt.Errorf("dead letter %d was discarded by %s (%s): %w", id, d.DiscardedBy, d.DiscardNote, store.ErrAlreadyHandled)
 	}
 	var res store.Result
-	var aerr error
-	in, decErr := Decode(d.Body, events.Delivery{Subject: d.Subject, Seq: d.StreamSeq, ReceivedAt: d.CreatedAt})
-	if keys := p.keys.Load(); keys != nil && decErr == nil {
-		if _, err := keys.Verify(d.Body, d.Headers[events.HeaderSignature]); err != nil {
-			decErr = fmt.Errorf("signature not verified, not applied: %w", err)
+	var aerr, decErr error
+	var f *Fact
+	var in store.Input
+	if events.IsFact(d.Subject) {
+		f, decErr = decodeFact(p.factKeys.Load(), d.Body, d.Headers[events.HeaderFactSignature])
+	} else {
+		in, decErr = Decode(d.Body, events.Delivery{Subject: d.Subject, Seq: d.StreamSeq, ReceivedAt: d.CreatedAt})
+		if keys := p.keys.Load(); keys != nil && decErr == nil {
+			if _, err := keys.Verify(d.Body, d.Headers[events.HeaderSignature]); err != nil {
+				decErr = fmt.Errorf("signature not verified, not applied: %w", err)
+			}
 		}
-	}
-	if decErr == nil {
-		// A replayed webhook is not tied to a live stream delivery any more.
-		in.StreamSeq = d.StreamSeq
-	}
-	err = p.ledger.Update(ctx, func(tx *store.Tx) error {
-		if decErr != nil {
-			return tx.MarkReplayed(ctx, id, "failed: "+truncate(decErr.Error(), 500))
+		if decErr == nil {
+			// A replayed webhook is not tied to a live stream delivery any more.
+			in.StreamSeq = d.StreamSeq
 		}
-		if serr := tx.Savepoint(ctx, func() error {
-			res, aerr = tx.Apply(ctx, in)
-			return aerr
-		}); serr != nil && store.IsTransient(serr) {
-			return serr
-		}
-		if aerr != nil {
-			return tx.MarkReplayed(ctx, id, "failed: "+truncate(aerr.Error(), 500))
-		}
-		return tx.MarkReplayed(ctx, id, store.ReplayApplied)
-	})
-	if err != nil {
-		return res, fmt.Errorf("replay dead letter %d: %w", id, err)
 	}
 	if decErr != nil {
-		return res, decErr
+		return res, errors.Join(decErr, tx.MarkReplayed(ctx, id, "failed: "+truncate(decErr.Error(), 500)))
 	}
-	return res, aerr
+	if serr := tx.Savepoint(ctx, func() error {
+		if f != nil {
+			_, aerr = p.applyFact(ctx, tx, f)
+			res.Outcome = store.OutcomeApplied
+			return aerr
+		}
+		res, aerr = tx.Apply(ctx, in)
+		return aerr
+	}); serr != nil && store.IsTransient(serr) {
+		return res, serr
+	}
+	if aerr != nil {
+		return res, errors.Join(aerr, tx.MarkReplayed(ctx, id, "failed: "+truncate(aerr.Error(), 500)))
+	}
+	return res, tx.MarkReplayed(ctx, id, store.ReplayApplied)
 }
 
 func truncate(s string, n int) string {

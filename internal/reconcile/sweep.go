@@ -140,12 +140,19 @@ type Sweeper struct {
 	metrics *SweepMetrics
 	cfg     SweepConfig
 	running sync.Mutex
+	facts   *FactBus
 	// OnDone, when set, is called after every sweep that wrote (the alerter's nudge).
 	OnDone func()
+	// Leader, when set, reports whether this reconciler still holds the sweep's lease: a void is
+	// asked for only while it does (a void's idempotency key makes a second one harmless anyway).
+	Leader func() bool
 }
 
 // NewSweeper returns a Sweeper. metrics may be nil (a one-off sweep from the command line).
-func NewSweeper(ledger *store.Ledger, client *checkout.Client, log *zap.Logger, metrics *SweepMetrics, cfg SweepConfig) *Sweeper {
+//
+// What a sweep learns and decides goes to facts, the stream, never straight into the ledger: every
+// reconciler's consumer applies it, this one's included, before the sweep reads on.
+func NewSweeper(ledger *store.Ledger, facts *FactBus, client *checkout.Client, log *zap.Logger, metrics *SweepMetrics, cfg SweepConfig) *Sweeper {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -158,7 +165,7 @@ func NewSweeper(ledger *store.Ledger, client *checkout.Client, log *zap.Logger, 
 	if cfg.VerifyPerSweep <= 0 {
 		cfg.VerifyPerSweep = DefaultSweepConfig().VerifyPerSweep
 	}
-	return &Sweeper{ledger: ledger, client: client, log: log, metrics: metrics, cfg: cfg}
+	return &Sweeper{ledger: ledger, facts: facts, client: client, log: log, metrics: metrics, cfg: cfg}
 }
 
 // Decision is what the sweep did, or in a dry run would do, about one payment.
@@ -181,6 +188,10 @@ type Decision struct {
 	verifiedFrom time.Time
 	// manual marks a check an operator asked for (Reconcile): schedules are left alone.
 	manual bool
+	// operator is who asked for this check, kept in the audit trail with its result.
+	operator *OperatorNote
+	// Result is the check as the audit trail keeps it (a check an operator asked for).
+	Result string `json:"-"`
 }
 
 // Report sums up one sweep.
@@ -315,7 +326,7 @@ func (s *Sweeper) Reconcile(ctx context.Context, from, to time.Time, apply bool)
 		if len(page) == 0 {
 			break
 		}
-		decisions := s.checkPage(ctx, page, func(p *store.Payment) Decision { return s.reconcileOne(ctx, p, now, !apply) })
+		decisions := s.checkPage(ctx, page, func(p *store.Payment) Decision { return s.reconcileOne(ctx, p, now, !apply, Decision{}) })
 		for _, d := range decisions {
 			if d.PaymentID != "" {
 				rep.Outcomes[d.Outcome]++
@@ -332,31 +343,29 @@ func (s *Sweeper) Reconcile(ctx context.Context, from, to time.Time, apply bool)
 }
 
 // Check asks Checkout.com about one payment now and applies what it learns, as Reconcile does
-// for a window (the operator's "check now"). It returns the decision; store.ErrNotFound when
-// the ledger has no such payment.
-func (s *Sweeper) Check(ctx context.Context, id string) (Decision, error) {
+// for a window (the operator's "check now", op says who asked and why). It returns the decision;
+// store.ErrNotFound when the ledger has no such payment.
+func (s *Sweeper) Check(ctx context.Context, id string, op *OperatorNote) (Decision, error) {
 	p, err := s.ledger.Payment(ctx, id)
 	if err != nil {
 		return Decision{}, err
 	}
-	return s.reconcileOne(ctx, &p.Payment, s.cfg.Now(), false), nil
+	d := Decision{operator: op}
+	return s.reconcileOne(ctx, &p.Payment, s.cfg.Now(), false, d), nil
 }
 
 // reconcileOne checks one payment for Reconcile.
-func (s *Sweeper) reconcileOne(ctx context.Context, p *store.Payment, now time.Time, dryRun bool) Decision {
-	d := Decision{PaymentID: p.ID, LedgerStatus: p.Status, Age: now.Sub(p.FirstSeenAt).Round(time.Second).String(), manual: true}
+func (s *Sweeper) reconcileOne(ctx context.Context, p *store.Payment, now time.Time, dryRun bool, d Decision) Decision {
+	d.PaymentID, d.LedgerStatus, d.Age, d.manual = p.ID, p.Status, now.Sub(p.FirstSeenAt).Round(time.Second).String(), true
 	pay, actions, latency, err := s.fetch(ctx, p)
-	var inputs []store.Input
-	var extra []func(*store.Tx) error
+	var ans answer
 	switch {
 	case errors.Is(err, checkout.ErrNotFound):
-		d.Outcome = CheckNotFound
-		extra = append(extra, unknownAtProvider(ctx, p, now))
+		d.Outcome, ans.notFound = CheckNotFound, true
 	case err != nil:
 		d.Outcome, d.Error = CheckError, err.Error()
 	default:
-		d.ProviderStatus = pay.Status
-		inputs = apiInputs(p, pay, actions, now)
+		d.ProviderStatus, ans.pay, ans.actions = pay.Status, pay, actions
 		d.Outcome = CheckReconciled // becomes recovered in record when the API taught the ledger money
 		if dryRun {
 			st := payment.Status(pay.Status)
@@ -368,7 +377,14 @@ func (s *Sweeper) reconcileOne(ctx context.Context, p *store.Payment, now time.T
 			}
 		}
 	}
-	return s.record(ctx, p, pay, d, inputs, extra, "", latency, now, dryRun)
+	return s.record(ctx, p, ans, d, "", latency, now, dryRun)
+}
+
+// answer is what the API said about a payment: the payment and its actions, or 404.
+type answer struct {
+	pay      *checkout.Payment
+	actions  []checkout.Action
+	notFound bool
 }
 
 // CheckKNETIDs is the outcome of asking for a captured KNET payment's KNET ids.
@@ -393,28 +409,23 @@ func (s *Sweeper) learnKNET(ctx context.Context, now time.Time, dryRun bool, rep
 		p := &missing[i]
 		pay, err := s.client.GetPayment(ctx, p.ID)
 		s.countAPI(err)
-		if err != nil {
+		k := &KNETFact{PaymentID: p.ID, Payment: pay, NotFound: errors.Is(err, checkout.ErrNotFound)}
+		if err != nil && !k.NotFound {
 			// Asked again next sweep; a payment Checkout.com does not know is marked asked.
-			if errors.Is(err, checkout.ErrNotFound) {
-				_ = s.ledger.Update(ctx, func(tx *store.Tx) error { return tx.SaveKNET(ctx, p.ID, store.KNETIDs{}) })
-			}
 			s.log.Warn("KNET ids not fetched", zap.String("payment_id", p.ID), zap.Error(err))
 			continue
 		}
-		ins := apiInputs(p, pay, nil, now)
-		snap := ins[len(ins)-1]
-		ids := store.KNETIDs{}
-		if snap.KNET != nil {
-			ids = *snap.KNET
-		}
-		if err := s.ledger.Update(ctx, func(tx *store.Tx) error {
-			if _, err := tx.Apply(ctx, snap); err != nil {
-				return err
-			}
-			return tx.SaveKNET(ctx, p.ID, ids)
-		}); err != nil {
+		if _, err := s.facts.Commit(ctx, Fact{Kind: FactKNET, ID: factID(FactKNET, p.ID, stamp(now)), At: now, KNET: k}); err != nil {
 			s.log.Error("KNET ids not recorded", zap.String("payment_id", p.ID), zap.Error(err))
 			continue
+		}
+		if k.NotFound {
+			s.log.Warn("KNET ids not fetched", zap.String("payment_id", p.ID), zap.Error(err))
+			continue
+		}
+		ids := knetOf(pay.Source)
+		if ids == nil {
+			ids = &store.KNETIDs{}
 		}
 		rep.Outcomes[CheckKNETIDs]++
 		if s.metrics != nil {
@@ -468,7 +479,8 @@ func (s *Sweeper) check(ctx context.Context, p *store.Payment, now time.Time, dr
 		// Met before its first check is due: schedule that check and move on.
 		d.Outcome, d.NextCheckAt = CheckNotDue, base.Add(s.cfg.PendingTimeout)
 		if !dryRun {
-			if err := s.ledger.Update(ctx, func(tx *store.Tx) error { return tx.Reschedule(ctx, p.ID, d.NextCheckAt) }); err != nil {
+			if _, err := s.facts.Commit(ctx, Fact{Kind: FactSchedule, ID: factID(FactSchedule, p.ID, stamp(d.NextCheckAt)), At: now,
+				Schedule: &ScheduleFact{PaymentID: p.ID, NextCheckAt: d.NextCheckAt}}); err != nil {
 				d.Error = err.Error()
 			}
 		}
@@ -482,21 +494,18 @@ func (s *Sweeper) check(ctx context.Context, p *store.Payment, now time.Time, dr
 	d.NextCheckAt = s.nextCheck(base, stats.Attempts+1, now)
 
 	pay, actions, latency, err := s.fetch(ctx, p)
-	var inputs []store.Input
+	var ans answer
 	var stuckReason string
-	var extra []func(*store.Tx) error
 	switch {
 	case errors.Is(err, checkout.ErrNotFound):
-		d.Outcome = CheckNotFound
-		extra = append(extra, unknownAtProvider(ctx, p, now))
+		d.Outcome, ans.notFound = CheckNotFound, true
 	case err != nil:
 		d.Outcome, d.Error = CheckError, err.Error()
 		if stats.ConsecutiveErrors+1 >= s.cfg.MaxErrors {
 			stuckReason = fmt.Sprintf("%d failed checks in a row; last: %v", stats.ConsecutiveErrors+1, err)
 		}
 	default:
-		d.ProviderStatus = pay.Status
-		inputs = apiInputs(p, pay, actions, now)
+		d.ProviderStatus, ans.pay, ans.actions = pay.Status, pay, actions
 		status := payment.Status(pay.Status)
 		switch {
 		case status == payment.StatusExpired:
@@ -518,6 +527,9 @@ func (s *Sweeper) check(ctx context.Context, p *store.Payment, now time.Time, dr
 			if dryRun {
 				d.Action = "would_void"
 				break
+			}
+			if s.Leader != nil && !s.Leader() {
+				break // the lease was lost during the sweep: the new leader voids it
 			}
 			_, verr := s.client.VoidPayment(ctx, p.ID, checkout.VoidRequest{Reference: "knetrecon-sweep-expired"})
 			switch {
@@ -541,7 +553,7 @@ func (s *Sweeper) check(ctx context.Context, p *store.Payment, now time.Time, dr
 			d.Outcome = CheckStillPending
 		}
 	}
-	return s.record(ctx, p, pay, d, inputs, extra, stuckReason, latency, now, dryRun)
+	return s.record(ctx, p, ans, d, stuckReason, latency, now, dryRun)
 }
 
 // verify asks about one final payment due for verification: money the API knows and the ledger
@@ -559,12 +571,10 @@ func (s *Sweeper) verify(ctx context.Context, p *store.Payment, now time.Time, d
 		return d
 	}
 	pay, actions, latency, err := s.fetch(ctx, p)
-	var inputs []store.Input
-	var extra []func(*store.Tx) error
+	var ans answer
 	switch {
 	case errors.Is(err, checkout.ErrNotFound):
-		d.Outcome = CheckNotFound
-		extra = append(extra, unknownAtProvider(ctx, p, now))
+		d.Outcome, ans.notFound = CheckNotFound, true
 		d.NextCheckAt = s.nextVerify(anchor, now, false)
 	case err != nil:
 		d.Outcome, d.Error = CheckError, err.Error()
@@ -574,8 +584,8 @@ func (s *Sweeper) verify(ctx context.Context, p *store.Payment, now time.Time, d
 			d.NextCheckAt = s.nextVerify(anchor, now, p.Captured > p.Refunded)
 		}
 	default:
-		d.ProviderStatus = pay.Status
-		inputs = apiInputs(p, pay, actions, now)
+		d.ProviderStatus, ans.pay, ans.actions = pay.Status, pay, actions
+		inputs := apiInputs(p.ID, pay, actions, now)
 		d.Outcome = CheckVerified // becomes recovered in record when the API taught the ledger money
 		for _, in := range inputs {
 			if in.Type != payment.EventSnapshot && in.OccurredAt.After(anchor) {
@@ -585,7 +595,7 @@ func (s *Sweeper) verify(ctx context.Context, p *store.Payment, now time.Time, d
 		d.NextCheckAt = s.nextVerify(anchor, now, holdsMoney(pay))
 	}
 	d.verifiedFrom = anchor
-	return s.record(ctx, p, pay, d, inputs, extra, "", latency, now, dryRun)
+	return s.record(ctx, p, ans, d, "", latency, now, dryRun)
 }
 
 // fetch reads a payment from the API, and its actions when the ledger's money disagrees.
@@ -601,92 +611,37 @@ func (s *Sweeper) fetch(ctx context.Context, p *store.Payment) (*checkout.Paymen
 	return pay, actions, latency, err
 }
 
-// unknownAtProvider records that the API does not know the payment.
-func unknownAtProvider(ctx context.Context, p *store.Payment, now time.Time) func(*store.Tx) error {
-	return func(tx *store.Tx) error {
-		_, err := tx.AddDiscrepancy(ctx, p.ID, payment.KindUnknownAtProvider, "", store.OriginAPI, map[string]any{
-			"ledger_status": string(p.Status), "checked_at": now, "detail": "GET /payments answered 404"})
-		return err
-	}
-}
-
-// record applies what a check learned, in one transaction: the API's facts through Apply (money
-// no webhook brought is a recovered lost webhook), extra writes, the stuck mark, and the check
-// itself with the payment's next check. A dry run only lists what it would apply.
-func (s *Sweeper) record(ctx context.Context, p *store.Payment, pay *checkout.Payment, d Decision, inputs []store.Input,
-	extra []func(*store.Tx) error, stuckReason string, latency time.Duration, now time.Time, dryRun bool) Decision {
+// record publishes what a check learned and decided as one fact (applied by every ledger in one
+// transaction: see applyCheck) and fills the decision in from what applying it did here. A dry
+// run only lists what it would apply.
+func (s *Sweeper) record(ctx context.Context, p *store.Payment, ans answer, d Decision, stuckReason string,
+	latency time.Duration, now time.Time, dryRun bool) Decision {
 	if dryRun {
-		for _, in := range inputs {
-			d.Applied = append(d.Applied, in.Type+" "+in.EventID)
+		if ans.pay != nil {
+			for _, in := range apiInputs(p.ID, ans.pay, ans.actions, now) {
+				d.Applied = append(d.Applied, in.Type+" "+in.EventID)
+			}
 		}
 		return d
 	}
-	err := s.ledger.Update(ctx, func(tx *store.Tx) error {
-		d.Applied, d.Discrepancies = nil, nil
-		for _, in := range inputs {
-			res, err := tx.Apply(ctx, in)
-			if err != nil {
-				return err
-			}
-			if res.Outcome == store.OutcomeDuplicate {
-				continue
-			}
-			d.Applied = append(d.Applied, fmt.Sprintf("%s %s: %s", in.Type, in.EventID, res.Outcome))
-			for _, k := range res.Discrepancies {
-				d.Discrepancies = append(d.Discrepancies, string(k))
-			}
-			if payment.MovesMoney(in.Type) && (res.Outcome == store.OutcomeApplied || res.Outcome == store.OutcomeHeld) {
-				// Money no webhook told us about: a lost webhook, recovered.
-				d.Outcome = CheckRecovered
-				added, err := tx.AddDiscrepancy(ctx, p.ID, payment.KindWebhookMissing, in.ActionID, store.OriginAPI, map[string]any{
-					"action_id": in.ActionID, "type": in.Type, "amount": in.Amount, "currency": in.Currency,
-					"provider_status": pay.Status, "detail": "learned from GET /payments/{id}/actions; no webhook had brought it"})
-				if err != nil {
-					return err
-				}
-				if added {
-					d.Discrepancies = append(d.Discrepancies, string(payment.KindWebhookMissing))
-				}
-			}
-		}
-		for _, f := range extra {
-			if err := f(tx); err != nil {
-				return err
-			}
-		}
-		if pay != nil {
-			// Compare after learning: what the ledger holds now against what the API says, both
-			// ways. A difference is a discrepancy with both sides' figures, never an overwrite.
-			v := store.ProviderView{Status: payment.Status(pay.Status), Currency: pay.Currency, AskedAt: now}
-			if pay.Balances != nil {
-				v.Balances, v.Captured, v.Refunded = true, pay.Balances.TotalCaptured, pay.Balances.TotalRefunded
-			}
-			kinds, err := tx.CompareWithProvider(ctx, p.ID, v)
-			if err != nil {
-				return err
-			}
-			for _, k := range kinds {
-				d.Discrepancies = append(d.Discrepancies, string(k))
-			}
-		}
-		if stuckReason != "" {
-			if _, err := tx.AddDiscrepancy(ctx, p.ID, KindStuck, "", store.OriginAPI, map[string]any{
-				"reason": stuckReason, "ledger_status": string(p.Status), "age": d.Age}); err != nil {
-				return err
-			}
-		}
-		details, _ := json.Marshal(map[string]any{"applied": d.Applied, "discrepancies": d.Discrepancies})
-		return tx.RecordSweepCheck(ctx, store.SweepCheck{
-			Check: store.Check{PaymentID: p.ID, CheckedAt: now, ProviderStatus: d.ProviderStatus, Outcome: d.Outcome,
-				Details: string(details), NextCheckAt: d.NextCheckAt, Verify: d.Verification, VerifiedFrom: d.verifiedFrom,
-				KeepSchedule: d.manual},
-			Action: d.Action, Latency: latency, Error: d.Error,
-		})
-	})
+	f := Fact{Kind: FactCheck, ID: factID(FactCheck, p.ID, stamp(now)), At: now, Operator: d.operator, Check: &CheckFact{
+		PaymentID: p.ID, LedgerStatus: p.Status, Age: d.Age, Outcome: d.Outcome, ProviderStatus: d.ProviderStatus,
+		Payment: ans.pay, Actions: ans.actions, NotFound: ans.notFound, StuckReason: stuckReason, NextCheckAt: d.NextCheckAt,
+		Verify: d.Verification, VerifiedFrom: d.verifiedFrom, KeepSchedule: d.manual, Action: d.Action,
+		LatencyMS: latency.Milliseconds(), Error: d.Error,
+	}}
+	res, err := s.facts.Commit(ctx, f)
 	if err != nil {
 		d.Error = err.Error()
 		s.log.Error("sweep check not recorded", zap.String("payment_id", p.ID), zap.Error(err))
 		return d
+	}
+	if res.Outcome != "" {
+		d.Outcome = res.Outcome
+	}
+	d.Applied, d.Discrepancies, d.Result = res.Applied, res.Discrepancies, res.Result
+	if res.Waiting {
+		s.log.Warn("sweep check published, not yet applied here (the consumer is behind)", zap.String("payment_id", p.ID), zap.Uint64("seq", res.Seq))
 	}
 	if s.metrics != nil {
 		s.metrics.checks.WithLabelValues(d.Outcome).Inc()
@@ -786,21 +741,16 @@ func (s *Sweeper) refreshStuck(ctx context.Context, now time.Time, dryRun bool, 
 	if dryRun || (len(newly) == 0 && len(resolved) == 0) {
 		return nil
 	}
-	return s.ledger.Update(ctx, func(tx *store.Tx) error {
-		for _, p := range newly {
-			if _, err := tx.AddDiscrepancy(ctx, p.ID, KindStuck, "", store.OriginAPI, map[string]any{
-				"reason":        fmt.Sprintf("open for %s, longer than %s", now.Sub(p.AgeBase()).Round(time.Second), s.cfg.StuckAfter),
-				"ledger_status": string(p.Status), "provider_status": p.ProviderStatus}); err != nil {
-				return err
-			}
-		}
-		for _, id := range resolved {
-			if _, err := tx.ResolveOpen(ctx, id, KindStuck, "payment became final"); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	st := &StuckFact{Resolved: resolved}
+	for _, p := range newly {
+		st.New = append(st.New, StuckMark{PaymentID: p.ID, LedgerStatus: string(p.Status), ProviderStatus: p.ProviderStatus,
+			Reason: fmt.Sprintf("open for %s, longer than %s", now.Sub(p.AgeBase()).Round(time.Second), s.cfg.StuckAfter)})
+	}
+	_, err = s.facts.Commit(ctx, Fact{Kind: FactStuck, ID: factID(FactStuck, stamp(now)), At: now, Stuck: st})
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	return nil
 }
 
 func (s *Sweeper) countAPI(err error) {
@@ -834,7 +784,7 @@ func needActions(p *store.Payment, pay *checkout.Payment) bool {
 // (keyed by its action id, so a webhook for the same action posts nothing twice), oldest first,
 // then a snapshot of the reported status. Ids are derived from the content, so asking again and
 // hearing the same answer changes nothing.
-func apiInputs(p *store.Payment, pay *checkout.Payment, actions []checkout.Action, now time.Time) []store.Input {
+func apiInputs(paymentID string, pay *checkout.Payment, actions []checkout.Action, now time.Time) []store.Input {
 	var out []store.Input
 	// The API lists newest first: reverse, then sort by time, so equal times keep their order.
 	actions = slices.Clone(actions)
@@ -855,7 +805,7 @@ func apiInputs(p *store.Payment, pay *checkout.Payment, actions []checkout.Actio
 		}
 		body, _ := json.Marshal(a)
 		out = append(out, store.Input{
-			EventID: "api:" + a.ID, Type: typ, Origin: store.OriginAPI, PaymentID: p.ID,
+			EventID: "api:" + a.ID, Type: typ, Origin: store.OriginAPI, PaymentID: paymentID,
 			ActionID: a.ID, Amount: a.Amount, Currency: pay.Currency, Reference: pay.Reference,
 			OccurredAt: a.ProcessedOn, ReceivedAt: now, Body: body,
 		})
@@ -864,7 +814,7 @@ func apiInputs(p *store.Payment, pay *checkout.Payment, actions []checkout.Actio
 	sum := sha256.Sum256(body)
 	snap := store.Input{
 		EventID: "api:" + pay.ID + ":" + hex.EncodeToString(sum[:8]), Type: payment.EventSnapshot, Origin: store.OriginAPI,
-		PaymentID: p.ID, Amount: pay.Amount, Currency: pay.Currency, Reference: pay.Reference,
+		PaymentID: paymentID, Amount: pay.Amount, Currency: pay.Currency, Reference: pay.Reference,
 		Method: pay.Source.Type, Status: payment.Status(pay.Status), RequestedAt: pay.RequestedOn,
 		OccurredAt: now, ReceivedAt: now, Body: body, KNET: knetOf(pay.Source),
 	}

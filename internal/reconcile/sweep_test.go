@@ -20,6 +20,7 @@ import (
 	"knetrecon/internal/events"
 	"knetrecon/internal/payment"
 	"knetrecon/internal/reconcile"
+	"knetrecon/internal/reconcile/reconciletest"
 	"knetrecon/internal/store"
 	"knetrecon/internal/store/storetest"
 )
@@ -38,6 +39,8 @@ type sweepEnv struct {
 	ledger  *store.Ledger
 	client  *checkout.Client
 	sweeper *reconcile.Sweeper
+	// road is the stream and consumer the sweep's facts travel through to the ledger.
+	road *reconciletest.Road
 	sleeps  []time.Duration
 	mu      sync.Mutex
 	alerts  []reconcile.AlertMessage
@@ -100,7 +103,8 @@ func newSweepEnvTB(t testing.TB, tune func(*reconcile.SweepConfig), rate float64
 	if _, bench := t.(*testing.B); bench {
 		log = zap.NewNop() // a benchmark prints every log line
 	}
-	e.sweeper = reconcile.NewSweeper(e.ledger, e.client, log, nil, cfg)
+	e.road = reconciletest.MustRunRoad(t, e.ledger, nil)
+	e.sweeper = reconcile.NewSweeper(e.ledger, e.road.Facts, e.client, log, nil, cfg)
 	alertSink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m reconcile.AlertMessage
 		_ = json.NewDecoder(r.Body).Decode(&m)
@@ -113,7 +117,7 @@ func newSweepEnvTB(t testing.TB, tune func(*reconcile.SweepConfig), rate float64
 		e.alerts = append(e.alerts, m)
 	}))
 	t.Cleanup(alertSink.Close)
-	e.alerter = reconcile.NewAlerter(e.ledger, alertSink.URL, zaptest.NewLogger(t), nil)
+	e.alerter = reconcile.NewAlerter(e.ledger, e.road.Facts, alertSink.URL, zaptest.NewLogger(t), nil)
 	return e
 }
 

@@ -21,15 +21,9 @@ type Action struct {
 	Result  string `json:"result"`
 }
 
-// RecordAction keeps a, stamped with the ledger's clock.
+// RecordAction keeps a, stamped with the ledger's clock, in a transaction of its own.
 func (l *Ledger) RecordAction(ctx context.Context, a Action) error {
-	return l.Update(ctx, func(t *Tx) error {
-		if _, err := t.tx.ExecContext(ctx, `INSERT INTO operator_actions (at, who, action, subject, note, result) VALUES (?, ?, ?, ?, ?, ?)`,
-			fmtTime(t.now), a.Who, a.Action, a.Subject, a.Note, a.Result); err != nil {
-			return fmt.Errorf("record %s of %s: %w", a.Action, a.Subject, err)
-		}
-		return nil
-	})
+	return l.Update(ctx, func(t *Tx) error { return t.RecordAction(ctx, a) })
 }
 
 // Actions lists the operators' actions, newest first: on subject, or on any when subject is "".

@@ -1,0 +1,161 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Leases: exactly one reconciler runs the sweep at a time. It holds a key in a NATS KV bucket whose
+// entries expire after the lease's TTL, and renews it well within the TTL; when it dies, the key
+// expires and another reconciler's Create succeeds. A reconciler that stops releases the key, so
+// the next one takes over at once.
+const (
+	// LeaseBucket is the KV bucket of leases.
+	LeaseBucket = "KNETRECON_LEASES"
+	// SweepLease is the key of the sweep's lease.
+	SweepLease = "sweep"
+)
+
+// Lease is one process's claim on a key of LeaseBucket.
+type Lease struct {
+	kv     jetstream.KeyValue
+	key    string
+	holder string
+	ttl    time.Duration
+	// Now is the clock that times the lease's validity.
+	Now func() time.Time
+
+	mu      sync.Mutex
+	rev     uint64
+	renewed time.Time
+}
+
+// EnsureLeases creates (or updates) the lease bucket with entries that live ttl, in replicas copies.
+func EnsureLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int) (jetstream.KeyValue, error) {
+	if replicas < 1 {
+		replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: LeaseBucket, Description: "knetrecon leases: who runs the sweep", History: 1, TTL: ttl,
+		Storage: jetstream.FileStorage, Replicas: replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lease bucket %s: %w", LeaseBucket, err)
+	}
+	return kv, nil
+}
+
+// NewLease returns holder's claim on key; Try takes or renews it.
+func NewLease(kv jetstream.KeyValue, key, holder string, ttl time.Duration) *Lease {
+	return &Lease{kv: kv, key: key, holder: holder, ttl: ttl, Now: time.Now}
+}
+
+// Try takes the lease if nobody holds it, or renews it if this holder does. It reports whether the
+// lease is held now. An error (NATS unreachable) means not held: a holder that cannot renew must
+// assume another has taken over once its TTL ran out.
+func (l *Lease) Try(ctx context.Context) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.Now()
+	if l.rev != 0 {
+		rev, err := l.kv.Update(ctx, l.key, []byte(l.holder), l.rev)
+		if err == nil {
+			l.rev, l.renewed = rev, now
+			return true, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyNotFound) && !isWrongSequence(err) {
+			// Not answered: still held until the TTL since the last renewal runs out.
+			return l.validLocked(now), fmt.Errorf("renew lease %s: %w", l.key, err)
+		}
+		l.rev = 0 // expired and taken (or deleted): ours no more
+	}
+	rev, err := l.kv.Create(ctx, l.key, []byte(l.holder))
+	if err == nil {
+		l.rev, l.renewed = rev, now
+		return true, nil
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
+		return false, nil
+	}
+	return false, fmt.Errorf("take lease %s: %w", l.key, err)
+}
+
+// isWrongSequence recognises the server's "wrong last sequence" answer to a conditional write.
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// Held reports whether the lease is held and was renewed within its TTL.
+func (l *Lease) Held() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.validLocked(l.Now())
+}
+
+func (l *Lease) validLocked(now time.Time) bool {
+	return l.rev != 0 && now.Sub(l.renewed) < l.ttl
+}
+
+// Holder returns who holds the lease now, as the bucket says ("" when nobody does).
+func (l *Lease) Holder(ctx context.Context) (string, error) {
+	e, err := l.kv.Get(ctx, l.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("lease %s: %w", l.key, err)
+	}
+	return string(e.Value()), nil
+}
+
+// Release gives the lease up (if held), so that another holder takes it at its next try.
+func (l *Lease) Release(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rev == 0 {
+		return nil
+	}
+	rev := l.rev
+	l.rev = 0
+	if err := l.kv.Delete(ctx, l.key, jetstream.LastRevision(rev)); err != nil {
+		return fmt.Errorf("release lease %s: %w", l.key, err)
+	}
+	return nil
+}
+
+// Run tries the lease every TTL/3 until ctx ends, calling onChange when it is gained or lost,
+// then releases it.
+func (l *Lease) Run(ctx context.Context, onChange func(held bool, err error)) {
+	every := max(l.ttl/3, 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	was := false
+	for {
+		tctx, cancel := context.WithTimeout(ctx, every)
+		held, err := l.Try(tctx)
+		cancel()
+		if held != was || (err != nil && onChange != nil) {
+			if onChange != nil {
+				onChange(held, err)
+			}
+			was = held
+		}
+		select {
+		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = l.Release(rctx)
+			cancel()
+			if was && onChange != nil {
+				onChange(false, nil)
+			}
+			return
+		case <-t.C:
+		}
+	}
+}

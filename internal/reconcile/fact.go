@@ -1,0 +1,516 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"knetrecon/internal/checkout"
+	"knetrecon/internal/events"
+	"knetrecon/internal/payment"
+	"knetrecon/internal/store"
+)
+
+// Fact kinds: what the sweep learns from Checkout.com and what operators decide. Each travels the
+// stream as a signed message and reaches every ledger through the consumer, in stream order, so
+// that every replica holds the same ledger. Nothing writes to a ledger except the consumer.
+const (
+	// FactCheck is one check of a payment: what the API answered (the payment, its actions, or
+	// 404), what the sweep did (a void asked for) and when it asks next.
+	FactCheck = "check"
+	// FactSchedule moves a payment's first check (met before it was due).
+	FactSchedule = "schedule"
+	// FactKNET is the answer to "what are this captured payment's KNET ids".
+	FactKNET = "knet"
+	// FactStuck marks payments stuck, and resolves the stuck mark of payments now final.
+	FactStuck = "stuck"
+	// FactAlerted records that an alert was announced.
+	FactAlerted = "alerted"
+	// FactResolve is an operator resolving a discrepancy.
+	FactResolve = "resolve"
+	// FactDiscard is an operator setting a dead letter aside.
+	FactDiscard = "discard"
+	// FactReplay is an operator applying a dead letter again.
+	FactReplay = "replay"
+)
+
+// Fact is one fact on the stream. Its ID is the message's Nats-Msg-Id: derived from its content,
+// so a fact published twice (a retry, or two reconcilers during a change of leader) is stored once.
+type Fact struct {
+	Kind string    `json:"kind"`
+	ID   string    `json:"id"`
+	At   time.Time `json:"at"`
+	// By is the reconciler that published it (its consumer name).
+	By string `json:"by,omitempty"`
+	// Operator is who asked, for an operator's fact (and a check an operator asked for).
+	Operator *OperatorNote `json:"operator,omitempty"`
+
+	Check    *CheckFact          `json:"check,omitempty"`
+	Schedule *ScheduleFact       `json:"schedule,omitempty"`
+	KNET     *KNETFact           `json:"knet,omitempty"`
+	Stuck    *StuckFact          `json:"stuck,omitempty"`
+	Alerted  *AlertedFact        `json:"alerted,omitempty"`
+	Resolve  *store.DiscrepancyKey `json:"resolve,omitempty"`
+	// DeadLetterSeq names the dead letter of a discard or a replay by its stream sequence.
+	DeadLetterSeq uint64 `json:"dead_letter_seq,omitempty"`
+}
+
+// OperatorNote is who did an operator's action and what they wrote.
+type OperatorNote struct {
+	Who  string `json:"who"`
+	Note string `json:"note,omitempty"`
+}
+
+// CheckFact is what one check of a payment learned and decided.
+type CheckFact struct {
+	PaymentID      string            `json:"payment_id"`
+	LedgerStatus   payment.Status    `json:"ledger_status"`
+	Age            string            `json:"age"`
+	Outcome        string            `json:"outcome"`
+	ProviderStatus string            `json:"provider_status,omitempty"`
+	Payment        *checkout.Payment `json:"payment,omitempty"`
+	Actions        []checkout.Action `json:"actions,omitempty"`
+	NotFound       bool              `json:"not_found,omitempty"`
+	StuckReason    string            `json:"stuck_reason,omitempty"`
+	NextCheckAt    time.Time         `json:"next_check_at"`
+	Verify         bool              `json:"verify,omitempty"`
+	VerifiedFrom   time.Time         `json:"verified_from"`
+	KeepSchedule   bool              `json:"keep_schedule,omitempty"`
+	Action         string            `json:"action,omitempty"`
+	LatencyMS      int64             `json:"latency_ms"`
+	Error          string            `json:"error,omitempty"`
+}
+
+// ScheduleFact sets a payment's next check.
+type ScheduleFact struct {
+	PaymentID   string    `json:"payment_id"`
+	NextCheckAt time.Time `json:"next_check_at"`
+}
+
+// KNETFact is the API's answer about a captured payment's KNET ids (NotFound: it has none to give).
+type KNETFact struct {
+	PaymentID string            `json:"payment_id"`
+	Payment   *checkout.Payment `json:"payment,omitempty"`
+	NotFound  bool              `json:"not_found,omitempty"`
+}
+
+// StuckFact lists payments newly stuck and payments no longer stuck.
+type StuckFact struct {
+	New      []StuckMark `json:"new,omitempty"`
+	Resolved []string    `json:"resolved,omitempty"`
+}
+
+// StuckMark is one payment newly stuck, and why.
+type StuckMark struct {
+	PaymentID      string `json:"payment_id"`
+	Reason         string `json:"reason"`
+	LedgerStatus   string `json:"ledger_status"`
+	ProviderStatus string `json:"provider_status,omitempty"`
+}
+
+// AlertedFact is an alert announced: a discrepancy's opening, or its resolution.
+type AlertedFact struct {
+	store.DiscrepancyKey
+	Resolved bool `json:"resolved,omitempty"`
+	// Both: the opening and the resolution were announced at once.
+	Both bool `json:"both,omitempty"`
+}
+
+// FactResult is what applying a fact did in the ledger that applied it.
+type FactResult struct {
+	// Outcome is a check's outcome as applied (recovered when the API taught the ledger money).
+	Outcome       string   `json:"outcome,omitempty"`
+	Applied       []string `json:"applied,omitempty"`
+	Discrepancies []string `json:"discrepancies,omitempty"`
+	// Refused says why an operator's fact changed nothing (not found, already handled).
+	Refused string `json:"refused,omitempty"`
+	// Result is an operator's action's result, as the audit trail keeps it.
+	Result string `json:"result,omitempty"`
+	// Duplicate: the stream already held this fact; it was applied then.
+	Duplicate bool `json:"duplicate,omitempty"`
+	// Waiting: published and stored, not applied here within the wait (the consumer is behind).
+	Waiting bool `json:"waiting,omitempty"`
+	// Seq is the fact's stream sequence.
+	Seq uint64 `json:"seq,omitempty"`
+}
+
+// applyFact writes fact f in tx. Refusals an operator must hear (a discrepancy already resolved)
+// are results, not errors: the fact is done either way, in every ledger alike. Only an error the
+// ledger raises is returned.
+func (p *Processor) applyFact(ctx context.Context, tx *store.Tx, f *Fact) (FactResult, error) {
+	var res FactResult
+	switch f.Kind {
+	case FactCheck:
+		if f.Check == nil {
+			return res, errors.New("check fact without its check")
+		}
+		return applyCheck(ctx, tx, f)
+	case FactSchedule:
+		if f.Schedule == nil {
+			return res, errors.New("schedule fact without its schedule")
+		}
+		return res, tx.Reschedule(ctx, f.Schedule.PaymentID, f.Schedule.NextCheckAt)
+	case FactKNET:
+		k := f.KNET
+		if k == nil {
+			return res, errors.New("knet fact without its answer")
+		}
+		ids := store.KNETIDs{}
+		if !k.NotFound && k.Payment != nil {
+			ins := apiInputs(k.PaymentID, k.Payment, nil, f.At)
+			snap := ins[len(ins)-1]
+			if _, err := tx.Apply(ctx, snap); err != nil {
+				return res, err
+			}
+			if snap.KNET != nil {
+				ids = *snap.KNET
+			}
+		}
+		return res, tx.SaveKNET(ctx, k.PaymentID, ids)
+	case FactStuck:
+		if f.Stuck == nil {
+			return res, errors.New("stuck fact without its list")
+		}
+		for _, m := range f.Stuck.New {
+			if _, err := tx.AddDiscrepancy(ctx, m.PaymentID, KindStuck, "", store.OriginAPI, map[string]any{
+				"reason": m.Reason, "ledger_status": m.LedgerStatus, "provider_status": m.ProviderStatus}); err != nil {
+				return res, err
+			}
+		}
+		for _, id := range f.Stuck.Resolved {
+			if _, err := tx.ResolveOpen(ctx, id, KindStuck, "payment became final"); err != nil {
+				return res, err
+			}
+		}
+		return res, nil
+	case FactAlerted:
+		a := f.Alerted
+		if a == nil {
+			return res, errors.New("alerted fact without its alert")
+		}
+		id, err := tx.DiscrepancyID(ctx, a.DiscrepancyKey)
+		if errors.Is(err, store.ErrNotFound) {
+			res.Refused = err.Error()
+			return res, nil
+		}
+		if err != nil {
+			return res, err
+		}
+		al := store.Alert{Discrepancy: store.Discrepancy{ID: id}, Resolved: a.Resolved}
+		if a.Both {
+			t := f.At
+			al.ResolvedAt = &t
+		}
+		return res, tx.MarkAlerted(ctx, al)
+	case FactResolve:
+		if f.Resolve == nil || f.Operator == nil {
+			return res, errors.New("resolve fact without its discrepancy or operator")
+		}
+		id, err := tx.DiscrepancyID(ctx, *f.Resolve)
+		if err == nil {
+			err = tx.ResolveDiscrepancy(ctx, id, "by hand ("+f.Operator.Who+"): "+f.Operator.Note)
+		}
+		subject := fmt.Sprintf("discrepancy:%d", id)
+		if id == 0 {
+			subject = "discrepancy:" + f.Resolve.PaymentID + "/" + string(f.Resolve.Kind)
+		}
+		return operatorDone(ctx, tx, f, "resolve", subject, "resolved", err)
+	case FactDiscard:
+		if f.Operator == nil {
+			return res, errors.New("discard fact without its operator")
+		}
+		id, err := tx.DeadLetterID(ctx, f.DeadLetterSeq)
+		if err == nil {
+			err = tx.DiscardDeadLetter(ctx, id, f.Operator.Who, f.Operator.Note)
+		}
+		return operatorDone(ctx, tx, f, "discard", fmt.Sprintf("dead_letter:%d", id), "discarded", err)
+	case FactReplay:
+		if f.Operator == nil {
+			return res, errors.New("replay fact without its operator")
+		}
+		id, err := tx.DeadLetterID(ctx, f.DeadLetterSeq)
+		result := ""
+		if err == nil {
+			var r store.Result
+			r, err = p.replayIn(ctx, tx, id)
+			result = describe(r)
+		}
+		return operatorDone(ctx, tx, f, "replay", fmt.Sprintf("dead_letter:%d", id), result, err)
+	}
+	return res, fmt.Errorf("fact kind %q unknown to this reconciler (newer than it?)", f.Kind)
+}
+
+// describe says what a replayed dead letter did, for the operator.
+func describe(r store.Result) string {
+	out := string(r.Outcome)
+	if r.PaymentID != "" {
+		out += " on " + r.PaymentID
+	}
+	if r.From != r.To {
+		out += fmt.Sprintf(" (%s → %s)", r.From, r.To)
+	}
+	return out
+}
+
+// operatorDone keeps an operator's action in the audit trail with its result; a refusal (not
+// found, already handled) is the result, not a failure of the batch.
+func operatorDone(ctx context.Context, tx *store.Tx, f *Fact, action, subject, result string, err error) (FactResult, error) {
+	var res FactResult
+	if err != nil {
+		if store.IsTransient(err) {
+			return res, err
+		}
+		res.Refused = err.Error()
+		result = "failed: " + err.Error()
+	}
+	res.Result = result
+	return res, tx.RecordAction(ctx, store.Action{At: f.At, Who: f.Operator.Who, Action: action, Subject: subject, Note: f.Operator.Note, Result: result})
+}
+
+// applyCheck writes one check: the API's facts through Apply (money no webhook brought is a
+// recovered lost webhook), the provider's view compared with the ledger's, the stuck mark, and
+// the check itself with the payment's next check.
+func applyCheck(ctx context.Context, tx *store.Tx, f *Fact) (FactResult, error) {
+	c := f.Check
+	res := FactResult{Outcome: c.Outcome}
+	var inputs []store.Input
+	if c.Payment != nil {
+		inputs = apiInputs(c.PaymentID, c.Payment, c.Actions, f.At)
+	}
+	for _, in := range inputs {
+		r, err := tx.Apply(ctx, in)
+		if err != nil {
+			return res, err
+		}
+		if r.Outcome == store.OutcomeDuplicate {
+			continue
+		}
+		res.Applied = append(res.Applied, fmt.Sprintf("%s %s: %s", in.Type, in.EventID, r.Outcome))
+		for _, k := range r.Discrepancies {
+			res.Discrepancies = append(res.Discrepancies, string(k))
+		}
+		if payment.MovesMoney(in.Type) && (r.Outcome == store.OutcomeApplied || r.Outcome == store.OutcomeHeld) {
+			// Money no webhook told us about: a lost webhook, recovered.
+			res.Outcome = CheckRecovered
+			added, err := tx.AddDiscrepancy(ctx, c.PaymentID, payment.KindWebhookMissing, in.ActionID, store.OriginAPI, map[string]any{
+				"action_id": in.ActionID, "type": in.Type, "amount": in.Amount, "currency": in.Currency,
+				"provider_status": c.Payment.Status, "detail": "learned from GET /payments/{id}/actions; no webhook had brought it"})
+			if err != nil {
+				return res, err
+			}
+			if added {
+				res.Discrepancies = append(res.Discrepancies, string(payment.KindWebhookMissing))
+			}
+		}
+	}
+	if c.NotFound {
+		if _, err := tx.AddDiscrepancy(ctx, c.PaymentID, payment.KindUnknownAtProvider, "", store.OriginAPI, map[string]any{
+			"ledger_status": string(c.LedgerStatus), "checked_at": f.At, "detail": "GET /payments answered 404"}); err != nil {
+			return res, err
+		}
+	}
+	if pay := c.Payment; pay != nil {
+		// Compare after learning: what the ledger holds now against what the API says, both
+		// ways. A difference is a discrepancy with both sides' figures, never an overwrite.
+		v := store.ProviderView{Status: payment.Status(pay.Status), Currency: pay.Currency, AskedAt: f.At}
+		if pay.Balances != nil {
+			v.Balances, v.Captured, v.Refunded = true, pay.Balances.TotalCaptured, pay.Balances.TotalRefunded
+		}
+		kinds, err := tx.CompareWithProvider(ctx, c.PaymentID, v)
+		if err != nil {
+			return res, err
+		}
+		for _, k := range kinds {
+			res.Discrepancies = append(res.Discrepancies, string(k))
+		}
+	}
+	if c.StuckReason != "" {
+		if _, err := tx.AddDiscrepancy(ctx, c.PaymentID, KindStuck, "", store.OriginAPI, map[string]any{
+			"reason": c.StuckReason, "ledger_status": string(c.LedgerStatus), "age": c.Age}); err != nil {
+			return res, err
+		}
+	}
+	details, _ := json.Marshal(map[string]any{"applied": res.Applied, "discrepancies": res.Discrepancies})
+	if err := tx.RecordSweepCheck(ctx, store.SweepCheck{
+		Check: store.Check{PaymentID: c.PaymentID, CheckedAt: f.At, ProviderStatus: c.ProviderStatus, Outcome: res.Outcome,
+			Details: string(details), NextCheckAt: c.NextCheckAt, Verify: c.Verify, VerifiedFrom: c.VerifiedFrom,
+			KeepSchedule: c.KeepSchedule},
+		Action: c.Action, Latency: time.Duration(c.LatencyMS) * time.Millisecond, Error: c.Error,
+	}); err != nil {
+		return res, err
+	}
+	if f.Operator != nil {
+		result := res.Outcome
+		if c.ProviderStatus != "" {
+			result += " (Checkout.com says " + c.ProviderStatus + ")"
+		}
+		if c.Error != "" {
+			result = "failed: " + c.Outcome + ": " + c.Error
+		}
+		if err := tx.RecordAction(ctx, store.Action{At: f.At, Who: f.Operator.Who, Action: "check", Subject: "payment:" + c.PaymentID,
+			Note: f.Operator.Note, Result: result}); err != nil {
+			return res, err
+		}
+		res.Result = result
+	}
+	return res, nil
+}
+
+// ErrNoFactKeys means a fact arrived and this reconciler has no key to verify it with.
+var ErrNoFactKeys = errors.New("no KNETRECON_FACT_KEYS to verify a reconciler's fact")
+
+// decodeFact verifies a fact's signature under the reconcilers' keys and decodes it.
+func decodeFact(keys *checkout.KeyRing, body []byte, signature string) (*Fact, error) {
+	if keys == nil {
+		return nil, ErrNoFactKeys
+	}
+	if _, err := keys.Verify(body, signature); err != nil {
+		return nil, fmt.Errorf("fact not signed by a reconciler's key (KNETRECON_FACT_KEYS): %w", err)
+	}
+	var f Fact
+	if err := json.Unmarshal(body, &f); err != nil {
+		return nil, fmt.Errorf("%w: fact: %w", ErrUndecodable, err)
+	}
+	if f.Kind == "" || f.ID == "" || f.At.IsZero() {
+		return nil, fmt.Errorf("%w: fact without its kind, id or time", ErrUndecodable)
+	}
+	return &f, nil
+}
+
+// FactBus publishes facts and waits until this reconciler's own ledger has applied them: the
+// sweep and the operators' actions read their own writes. Every other reconciler applies the same
+// facts from the stream.
+type FactBus struct {
+	pub    *events.Publisher
+	ledger *store.Ledger
+	proc   *Processor
+	keys   atomic.Pointer[checkout.KeyRing]
+	// By names this reconciler in the facts it publishes (its consumer name).
+	By string
+	// Wait bounds how long Commit waits for the fact to be applied here.
+	Wait time.Duration
+}
+
+// NewFactBus returns a bus publishing on js and signing with keys. proc is this process's
+// consumer (results come from it); nil for a one-shot command, which waits for the ledger's
+// stream position to pass the fact instead (a running reconciler applies it).
+func NewFactBus(js jetstream.JetStream, ledger *store.Ledger, proc *Processor, keys *checkout.KeyRing, by string) *FactBus {
+	b := &FactBus{pub: events.NewPublisher(js), ledger: ledger, proc: proc, By: by, Wait: 30 * time.Second}
+	b.keys.Store(keys)
+	return b
+}
+
+// SetKeys puts ring in use to sign the next facts (at start, and when the keys are reloaded).
+func (b *FactBus) SetKeys(ring *checkout.KeyRing) { b.keys.Store(ring) }
+
+// Commit publishes f, signed, and returns what applying it did here. A duplicate (the stream
+// holds it already) and a fact not applied within Wait are results, not errors: the fact is
+// stored and every ledger applies it. An error means it is not stored.
+func (b *FactBus) Commit(ctx context.Context, f Fact) (FactResult, error) {
+	if f.By == "" {
+		f.By = b.By
+	}
+	body, err := json.Marshal(f)
+	if err != nil {
+		return FactResult{}, fmt.Errorf("fact %s: %w", f.ID, err)
+	}
+	keys := b.keys.Load()
+	if keys == nil {
+		return FactResult{}, ErrNoFactKeys
+	}
+	sig, key := keys.Sign(body)
+	var ch chan FactResult
+	if b.proc != nil {
+		ch = b.proc.expect(f.ID)
+		defer b.proc.forget(f.ID)
+	}
+	st, err := b.pub.PublishMsg(ctx, events.FactMessage(f.Kind, f.ID, body, sig, key))
+	if err != nil {
+		return FactResult{}, err
+	}
+	if st.Duplicate {
+		return FactResult{Duplicate: true, Seq: st.Seq}, nil
+	}
+	wait := time.NewTimer(b.Wait)
+	defer wait.Stop()
+	if ch != nil {
+		select {
+		case r := <-ch:
+			r.Seq = st.Seq
+			return r, nil
+		case <-wait.C:
+			return FactResult{Waiting: true, Seq: st.Seq}, nil
+		case <-ctx.Done():
+			return FactResult{Waiting: true, Seq: st.Seq}, nil
+		}
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if pos, err := b.ledger.Position(ctx); err == nil && pos >= st.Seq {
+			return FactResult{Seq: st.Seq}, nil
+		}
+		select {
+		case <-tick.C:
+		case <-wait.C:
+			return FactResult{Waiting: true, Seq: st.Seq}, nil
+		case <-ctx.Done():
+			return FactResult{Waiting: true, Seq: st.Seq}, nil
+		}
+	}
+}
+
+// waiters hands the results of facts published here to their publishers.
+type waiters struct {
+	mu sync.Mutex
+	m  map[string]chan FactResult
+}
+
+// expect registers a wait for the result of fact id.
+func (p *Processor) expect(id string) chan FactResult {
+	p.waiting.mu.Lock()
+	defer p.waiting.mu.Unlock()
+	if p.waiting.m == nil {
+		p.waiting.m = map[string]chan FactResult{}
+	}
+	ch := make(chan FactResult, 1)
+	p.waiting.m[id] = ch
+	return ch
+}
+
+// forget drops the wait for fact id.
+func (p *Processor) forget(id string) {
+	p.waiting.mu.Lock()
+	delete(p.waiting.m, id)
+	p.waiting.mu.Unlock()
+}
+
+// deliverResults hands each committed fact's result to whoever waits for it.
+func (p *Processor) deliverResults(items []*item) {
+	p.waiting.mu.Lock()
+	defer p.waiting.mu.Unlock()
+	for _, it := range items {
+		if it.fact == nil || it.dead != nil {
+			continue
+		}
+		if ch, ok := p.waiting.m[it.fact.ID]; ok {
+			delete(p.waiting.m, it.fact.ID)
+			ch <- it.factRes
+		}
+	}
+}
+
+// factID builds a fact's id from its kind and parts.
+func factID(kind string, parts ...string) string {
+	return kind + ":" + strings.Join(parts, ":")
+}
+
+// stamp is a time in a fact id: the same instant always gives the same text.
+func stamp(t time.Time) string { return t.UTC().Format("20060102T150405.000000000Z") }

@@ -1,0 +1,8 @@
+-- How far into the stream this ledger has applied: the highest stream sequence committed, moved in
+-- the same transaction as the batch that reached it. A backup records it, so that a ledger restored
+-- from the backup replays the stream from the next sequence (reconciler backup, rebuild).
+CREATE TABLE stream_position (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    seq        INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
+);
