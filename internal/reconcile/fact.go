@@ -52,11 +52,11 @@ type Fact struct {
 	// Operator is who asked, for an operator's fact (and a check an operator asked for).
 	Operator *OperatorNote `json:"operator,omitempty"`
 
-	Check    *CheckFact          `json:"check,omitempty"`
-	Schedule *ScheduleFact       `json:"schedule,omitempty"`
-	KNET     *KNETFact           `json:"knet,omitempty"`
-	Stuck    *StuckFact          `json:"stuck,omitempty"`
-	Alerted  *AlertedFact        `json:"alerted,omitempty"`
+	Check    *CheckFact            `json:"check,omitempty"`
+	Schedule *ScheduleFact         `json:"schedule,omitempty"`
+	KNET     *KNETFact             `json:"knet,omitempty"`
+	Stuck    *StuckFact            `json:"stuck,omitempty"`
+	Alerted  *AlertedFact          `json:"alerted,omitempty"`
 	Resolve  *store.DiscrepancyKey `json:"resolve,omitempty"`
 	// DeadLetterSeq names the dead letter of a discard or a replay by its stream sequence.
 	DeadLetterSeq uint64 `json:"dead_letter_seq,omitempty"`

@@ -40,7 +40,7 @@ type sweepEnv struct {
 	client  *checkout.Client
 	sweeper *reconcile.Sweeper
 	// road is the stream and consumer the sweep's facts travel through to the ledger.
-	road *reconciletest.Road
+	road    *reconciletest.Road
 	sleeps  []time.Duration
 	mu      sync.Mutex
 	alerts  []reconcile.AlertMessage
