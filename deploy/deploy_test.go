@@ -3,14 +3,22 @@ package deploy
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"maps"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -163,10 +171,10 @@ type (
 			ServiceName string `yaml:"serviceName"`
 			ClusterIP   string `yaml:"clusterIP"`
 			// Selector is a Service's labels, or a workload's or a budget's {matchLabels: …}.
-			Selector     map[string]any `yaml:"selector"`
-			MinAvailable any            `yaml:"minAvailable"`
+			Selector     map[string]any   `yaml:"selector"`
+			MinAvailable any              `yaml:"minAvailable"`
 			Ports        []k8sServicePort `yaml:"ports"`
-			Template struct {
+			Template     struct {
 				Metadata struct {
 					Labels map[string]string `yaml:"labels"`
 				} `yaml:"metadata"`
@@ -180,7 +188,7 @@ type (
 					Volumes    []struct {
 						Name   string `yaml:"name"`
 						Secret *struct {
-							SecretName string `yaml:"secretName"`
+							SecretName string          `yaml:"secretName"`
 							Items      []k8sSecretItem `yaml:"items"`
 						} `yaml:"secret"`
 					} `yaml:"volumes"`
@@ -520,13 +528,15 @@ func TestKubernetesCluster(t *testing.T) {
 			t.Errorf("%s: %d disruption budgets, want 1", d.Metadata.Name, len(budgets))
 			continue
 		}
-		min, ok := budgets[0].Spec.MinAvailable.(int)
+		// At least a majority of NATS (every PubAck of an R3 stream needs one), at least one of
+		// the others, and fewer than all, or a node drain could never proceed.
+		n, ok := budgets[0].Spec.MinAvailable.(int)
 		floor := 1
 		if d.Metadata.Name == nats.Metadata.Name {
-			floor = replicas(d)/2 + 1 // a majority, for every PubAck of an R3 stream
+			floor = replicas(d)/2 + 1
 		}
-		if !ok || min < floor || min >= replicas(d) {
-			t.Errorf("%s: minAvailable %v, want from %d to %d (a drain must be able to proceed)", d.Metadata.Name, budgets[0].Spec.MinAvailable, floor, replicas(d)-1)
+		if !ok || n < floor || n >= replicas(d) {
+			t.Errorf("%s: minAvailable %v, want %d or more and under %d replicas", d.Metadata.Name, budgets[0].Spec.MinAvailable, floor, replicas(d))
 		}
 		spread := slices.ContainsFunc(d.Spec.Template.Spec.Affinity.PodAntiAffinity.Preferred, func(p k8sSpread) bool {
 			return p.PodAffinityTerm.TopologyKey == "kubernetes.io/hostname" && selects(p.PodAffinityTerm.LabelSelector.MatchLabels, labels)
@@ -537,26 +547,106 @@ func TestKubernetesCluster(t *testing.T) {
 	}
 }
 
-// TestComposeAndIgnores: the compose services have health checks and publish only the webhook
-// port beyond 127.0.0.1; their variables exist; local data and secrets stay out of the image's
-// build context and of git.
-func TestComposeAndIgnores(t *testing.T) {
-	raw, err := os.ReadFile("compose.yaml")
+// The parts of a compose file the tests look at (extension fields and anchors are resolved by the
+// decoder).
+type (
+	composeService struct {
+		Image       string            `yaml:"image"`
+		Entrypoint  []string          `yaml:"entrypoint"`
+		Command     []string          `yaml:"command"`
+		Environment map[string]string `yaml:"environment"`
+		Ports       []string          `yaml:"ports"`
+		Volumes     []string          `yaml:"volumes"`
+		Secrets     []string          `yaml:"secrets"`
+		Healthcheck *struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
+	}
+	composeFile struct {
+		Services map[string]composeService `yaml:"services"`
+		Secrets  map[string]struct {
+			File string `yaml:"file"`
+		} `yaml:"secrets"`
+		Volumes map[string]any `yaml:"volumes"`
+	}
+)
+
+func readCompose(t *testing.T, path string) composeFile {
+	t.Helper()
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var compose struct {
-		Services map[string]struct {
-			Environment map[string]string `yaml:"environment"`
-			Ports       []string          `yaml:"ports"`
-			Healthcheck *struct {
-				Test []string `yaml:"test"`
-			} `yaml:"healthcheck"`
-		} `yaml:"services"`
+	var c composeFile
+	if err := yaml.Unmarshal(raw, &c); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
-	if err := yaml.Unmarshal(raw, &compose); err != nil {
-		t.Fatal(err)
+	return c
+}
+
+// role is what a service runs: receiver, reconciler, nats, or "".
+func (s composeService) role() string {
+	if strings.HasPrefix(s.Image, "nats:") {
+		return "nats"
 	}
+	if len(s.Entrypoint) > 0 {
+		return filepath.Base(s.Entrypoint[0])
+	}
+	return ""
+}
+
+// volumeAt returns the named volume that holds path in the service (the deepest mount above it),
+// or "" when none does or it is a host directory.
+func (s composeService) volumeAt(path string) string {
+	best, name := "", ""
+	for _, v := range s.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 {
+			continue
+		}
+		src, dst := parts[0], parts[1]
+		if (path == dst || strings.HasPrefix(path, strings.TrimSuffix(dst, "/")+"/")) && len(dst) > len(best) {
+			best, name = dst, src
+		}
+	}
+	if strings.ContainsAny(name, "/.~$") {
+		return ""
+	}
+	return name
+}
+
+// portOf returns the port of a listen address like ":9091".
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
+}
+
+// checkReceiverHealthURL: the reconciler's desk asks a receiver service's /readyz on a port the
+// receiver listens on.
+func checkReceiverHealthURL(t *testing.T, c composeFile, name string) {
+	t.Helper()
+	raw := c.Services[name].Environment["KNETRECON_RECEIVER_HEALTH_URL"]
+	u, err := url.Parse(raw)
+	if err != nil || u.Path != "/readyz" {
+		t.Errorf("service %s: KNETRECON_RECEIVER_HEALTH_URL %q is not a receiver's /readyz", name, raw)
+		return
+	}
+	r, ok := c.Services[u.Hostname()]
+	if !ok || r.role() != "receiver" {
+		t.Errorf("service %s: KNETRECON_RECEIVER_HEALTH_URL names %q, not a receiver service", name, u.Hostname())
+		return
+	}
+	addr := cmp.Or(r.Environment["KNETRECON_RECEIVER_ADDR"], ":8080")
+	if p := u.Port(); p != portOf(addr) && p != portOf(r.Environment["KNETRECON_METRICS_ADDR"]) {
+		t.Errorf("service %s: KNETRECON_RECEIVER_HEALTH_URL's port %s is not one %s listens on", name, p, u.Hostname())
+	}
+}
+
+// TestComposeAndIgnores: the compose services have health checks and publish only the webhook
+// port beyond 127.0.0.1; their variables exist; the reconciler's desk asks the receiver's
+// readiness; local data and secrets stay out of the image's build context and of git.
+func TestComposeAndIgnores(t *testing.T) {
+	compose := readCompose(t, "compose.yaml")
 	code := goSource(t)
 	for _, name := range []string{"nats", "receiver", "reconciler"} {
 		s, ok := compose.Services[name]
@@ -569,11 +659,12 @@ func TestComposeAndIgnores(t *testing.T) {
 			}
 		}
 		for k := range s.Environment {
-			if strings.HasPrefix(k, "KNETRECON_") && !strings.Contains(code, `"`+strings.TrimSuffix(k, "_FILE")+`"`) {
+			if strings.HasPrefix(k, "KNETRECON_") && !knownVariable(code, k) {
 				t.Errorf("service %s: %s is not a variable the code reads", name, k)
 			}
 		}
 	}
+	checkReceiverHealthURL(t, compose, "reconciler")
 	for file, want := range map[string][]string{"../.dockerignore": {"data/", "deploy/secrets/", ".git"}, "../.gitignore": {"/deploy/secrets/", "/data/"}} {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -584,5 +675,120 @@ func TestComposeAndIgnores(t *testing.T) {
 				t.Errorf("%s lacks %s", file, w)
 			}
 		}
+	}
+}
+
+// TestComposeCluster checks the shape the cluster stack promises: three NATS servers, each routing
+// to the other two with a volume of its own; receivers writing three replicas; reconcilers each
+// with its own consumer and ledger volume, the same fact keys, and the sweep's lease; only the
+// receivers' webhook ports beyond 127.0.0.1.
+func TestComposeCluster(t *testing.T) {
+	c := readCompose(t, "compose.cluster.yaml")
+	code := goSource(t)
+	byRole := map[string][]string{}
+	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
+		s := c.Services[name]
+		byRole[s.role()] = append(byRole[s.role()], name)
+		if s.Healthcheck == nil || len(s.Healthcheck.Test) == 0 {
+			t.Errorf("service %s has no health check", name)
+		}
+		for _, p := range s.Ports {
+			if strings.HasPrefix(p, "127.0.0.1:") {
+				continue
+			}
+			// Beyond the host: only a receiver's webhook port.
+			_, container, _ := strings.Cut(p, ":")
+			if s.role() != "receiver" || container != portOf(cmp.Or(s.Environment["KNETRECON_RECEIVER_ADDR"], ":8080")) {
+				t.Errorf("service %s publishes %s beyond the host", name, p)
+			}
+		}
+		for k := range s.Environment {
+			if strings.HasPrefix(k, "KNETRECON_") && !knownVariable(code, k) {
+				t.Errorf("service %s: %s is not a variable the code reads", name, k)
+			}
+		}
+	}
+	if len(byRole["nats"]) != 3 || len(byRole["receiver"]) < 2 || len(byRole["reconciler"]) < 2 {
+		t.Fatalf("services by role %v: want 3 NATS servers, 2 or more receivers and reconcilers", byRole)
+	}
+
+	var clients []string
+	serverNames, natsVolumes := map[string]bool{}, map[string]bool{}
+	for _, name := range byRole["nats"] {
+		s := c.Services[name]
+		clients = append(clients, name+":4222")
+		if !slices.Contains(s.Command, "-js") && !slices.Contains(s.Command, "--jetstream") {
+			t.Errorf("%s runs without JetStream: %v", name, s.Command)
+		}
+		if v, _ := flagValue(s.Command, "--cluster_name"); v != "knetrecon" {
+			t.Errorf("%s: --cluster_name %q, want knetrecon", name, v)
+		}
+		if _, ok := flagValue(s.Command, "--cluster"); !ok {
+			t.Errorf("%s has no --cluster listen address", name)
+		}
+		sn, _ := flagValue(s.Command, "--server_name", "-n", "--name")
+		if sn == "" || serverNames[sn] {
+			t.Errorf("%s: server name %q is empty or another server's", name, sn)
+		}
+		serverNames[sn] = true
+		var want []string
+		for _, other := range byRole["nats"] {
+			if other != name {
+				want = append(want, other+":6222")
+			}
+		}
+		if routes, _ := flagValue(s.Command, "--routes", "-routes"); !slices.Equal(natsAddrs(routes), want) {
+			t.Errorf("%s routes to %v, want the other two %v", name, natsAddrs(routes), want)
+		}
+		sd, _ := flagValue(s.Command, "-sd", "--store_dir")
+		vol := s.volumeAt(sd)
+		if _, defined := c.Volumes[vol]; sd == "" || vol == "" || !defined || natsVolumes[vol] {
+			t.Errorf("%s: store dir %q is not on a named volume of its own (%q)", name, sd, vol)
+		}
+		natsVolumes[vol] = true
+	}
+	slices.Sort(clients)
+
+	for _, name := range byRole["receiver"] {
+		env := c.Services[name].Environment
+		if env["KNETRECON_STREAM_REPLICAS"] != "3" {
+			t.Errorf("%s: KNETRECON_STREAM_REPLICAS %q, want 3", name, env["KNETRECON_STREAM_REPLICAS"])
+		}
+		if got := natsAddrs(env["KNETRECON_NATS_URL"]); !slices.Equal(got, clients) {
+			t.Errorf("%s: KNETRECON_NATS_URL names %v, want every server %v", name, got, clients)
+		}
+	}
+
+	consumers, ledgers, factSources := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, name := range byRole["reconciler"] {
+		s := c.Services[name]
+		env := s.Environment
+		if got := natsAddrs(env["KNETRECON_NATS_URL"]); !slices.Equal(got, clients) {
+			t.Errorf("%s: KNETRECON_NATS_URL names %v, want every server %v", name, got, clients)
+		}
+		if cons := env["KNETRECON_CONSUMER"]; cons == "" || consumers[cons] {
+			t.Errorf("%s: KNETRECON_CONSUMER %q is empty or another reconciler's: each needs its own", name, cons)
+		} else {
+			consumers[cons] = true
+		}
+		ledger := env["KNETRECON_LEDGER"]
+		vol := s.volumeAt(filepath.Dir(ledger))
+		if _, defined := c.Volumes[vol]; ledger == "" || vol == "" || !defined || ledgers[vol] || natsVolumes[vol] {
+			t.Errorf("%s: the ledger %q is not on a named volume of its own (%q)", name, ledger, vol)
+		}
+		ledgers[vol] = true
+		keys := env["KNETRECON_FACT_KEYS_FILE"]
+		secret, ok := strings.CutPrefix(keys, "/run/secrets/")
+		if !ok || !slices.Contains(s.Secrets, secret) || c.Secrets[secret].File == "" {
+			t.Errorf("%s: KNETRECON_FACT_KEYS_FILE %q is not a secret file the service mounts", name, keys)
+		}
+		factSources[c.Secrets[secret].File] = true
+		if d, err := time.ParseDuration(env["KNETRECON_SWEEP_LEASE_TTL"]); err != nil || d <= 0 {
+			t.Errorf("%s: KNETRECON_SWEEP_LEASE_TTL %q is not a positive duration", name, env["KNETRECON_SWEEP_LEASE_TTL"])
+		}
+		checkReceiverHealthURL(t, c, name)
+	}
+	if len(factSources) != 1 {
+		t.Errorf("the reconcilers' fact keys come from %d files, want one shared: %v", len(factSources), slices.Sorted(maps.Keys(factSources)))
 	}
 }

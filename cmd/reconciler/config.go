@@ -45,6 +45,13 @@ type Config struct {
 	WebhookKeys string
 	// WebhookKeysFile is the file they came from, if any: re-read on SIGHUP and when it changes.
 	WebhookKeysFile string
+	// FactKeys sign and verify the reconcilers' own facts (KNETRECON_FACT_KEYS): every reconciler
+	// applying the same stream shares them. FactKeysFile is their file, re-read like the webhook keys.
+	FactKeys     string
+	FactKeysFile string
+	// SweepLeaseTTL is how long the sweep's lease lives without a renewal (KNETRECON_SWEEP_LEASE_TTL):
+	// a dead leader's sweep is taken over within about this.
+	SweepLeaseTTL time.Duration
 	// DeskToken protects the desk page when the admin address is not loopback.
 	DeskToken       string
 	Sweep           reconcile.SweepConfig
@@ -96,6 +103,8 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.Bool(&c.LogDevelopment, "log-dev", "KNETRECON_LOG_DEV", false, "human-readable console logs instead of JSON")
 	b.String(&c.Checkout.BaseURL, "checkout-url", "KNETRECON_CHECKOUT_URL", checkout.DefaultBaseURL, "Checkout.com API base URL (the simulator: http://127.0.0.1:8090)")
 	b.Secret(&c.WebhookKeys, "webhook-keys", "KNETRECON_WEBHOOK_KEYS", "the receiver's webhook signature keys, comma-separated: every message is verified against them before it is applied (required by run, replay and dlq replay)")
+	b.Secret(&c.FactKeys, "fact-keys", "KNETRECON_FACT_KEYS", "the reconcilers' own HMAC keys, comma-separated, shared by every reconciler of the stream: the first signs the sweep's and the operators' facts, all verify them (default: a key generated once in KNETRECON_DATA_DIR/fact.keys, right for one machine)")
+	b.Duration(&c.SweepLeaseTTL, "sweep-lease-ttl", "KNETRECON_SWEEP_LEASE_TTL", 10*time.Second, "the sweep's lease in the NATS KV bucket KNETRECON_LEASES lives this long unrenewed: one reconciler sweeps at a time, another takes over within about this after it dies")
 	b.Secret(&c.Checkout.SecretKey, "checkout-secret-key", "KNETRECON_CHECKOUT_SECRET_KEY", "Checkout.com secret key sk_… (required by run and sweep)")
 	b.Bool(&c.Checkout.BareKey, "checkout-bare-key", "KNETRECON_CHECKOUT_BARE_KEY", false, "send the key without Bearer (legacy ABC accounts)")
 	b.Duration(&c.Checkout.Timeout, "checkout-timeout", "KNETRECON_CHECKOUT_TIMEOUT", 10*time.Second, "timeout of one API request")
@@ -130,6 +139,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 		return c, nil, err
 	}
 	c.WebhookKeysFile = b.FileOf("KNETRECON_WEBHOOK_KEYS")
+	c.FactKeysFile = b.FileOf("KNETRECON_FACT_KEYS")
 	c.NATS.Name = "knetrecon-reconciler"
 	c.command = name
 	c.Checkout.RateLimit = float64(rateLimit)
@@ -266,6 +276,9 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(c.AlertWebhookURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			errs = append(errs, errors.New("KNETRECON_ALERT_WEBHOOK_URL is not an http(s) URL"))
 		}
+	}
+	if c.SweepLeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("KNETRECON_SWEEP_LEASE_TTL must be at least 1s, got %s", c.SweepLeaseTTL))
 	}
 	if c.BatchLinger < 0 || c.BatchLinger >= c.FetchWait {
 		errs = append(errs, fmt.Errorf("KNETRECON_BATCH_LINGER must be at least 0 and below KNETRECON_FETCH_WAIT, got %s", c.BatchLinger))

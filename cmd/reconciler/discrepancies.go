@@ -65,21 +65,24 @@ func cmdResolve(ctx context.Context, cfg Config, operands []string, note string,
 	if strings.TrimSpace(note) == "" {
 		return fail(errors.New(`--note is required: say what was done ("refunded by hand, ticket 123")`))
 	}
-	l, err := openLedger(ctx, cfg)
+	r, err := openRoad(ctx, cfg)
 	if err != nil {
 		return fail(err)
 	}
-	defer l.Close()
-	if err := l.Update(ctx, func(tx *store.Tx) error { return tx.ResolveDiscrepancy(ctx, id, "by hand: "+note) }); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+	defer r.close()
+	by := operatorName()
+	res, err := reconcile.NewOperator(r.ledger, r.facts).Resolve(ctx, id, by, note)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, reconcile.ErrRefused) {
 			return fail(fmt.Errorf("discrepancy %d: not found or already resolved", id))
 		}
 		return fail(err)
 	}
+	resolution := "by hand (" + by + "): " + note
 	if asJSON {
-		return exitOf(writeJSON(stdout, map[string]any{"id": id, "resolved": true, "resolution": "by hand: " + note}), fail)
+		return exitOf(writeJSON(stdout, map[string]any{"id": id, "resolved": !res.Waiting, "resolution": resolution, "fact": res}), fail)
 	}
-	fmt.Fprintf(stdout, "discrepancy %d resolved\n", id)
+	fmt.Fprintf(stdout, "discrepancy %d resolved: %s\n", id, applied(res))
 	return 0
 }
 

@@ -28,6 +28,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -247,7 +248,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // newProcessor returns the processor every command that applies messages uses: it verifies each
 // message's Cko-Signature against KNETRECON_WEBHOOK_KEYS before applying it.
-func newProcessor(cfg Config, l *store.Ledger, log *zap.Logger, reg prometheus.Registerer) (*reconcile.Processor, error) {
+func newProcessor(cfg *Config, l *store.Ledger, log *zap.Logger, reg prometheus.Registerer) (*reconcile.Processor, error) {
 	keys := checkout.ParseKeys(cfg.WebhookKeys)
 	if len(keys) == 0 {
 		return nil, errors.New("KNETRECON_WEBHOOK_KEYS (or _FILE) is required: every message is verified against the receiver's keys before it is applied")
@@ -256,8 +257,13 @@ func newProcessor(cfg Config, l *store.Ledger, log *zap.Logger, reg prometheus.R
 	if err != nil {
 		return nil, fmt.Errorf("KNETRECON_WEBHOOK_KEYS: %w", err)
 	}
+	facts, err := cfg.factRing()
+	if err != nil {
+		return nil, err
+	}
 	proc := reconcile.NewProcessor(l, log, reconcile.NewMetrics(reg), cfg.Consumer.MaxDeliver)
 	proc.SetKeys(ring)
+	proc.SetFactKeys(facts)
 	proc.AckWait = cfg.Consumer.AckWait
 	return proc, nil
 }
@@ -444,17 +450,27 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 		if strings.TrimSpace(note) == "" {
 			return fail(errors.New(`--note is required: say why it is set aside ("test message from the dashboard")`))
 		}
-		by := os.Getenv("USER")
-		if by == "" {
-			by = "unknown"
+		by := operatorName()
+		d, err := l.DeadLetter(ctx, n)
+		if err != nil {
+			return fail(err)
 		}
-		if err := l.Update(ctx, func(tx *store.Tx) error { return tx.DiscardDeadLetter(ctx, n, by, note) }); err != nil {
+		if d.DiscardedAt != nil {
+			return fail(fmt.Errorf("dead letter %d was discarded by %s already: %w", n, d.DiscardedBy, store.ErrAlreadyHandled))
+		}
+		r, err := openRoad(ctx, cfg)
+		if err != nil {
+			return fail(err)
+		}
+		defer r.close()
+		res, err := reconcile.NewOperator(r.ledger, r.facts).Discard(ctx, n, by, note)
+		if err != nil {
 			return fail(err)
 		}
 		if asJSON {
-			return exitOf(writeJSON(stdout, map[string]any{"dead_letter": n, "discarded": true, "by": by, "note": note}), fail)
+			return exitOf(writeJSON(stdout, map[string]any{"dead_letter": n, "discarded": true, "by": by, "note": note, "fact": res}), fail)
 		}
-		fmt.Fprintf(stdout, "dead letter %d discarded (kept, with your note; no longer pending)\n", n)
+		fmt.Fprintf(stdout, "dead letter %d discarded (kept, with your note; no longer pending): %s\n", n, applied(res))
 		return 0
 	case "show":
 		n, err := id()
@@ -480,18 +496,24 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 		if err != nil {
 			return fail(err)
 		}
-		proc, err := newProcessor(cfg, l, log, prometheus.NewRegistry())
+		r, err := openRoad(ctx, cfg)
 		if err != nil {
 			return fail(err)
 		}
-		res, err := proc.ReplayDeadLetter(ctx, n)
+		defer r.close()
+		res, err := reconcile.NewOperator(r.ledger, r.facts).Replay(ctx, n, operatorName(), note)
 		if err != nil {
 			return fail(err)
+		}
+		if !res.Waiting {
+			if d, err := r.ledger.DeadLetter(ctx, n); err == nil && d.ReplayedAt != nil {
+				res.Result = d.ReplayResult
+			}
 		}
 		if asJSON {
 			return exitOf(writeJSON(stdout, map[string]any{"dead_letter": n, "result": res}), fail)
 		}
-		fmt.Fprintf(stdout, "dead letter %d: event %s payment %s: %s (%s -> %s)\n", n, res.EventID, res.PaymentID, res.Outcome, res.From, res.To)
+		fmt.Fprintf(stdout, "dead letter %d replayed on every ledger: %s; here: %s\n", n, applied(res), res.Result)
 		return 0
 	}
 	return fail(fmt.Errorf("unknown dlq command %q (list, show, replay)", operands[0]))
@@ -549,7 +571,7 @@ func cmdReplay(ctx context.Context, cfg Config, log *zap.Logger, since string, f
 	if err != nil {
 		return fail(err)
 	}
-	proc, err := newProcessor(cfg, l, log, prometheus.NewRegistry())
+	proc, err := newProcessor(&cfg, l, log, prometheus.NewRegistry())
 	if err != nil {
 		return fail(err)
 	}
@@ -560,7 +582,7 @@ func cmdReplay(ctx context.Context, cfg Config, log *zap.Logger, since string, f
 	if asJSON {
 		return exitOf(writeJSON(stdout, st), fail)
 	}
-	fmt.Fprintf(stdout, "replayed %d messages: %s, dead-lettered %d\n", st.Messages, outcomes(st.Outcomes), st.DeadLettered)
+	fmt.Fprintf(stdout, "replayed %d messages (%d of them reconcilers' facts): %s, dead-lettered %d\n", st.Messages, st.Facts, outcomes(st.Outcomes), st.DeadLettered)
 	return 0
 }
 
@@ -584,6 +606,10 @@ type Main struct {
 	done    chan error
 	running atomic.Bool
 	proc    *reconcile.Processor
+	facts   *reconcile.FactBus
+	ops     *reconcile.Operator
+	lease   *events.Lease
+	leader  prometheus.Gauge
 
 	sweeper      *reconcile.Sweeper
 	checker      atomic.Pointer[reconcile.Sweeper] // the sweeper, for the desk's "check now"
@@ -610,43 +636,10 @@ func (m *Main) mountDesk(mux *http.ServeMux) error {
 			zap.String("admin_addr", m.Config.AdminAddr))
 		return nil
 	}
-	cfg := desk.Config{Ledger: m.ledger, Location: m.Config.ReportLocation, Now: m.ledger.Now, Health: m.health, ReportDir: m.Config.ReportDir, Log: m.Log.Named("desk"),
-		Replay: func(ctx context.Context, id int64) (string, error) {
-			res, err := m.proc.ReplayDeadLetter(ctx, id)
-			if err != nil {
-				return "", err
-			}
-			out := string(res.Outcome)
-			if res.PaymentID != "" {
-				out += " on " + res.PaymentID
-			}
-			if res.From != res.To {
-				out += fmt.Sprintf(" (%s → %s)", res.From, res.To)
-			}
-			return out, nil
-		}}
+	cfg := desk.Config{Ledger: m.ledger, Location: m.Config.ReportLocation, Now: m.ledger.Now, Health: m.health, ReportDir: m.Config.ReportDir, Log: m.Log.Named("desk")}
+	cfg.Operate(m.ops)
 	if m.Config.SweepOn() && m.Config.Checkout.SecretKey != "" {
-		cfg.CheckNow = func(ctx context.Context, id string) (string, error) {
-			s := m.checker.Load()
-			if s == nil {
-				return "", errors.New("the sweep is still starting; try again")
-			}
-			d, err := s.Check(ctx, id)
-			if err != nil {
-				return "", err
-			}
-			if d.Error != "" {
-				return "", fmt.Errorf("%s: %s", d.Outcome, d.Error)
-			}
-			out := d.Outcome
-			if d.ProviderStatus != "" {
-				out += " (Checkout.com says " + d.ProviderStatus + ")"
-			}
-			if len(d.Applied) > 0 {
-				out += "; learned " + strings.Join(d.Applied, ", ")
-			}
-			return out, nil
-		}
+		cfg.CheckNow = m.checkNow
 	}
 	d, err := desk.New(cfg)
 	if err != nil {
@@ -674,6 +667,34 @@ func (m *Main) mountDesk(mux *http.ServeMux) error {
 		mux.Handle(p, h)
 	}
 	return nil
+}
+
+// checkNow asks Checkout.com about a payment for an operator, if this reconciler holds the sweep:
+// one that does not never calls Checkout.com.
+func (m *Main) checkNow(ctx context.Context, id, who, note string) (string, error) {
+	s := m.checker.Load()
+	if s == nil {
+		return "", errors.New("the sweep is still starting; try again")
+	}
+	if l := m.lease; l != nil && !l.Held() {
+		holder, _ := l.Holder(ctx)
+		return "", fmt.Errorf("%w: this reconciler does not hold the sweep, so it never calls Checkout.com; ask on the one that does (%s)", reconcile.ErrRefused, holder)
+	}
+	d, err := s.Check(ctx, id, &reconcile.OperatorNote{Who: who, Note: note})
+	if err != nil {
+		return "", err
+	}
+	if d.Error != "" {
+		return "", fmt.Errorf("%s: %s", d.Outcome, d.Error)
+	}
+	out := d.Outcome
+	if d.ProviderStatus != "" {
+		out += " (Checkout.com says " + d.ProviderStatus + ")"
+	}
+	if len(d.Applied) > 0 {
+		out += "; learned " + strings.Join(d.Applied, ", ")
+	}
+	return out, nil
 }
 
 // receiverHealth asks the receiver's readiness URL, within a second.
@@ -754,6 +775,10 @@ var KeyCheckEvery = 5 * time.Second
 // reloadKeys reads KNETRECON_WEBHOOK_KEYS_FILE again and verifies the next messages with it; keys
 // that cannot be read, or none, are refused and the keys in use kept.
 func (m *Main) reloadKeys(reason string) {
+	m.reloadFactKeys(reason)
+	if m.Config.WebhookKeysFile == "" {
+		return
+	}
 	keys, err := service.ReadSecretFile(m.Config.WebhookKeysFile)
 	var ring *checkout.KeyRing
 	if err == nil {
@@ -768,6 +793,27 @@ func (m *Main) reloadKeys(reason string) {
 	m.Log.Info("webhook keys reloaded", zap.String("reason", reason), zap.Strings("keys", ring.Fingerprints()))
 }
 
+// reloadFactKeys reads KNETRECON_FACT_KEYS_FILE again: the next facts are signed with its first
+// key and verified with all of them. Keys that cannot be read are refused and those in use kept.
+func (m *Main) reloadFactKeys(reason string) {
+	if m.Config.FactKeysFile == "" {
+		return
+	}
+	keys, err := service.ReadSecretFile(m.Config.FactKeysFile)
+	var ring *checkout.KeyRing
+	if err == nil {
+		ring, err = checkout.NewKeyRing(checkout.ParseKeys(keys)...)
+	}
+	if err != nil {
+		m.Log.Error("fact keys not reloaded; the keys in use are kept", zap.String("reason", reason),
+			zap.String("error", "KNETRECON_FACT_KEYS_FILE: "+err.Error()))
+		return
+	}
+	m.proc.SetFactKeys(ring)
+	m.facts.SetKeys(ring)
+	m.Log.Info("fact keys reloaded", zap.String("reason", reason), zap.Strings("keys", ring.Fingerprints()))
+}
+
 // chaosHook is set only in a build with the chaos tag (chaos.go): fault injection for the suite.
 var chaosHook func(*reconcile.Processor, *zap.Logger)
 
@@ -779,8 +825,11 @@ func NewMain(cfg Config, log *zap.Logger) *Main {
 // Run opens the ledger, connects to NATS, waits for the stream, ensures the durable consumer,
 // starts the admin server and the consumer loop. It returns once consuming has started.
 func (m *Main) Run(ctx context.Context) error {
+	factKeys, err := m.Config.factRing()
+	if err != nil {
+		return err
+	}
 	cfg := m.Config
-	var err error
 	if m.ledger, err = createLedger(ctx, cfg); err != nil {
 		return err
 	}
@@ -814,7 +863,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	service.RegisterBuildInfo(m.Registry, "reconciler")
-	proc, err := newProcessor(cfg, m.ledger, m.Log.Named("apply"), m.Registry)
+	proc, err := newProcessor(&cfg, m.ledger, m.Log.Named("apply"), m.Registry)
 	if err != nil {
 		batches.Stop()
 		return err
@@ -823,6 +872,8 @@ func (m *Main) Run(ctx context.Context) error {
 		chaosHook(proc, m.Log)
 	}
 	m.proc = proc
+	m.facts = reconcile.NewFactBus(m.js, m.ledger, proc, factKeys, cfg.Consumer.Durable)
+	m.ops = reconcile.NewOperator(m.ledger, m.facts)
 	loop := reconcile.NewConsumer(proc, batches, m.Log.Named("consumer"))
 	loop.Connected = m.nc.IsConnected
 
@@ -869,11 +920,11 @@ func (m *Main) Run(ctx context.Context) error {
 		defer m.wg.Done()
 		proc.WatchLag(runCtx, m.js, cfg.Consumer.Durable, 15*time.Second)
 	}()
-	if cfg.WebhookKeysFile != "" {
+	if files := slices.DeleteFunc([]string{cfg.WebhookKeysFile, cfg.FactKeysFile}, func(f string) bool { return f == "" }); len(files) > 0 {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			service.WatchReload(runCtx, []string{cfg.WebhookKeysFile}, KeyCheckEvery, func(reason string) { m.reloadKeys(reason) })
+			service.WatchReload(runCtx, files, KeyCheckEvery, func(reason string) { m.reloadKeys(reason) })
 		}()
 	}
 	if cfg.SweepOn() {

@@ -5,34 +5,62 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
 	"knetrecon/internal/checkout"
+	"knetrecon/internal/events"
 	"knetrecon/internal/reconcile"
 	"knetrecon/internal/report"
 	"knetrecon/internal/store"
 )
 
-// startSweep schedules the sweep on cron (SkipIfStillRunning, Recover) and starts the alerter.
-// stopSweep undoes it.
+// startSweep takes part in the sweep's lease, schedules the sweep on cron (SkipIfStillRunning,
+// Recover) and starts the alerter; only the lease's holder sweeps and alerts, so only it calls
+// Checkout.com. stopSweep undoes it (and gives the lease up, for the next one to take at once).
 func (m *Main) startSweep(ctx context.Context) error {
 	client, err := checkout.NewClient(m.Config.Checkout)
 	if err != nil {
 		return fmt.Errorf("KNETRECON_CHECKOUT_URL / KNETRECON_CHECKOUT_SECRET_KEY: %w", err)
 	}
 	log := m.Log.Named("sweep")
+	if err := m.startLease(ctx, log); err != nil {
+		return err
+	}
 	metrics := reconcile.NewSweepMetrics(m.Registry)
-	m.sweeper = reconcile.NewSweeper(m.ledger, client, log, metrics, m.Config.Sweep)
+	m.sweeper = reconcile.NewSweeper(m.ledger, m.facts, client, log, metrics, m.Config.Sweep)
+	m.sweeper.Leader = m.lease.Held
 	m.checker.Store(m.sweeper)
 	sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopSweepCtx = cancel
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.lease.Run(sweepCtx, func(held bool, err error) {
+			switch {
+			case err != nil:
+				log.Warn("sweep lease not renewed", zap.Bool("held", held), zap.Error(err))
+			case held:
+				m.leader.Set(1)
+				log.Info("sweep lease taken: this reconciler sweeps", zap.String("holder", m.holder()))
+			default:
+				m.leader.Set(0)
+				log.Info("sweep lease not held: another reconciler sweeps; this one never calls Checkout.com")
+			}
+			if !held {
+				m.leader.Set(0)
+			}
+		})
+	}()
 	if m.Config.AlertWebhookURL != "" {
-		alerter := reconcile.NewAlerter(m.ledger, m.Config.AlertWebhookURL, m.Log.Named("alert"), metrics)
+		alerter := reconcile.NewAlerter(m.ledger, m.facts, m.Config.AlertWebhookURL, m.Log.Named("alert"), metrics)
 		alerter.Now = m.ledger.Now
+		alerter.Leader = m.lease.Held
 		m.sweeper.OnDone = alerter.Nudge
 		m.wg.Add(1)
 		go func() {
@@ -42,27 +70,62 @@ func (m *Main) startSweep(ctx context.Context) error {
 	}
 	cl := cronLogger{log}
 	m.cron = cron.New(cron.WithLogger(cl), cron.WithChain(cron.Recover(cl), cron.SkipIfStillRunning(cl)))
-	if _, err := m.cron.AddFunc(m.Config.SweepSchedule, func() {
-		rep, err := m.sweeper.Sweep(sweepCtx, false)
-		if err != nil {
-			m.lastSweep.Store(&lastRun{At: time.Now(), Err: err.Error()})
-			log.Error("sweep failed", zap.Error(err))
-			return
-		}
-		asked := 0
-		for _, n := range rep.Outcomes {
-			asked += n
-		}
-		m.lastSweep.Store(&lastRun{At: time.Now(), Detail: fmt.Sprintf("%d asked of Checkout.com, %d stuck", asked, rep.Stuck)})
-		log.Info("sweep done", zap.String("duration", rep.Duration), zap.Any("outcomes", rep.Outcomes),
-			zap.Int("stuck", rep.Stuck), zap.Strings("new_stuck", rep.NewStuck), zap.Strings("unstuck", rep.Unstuck))
-	}); err != nil {
+	if _, err := m.cron.AddFunc(m.Config.SweepSchedule, func() { m.sweepOnce(sweepCtx, log) }); err != nil {
 		return fmt.Errorf("KNETRECON_SWEEP_SCHEDULE %q: %w", m.Config.SweepSchedule, err)
 	}
 	m.cron.Start()
 	log.Info("sweep scheduled", zap.String("schedule", m.Config.SweepSchedule), zap.Duration("pending_timeout", m.Config.Sweep.PendingTimeout),
 		zap.Duration("void_grace", m.Config.Sweep.VoidGrace), zap.Bool("void_pending", m.Config.Sweep.VoidPending),
-		zap.Bool("alerts", m.Config.AlertWebhookURL != ""))
+		zap.Bool("alerts", m.Config.AlertWebhookURL != ""), zap.Duration("lease_ttl", m.Config.SweepLeaseTTL))
+	return nil
+}
+
+// sweepOnce is one tick of the schedule: a sweep if this reconciler holds the lease.
+func (m *Main) sweepOnce(ctx context.Context, log *zap.Logger) {
+	if !m.lease.Held() {
+		holder, _ := m.lease.Holder(ctx)
+		m.lastSweep.Store(&lastRun{At: time.Now(), Detail: "standby: the sweep runs on " + holder})
+		log.Debug("not sweeping: the lease is held by another reconciler", zap.String("holder", holder))
+		return
+	}
+	rep, err := m.sweeper.Sweep(ctx, false)
+	if err != nil {
+		m.lastSweep.Store(&lastRun{At: time.Now(), Err: err.Error()})
+		log.Error("sweep failed", zap.Error(err))
+		return
+	}
+	asked := 0
+	for _, n := range rep.Outcomes {
+		asked += n
+	}
+	m.lastSweep.Store(&lastRun{At: time.Now(), Detail: fmt.Sprintf("%d asked of Checkout.com, %d stuck", asked, rep.Stuck)})
+	log.Info("sweep done", zap.String("duration", rep.Duration), zap.Any("outcomes", rep.Outcomes),
+		zap.Int("stuck", rep.Stuck), zap.Strings("new_stuck", rep.NewStuck), zap.Strings("unstuck", rep.Unstuck))
+}
+
+// holder names this reconciler in the lease: its consumer and host.
+func (m *Main) holder() string {
+	host, _ := os.Hostname()
+	return m.Config.Consumer.Durable + "@" + host
+}
+
+// startLease opens the lease bucket (as many copies as the stream has) and this process's claim.
+func (m *Main) startLease(ctx context.Context, log *zap.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, m.Config.StartTimeout)
+	defer cancel()
+	replicas := 1
+	if s, err := m.js.Stream(ctx, events.StreamName); err == nil {
+		replicas = s.CachedInfo().Config.Replicas
+	}
+	kv, err := events.EnsureLeases(ctx, m.js, m.Config.SweepLeaseTTL, replicas)
+	if err != nil {
+		return err
+	}
+	m.lease = events.NewLease(kv, events.SweepLease, m.holder(), m.Config.SweepLeaseTTL)
+	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Name: "knetrecon_reconciler_sweep_leader",
+		Help: "1 while this reconciler holds the sweep's lease (sweeps and alerts), 0 on standby."})
+	m.Registry.MustRegister(m.leader)
+	log.Info("sweep lease bucket ready", zap.String("bucket", events.LeaseBucket), zap.Int("replicas", replicas))
 	return nil
 }
 
@@ -98,16 +161,32 @@ func cmdSweep(ctx context.Context, cfg Config, log *zap.Logger, once, dryRun, as
 	if !once {
 		return fail(fmt.Errorf("usage: reconciler sweep --once [--dry-run] [--json] (the schedule runs inside `reconciler run`)"))
 	}
-	l, err := openLedger(ctx, cfg)
+	r, err := openRoad(ctx, cfg)
 	if err != nil {
 		return fail(err)
 	}
-	defer l.Close()
+	defer r.close()
 	client, err := checkout.NewClient(cfg.Checkout)
 	if err != nil {
 		return fail(err)
 	}
-	rep, err := reconcile.NewSweeper(l, client, log.Named("sweep"), nil, cfg.Sweep).Sweep(ctx, dryRun)
+	sw := reconcile.NewSweeper(r.ledger, r.facts, client, log.Named("sweep"), nil, cfg.Sweep)
+	if !dryRun {
+		// One sweeper at a time: take the lease as a running reconciler would, or step back.
+		kv, err := events.EnsureLeases(ctx, r.js, cfg.SweepLeaseTTL, 1)
+		if err != nil {
+			return fail(err)
+		}
+		host, _ := os.Hostname()
+		lease := events.NewLease(kv, events.SweepLease, "cli:"+cfg.Consumer.Durable+"@"+host, cfg.SweepLeaseTTL)
+		if held, err := lease.Try(ctx); err != nil || !held {
+			holder, _ := lease.Holder(ctx)
+			return fail(fmt.Errorf("the sweep's lease is held by %s: a running reconciler sweeps (use --dry-run to look without writing) %v", holder, err))
+		}
+		defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+		sw.Leader = lease.Held
+	}
+	rep, err := sw.Sweep(ctx, dryRun)
 	if err != nil {
 		return fail(err)
 	}
@@ -141,16 +220,16 @@ func cmdReconcile(ctx context.Context, cfg Config, log *zap.Logger, from, to str
 	if !end.After(start) {
 		return fail(fmt.Errorf("--to %s is before --from %s", to, from))
 	}
-	l, err := openLedger(ctx, cfg)
+	r, err := openRoad(ctx, cfg)
 	if err != nil {
 		return fail(err)
 	}
-	defer l.Close()
+	defer r.close()
 	client, err := checkout.NewClient(cfg.Checkout)
 	if err != nil {
 		return fail(err)
 	}
-	rep, err := reconcile.NewSweeper(l, client, log.Named("reconcile"), nil, cfg.Sweep).Reconcile(ctx, start, end, apply)
+	rep, err := reconcile.NewSweeper(r.ledger, r.facts, client, log.Named("reconcile"), nil, cfg.Sweep).Reconcile(ctx, start, end, apply)
 	if err != nil {
 		return fail(err)
 	}

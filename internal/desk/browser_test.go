@@ -133,8 +133,8 @@ func TestInABrowser(t *testing.T) {
 	}
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`header a[href="/dead-letters"]`)), chromedp.WaitVisible(chromedp.CSS(`#dead-letters`)),
 		shot("desk-dead-letters.png"),
-		chromedp.SendKeys(chromedp.CSS(`#dead-letters input[name=note]`), "test garbage from our load tool"),
-		chromedp.Submit(chromedp.CSS(`#dead-letters form.inline`)), chromedp.WaitVisible(chromedp.CSS(`#flash`))); err != nil {
+		chromedp.SendKeys(chromedp.CSS(`#dead-letters form[action$="/discard"] input[name=note]`), "test garbage from our load tool"),
+		chromedp.Submit(chromedp.CSS(`#dead-letters form[action$="/discard"]`)), chromedp.WaitVisible(chromedp.CSS(`#flash`))); err != nil {
 		t.Fatal(err)
 	}
 	flash, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#flash`)))

@@ -31,6 +31,7 @@ import (
 	"go.uber.org/zap"
 
 	"knetrecon/internal/payment"
+	"knetrecon/internal/reconcile"
 	"knetrecon/internal/report"
 	"knetrecon/internal/store"
 )
@@ -58,12 +59,43 @@ type Config struct {
 	Now func() time.Time
 	// Health reports the road's state (the reconciler fills it: consumer, NATS, ledger, lag…).
 	Health func(context.Context) []Check
-	// Replay applies a dead letter again (the reconciler's, which verifies its signature); nil
-	// leaves the action out.
-	Replay func(ctx context.Context, id int64) (string, error)
+	// The operators' actions. Each is a fact on the stream that every ledger applies and keeps in
+	// its audit trail with who and the note; the page never writes to the ledger itself.
+	//
+	// Resolve closes a discrepancy (an error wrapping store.ErrNotFound or ErrRefused: nothing to do).
+	Resolve func(ctx context.Context, id int64, who, note string) error
+	// Discard sets a dead letter aside.
+	Discard func(ctx context.Context, id int64, who, note string) error
+	// Replay applies a dead letter again (its signature verified again); nil leaves the action out.
+	Replay func(ctx context.Context, id int64, who, note string) (string, error)
 	// CheckNow asks Checkout.com about a payment now and records what it learns (the sweep's
-	// check); nil leaves the action out (no API key configured).
-	CheckNow func(ctx context.Context, paymentID string) (string, error)
+	// check); nil leaves the action out (no API key configured, or not this reconciler's to do).
+	CheckNow func(ctx context.Context, paymentID, who, note string) (string, error)
+}
+
+// Operate wires the page's resolve, discard and replay to ops: facts on the stream.
+func (c *Config) Operate(ops *reconcile.Operator) {
+	c.Resolve = func(ctx context.Context, id int64, who, note string) error {
+		_, err := ops.Resolve(ctx, id, who, note)
+		return err
+	}
+	c.Discard = func(ctx context.Context, id int64, who, note string) error {
+		_, err := ops.Discard(ctx, id, who, note)
+		return err
+	}
+	c.Replay = func(ctx context.Context, id int64, who, note string) (string, error) {
+		res, err := ops.Replay(ctx, id, who, note)
+		if err != nil {
+			return "", err
+		}
+		if res.Waiting {
+			return fmt.Sprintf("published (stream seq %d), not applied here yet", res.Seq), nil
+		}
+		if strings.HasPrefix(res.Result, "failed: ") {
+			return "", errors.New(strings.TrimPrefix(res.Result, "failed: "))
+		}
+		return res.Result, nil
+	}
 }
 
 // Desk serves the page.
@@ -389,17 +421,10 @@ func (d *Desk) formOK(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// record keeps what an operator did in the ledger's audit trail, and logs it. A failure to keep
-// it is logged, not shown as the action's failure: the action itself is done.
+// record logs what an operator did; the audit trail itself is kept by the fact that did it.
 func (d *Desk) record(r *http.Request, action, subject, note, result string) {
-	a := store.Action{Who: who(r), Action: action, Subject: subject, Note: note, Result: result}
-	fields := []zap.Field{zap.String("who", a.Who), zap.String("action", action), zap.String("subject", subject),
-		zap.String("note", note), zap.String("result", result)}
-	if err := d.cfg.Ledger.RecordAction(r.Context(), a); err != nil {
-		d.cfg.Log.Error("operator action not kept in the audit trail", append(fields, zap.Error(err))...)
-		return
-	}
-	d.cfg.Log.Info("operator action", fields...)
+	d.cfg.Log.Info("operator action", zap.String("who", who(r)), zap.String("action", action), zap.String("subject", subject),
+		zap.String("note", note), zap.String("result", result))
 }
 
 // who names the operator: the basic-auth user when the page asks for one, else "desk".
@@ -421,10 +446,14 @@ func (d *Desk) checkNow(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	note := strings.TrimSpace(r.PostForm.Get("note"))
-	outcome, err := d.cfg.CheckNow(r.Context(), id)
+	outcome, err := d.cfg.CheckNow(r.Context(), id, who(r), note)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			d.fail(w, http.StatusNotFound, err)
+			return
+		}
+		if errors.Is(err, reconcile.ErrRefused) {
+			d.fail(w, http.StatusConflict, err)
 			return
 		}
 		d.record(r, "check", "payment:"+id, note, "failed: "+err.Error())
@@ -464,7 +493,7 @@ func (d *Desk) deadLetterAction(w http.ResponseWriter, r *http.Request) {
 			d.fail(w, http.StatusNotFound, errors.New("replay is not available here"))
 			return
 		}
-		res, err := d.cfg.Replay(r.Context(), id)
+		res, err := d.cfg.Replay(r.Context(), id, who(r), strings.TrimSpace(r.PostForm.Get("note")))
 		if err != nil {
 			flash = fmt.Sprintf("dead letter %d not applied: %v", id, err)
 			res = "failed: " + err.Error()
@@ -478,7 +507,7 @@ func (d *Desk) deadLetterAction(w http.ResponseWriter, r *http.Request) {
 			d.fail(w, http.StatusBadRequest, errors.New("a note is required: say why it is set aside"))
 			return
 		}
-		if err := d.cfg.Ledger.Update(r.Context(), func(tx *store.Tx) error { return tx.DiscardDeadLetter(r.Context(), id, who(r), note) }); err != nil {
+		if err := d.cfg.Discard(r.Context(), id, who(r), note); err != nil {
 			d.fail(w, http.StatusConflict, err)
 			return
 		}
@@ -507,11 +536,8 @@ func (d *Desk) resolve(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, http.StatusBadRequest, errors.New("a note is required: say what was done"))
 		return
 	}
-	by := who(r)
-	err = d.cfg.Ledger.Update(r.Context(), func(tx *store.Tx) error {
-		return tx.ResolveDiscrepancy(r.Context(), id, "by hand ("+by+"): "+note)
-	})
-	if errors.Is(err, store.ErrNotFound) {
+	err = d.cfg.Resolve(r.Context(), id, who(r), note)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, reconcile.ErrRefused) {
 		d.fail(w, http.StatusConflict, fmt.Errorf("discrepancy %d: not found or already resolved", id))
 		return
 	}

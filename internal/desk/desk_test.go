@@ -14,11 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
 
 	"knetrecon/internal/desk"
 	"knetrecon/internal/payment"
-	"knetrecon/internal/reconcile"
+	"knetrecon/internal/reconcile/reconciletest"
 	"knetrecon/internal/report"
 	"knetrecon/internal/store"
 	"knetrecon/internal/store/storetest"
@@ -56,6 +55,7 @@ func newPage(t *testing.T, opts ...func(*desk.Config, *store.Ledger)) *page {
 	}
 	cfg := desk.Config{Ledger: l, Location: kuwait, Now: func() time.Time { return now },
 		Health: func(context.Context) []desk.Check { return []desk.Check{{Name: "consumer", OK: true, Detail: "lag 0"}} }}
+	cfg.Operate(reconciletest.MustRunRoad(t, l, nil).Ops)
 	for _, o := range opts {
 		o(&cfg, l)
 	}
@@ -184,14 +184,7 @@ func (p *page) post(t *testing.T, path, html string, form url.Values) (int, http
 }
 
 func TestListsRawBodyDeadLettersRange(t *testing.T) {
-	var proc *reconcile.Processor
-	p := newPage(t, func(c *desk.Config, l *store.Ledger) {
-		proc = reconcile.NewProcessor(l, zap.NewNop(), nil, 5)
-		c.Replay = func(ctx context.Context, id int64) (string, error) {
-			res, err := proc.ReplayDeadLetter(ctx, id)
-			return string(res.Outcome), err
-		}
-	})
+	p := newPage(t)
 	ctx := context.Background()
 
 	// Lists: by open discrepancy kind, by status, by day, and paged.
@@ -261,7 +254,7 @@ func TestListsRawBodyDeadLettersRange(t *testing.T) {
 		t.Fatalf("discard twice: %d", c)
 	}
 	acts, err := p.ledger.Actions(ctx, "", 0)
-	if err != nil || len(acts) != 2 || acts[1].Action != "replay" || acts[1].Note != "decoder fixed in 1.4" || acts[1].Result != "applied" ||
+	if err != nil || len(acts) != 2 || acts[1].Action != "replay" || acts[1].Note != "decoder fixed in 1.4" || !strings.HasPrefix(acts[1].Result, "applied on pay_9") ||
 		acts[0].Action != "discard" || acts[0].Subject != fmt.Sprintf("dead_letter:%d", ids[1]) {
 		t.Fatalf("audit trail %+v %v", acts, err)
 	}

@@ -39,6 +39,8 @@ type Alerter struct {
 	mu      sync.Mutex
 	// Now is the clock for WebhookMissingGrace.
 	Now func() time.Time
+	// Leader, when set, reports whether this reconciler holds the sweep's lease: only it alerts.
+	Leader func() bool
 }
 
 // NewAlerter returns an Alerter posting to url. metrics may be nil.
@@ -66,6 +68,9 @@ func (a *Alerter) Run(ctx context.Context, interval time.Duration) {
 			return
 		case <-a.nudge:
 		case <-t.C:
+		}
+		if a.Leader != nil && !a.Leader() {
+			continue
 		}
 		if _, err := a.Deliver(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("alert delivery failed; will retry", zap.Error(err))

@@ -144,8 +144,12 @@ type FactResult struct {
 // applyFact writes fact f in tx. Refusals an operator must hear (a discrepancy already resolved)
 // are results, not errors: the fact is done either way, in every ledger alike. Only an error the
 // ledger raises is returned.
-func (p *Processor) applyFact(ctx context.Context, tx *store.Tx, f *Fact) (FactResult, error) {
+func (p *Processor) applyFact(ctx context.Context, tx *store.Tx, f *Fact, seq uint64) (FactResult, error) {
 	var res FactResult
+	if first, err := tx.FactOnce(ctx, f.ID, f.Kind, seq); err != nil || !first {
+		// Delivered again (after a crash between commit and ack, a replay): applied already.
+		return FactResult{Duplicate: true}, err
+	}
 	switch f.Kind {
 	case FactCheck:
 		if f.Check == nil {
@@ -396,6 +400,9 @@ type FactBus struct {
 	By string
 	// Wait bounds how long Commit waits for the fact to be applied here.
 	Wait time.Duration
+	// CatchUp, when set, applies the stream to this ledger up to its end (a one-shot command with no
+	// consumer of its own running); Commit calls it after publishing.
+	CatchUp func(context.Context) error
 }
 
 // NewFactBus returns a bus publishing on js and signing with keys. proc is this process's
@@ -437,6 +444,11 @@ func (b *FactBus) Commit(ctx context.Context, f Fact) (FactResult, error) {
 	}
 	if st.Duplicate {
 		return FactResult{Duplicate: true, Seq: st.Seq}, nil
+	}
+	if b.CatchUp != nil {
+		if err := b.CatchUp(ctx); err != nil {
+			return FactResult{Waiting: true, Seq: st.Seq}, fmt.Errorf("fact %s stored (seq %d), not applied here: %w", f.ID, st.Seq, err)
+		}
 	}
 	wait := time.NewTimer(b.Wait)
 	defer wait.Stop()

@@ -30,6 +30,11 @@ func (o *Operator) Resolve(ctx context.Context, id int64, who, note string) (Fac
 	if err != nil {
 		return FactResult{}, err
 	}
+	if open, err := o.ledger.DiscrepancyOpen(ctx, id); err != nil {
+		return FactResult{}, err
+	} else if !open {
+		return FactResult{}, fmt.Errorf("%w: discrepancy %d is resolved already", ErrRefused, id)
+	}
 	now := o.ledger.Now()
 	return o.commit(ctx, Fact{Kind: FactResolve, ID: factID(FactResolve, key.PaymentID, string(key.Kind), key.Subject, stamp(now)), At: now,
 		Operator: &OperatorNote{Who: who, Note: note}, Resolve: &key})
@@ -40,6 +45,11 @@ func (o *Operator) Discard(ctx context.Context, id int64, who, note string) (Fac
 	seq, err := o.ledger.DeadLetterSeqOf(ctx, id)
 	if err != nil {
 		return FactResult{}, err
+	}
+	if d, err := o.ledger.DeadLetter(ctx, id); err != nil {
+		return FactResult{}, err
+	} else if d.DiscardedAt != nil {
+		return FactResult{}, fmt.Errorf("%w: dead letter %d was discarded by %s already", ErrRefused, id, d.DiscardedBy)
 	}
 	now := o.ledger.Now()
 	return o.commit(ctx, Fact{Kind: FactDiscard, ID: factID(FactDiscard, strconv.FormatUint(seq, 10), stamp(now)), At: now,

@@ -250,7 +250,7 @@ func (p *Processor) applyOne(ctx context.Context, tx *store.Tx, it *item) (err e
 		p.BeforeEvent(it.in)
 	}
 	if it.fact != nil {
-		it.factRes, err = p.applyFact(ctx, tx, it.fact)
+		it.factRes, err = p.applyFact(ctx, tx, it.fact, it.d.Seq)
 		return err
 	}
 	it.res, err = tx.Apply(ctx, it.in)
@@ -519,7 +519,9 @@ func (c *Consumer) send(out chan<- []*item, items []*item) {
 
 // ReplayStats counts what a replay did.
 type ReplayStats struct {
-	Messages     int
+	Messages int
+	// Facts counts the reconcilers' facts among the messages.
+	Facts        int `json:"facts"`
 	Outcomes     map[store.Outcome]int
 	DeadLettered int
 }
@@ -550,11 +552,15 @@ func (p *Processor) Replay(ctx context.Context, js jetstream.JetStream, from eve
 		if err := p.apply(ctx, items); err != nil {
 			return st, fmt.Errorf("replay at seq %d: %w", items[0].d.Seq, err)
 		}
+		p.deliverResults(items)
 		for _, it := range items {
 			st.Messages++
-			if it.dead != nil {
+			switch {
+			case it.dead != nil:
 				st.DeadLettered++
-			} else {
+			case it.fact != nil:
+				st.Facts++
+			default:
 				st.Outcomes[it.res.Outcome]++
 			}
 		}
@@ -598,7 +604,7 @@ func (p *Processor) replayIn(ctx context.Context, tx *store.Tx, id int64) (store
 	}
 	if serr := tx.Savepoint(ctx, func() error {
 		if f != nil {
-			_, aerr = p.applyFact(ctx, tx, f)
+			_, aerr = p.applyFact(ctx, tx, f, d.StreamSeq)
 			res.Outcome = store.OutcomeApplied
 			return aerr
 		}

@@ -26,6 +26,18 @@ func (t *Tx) Advance(ctx context.Context, seq uint64) error {
 	return nil
 }
 
+// FactOnce records that fact id (of kind, at stream sequence seq) is applied; it reports false when
+// it was already, and the fact must change nothing more.
+func (t *Tx) FactOnce(ctx context.Context, id, kind string, seq uint64) (bool, error) {
+	r, err := t.tx.ExecContext(ctx, `INSERT INTO facts_applied (id, kind, seq, applied_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		id, kind, int64(seq), fmtTime(t.now))
+	if err != nil {
+		return false, fmt.Errorf("fact %s: %w", id, err)
+	}
+	n, _ := r.RowsAffected()
+	return n == 1, nil
+}
+
 // Position returns the highest stream sequence the ledger has applied (0: none).
 func (l *Ledger) Position(ctx context.Context) (uint64, error) {
 	var seq sql.NullInt64
@@ -67,6 +79,15 @@ func (l *Ledger) DiscrepancyKeyOf(ctx context.Context, id int64) (DiscrepancyKey
 		return k, fmt.Errorf("discrepancy %d: %w", id, err)
 	}
 	return k, nil
+}
+
+// DiscrepancyOpen reports whether discrepancy id exists and is not resolved yet.
+func (l *Ledger) DiscrepancyOpen(ctx context.Context, id int64) (bool, error) {
+	var n int
+	if err := l.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM discrepancies WHERE id = ? AND resolved_at IS NULL`, id).Scan(&n); err != nil {
+		return false, fmt.Errorf("discrepancy %d: %w", id, err)
+	}
+	return n == 1, nil
 }
 
 // DiscrepancyID returns this ledger's id of the discrepancy with key k.

@@ -6,3 +6,12 @@ CREATE TABLE stream_position (
     seq        INTEGER NOT NULL,
     updated_at TEXT NOT NULL
 );
+
+-- The reconcilers' facts applied (a sweep's check, an operator's resolve…), by fact id: a fact
+-- delivered again (a crash between the commit and the ack, a replay, a rebuild) changes nothing.
+CREATE TABLE facts_applied (
+    id         TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    seq        INTEGER,
+    applied_at TEXT NOT NULL
+) WITHOUT ROWID;

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"knetrecon/internal/checkout"
+	"knetrecon/internal/events"
+	"knetrecon/internal/reconcile"
+	"knetrecon/internal/service"
+	"knetrecon/internal/store"
+)
+
+// FactKeysFile is the file, in the data directory, holding the fact key generated when
+// KNETRECON_FACT_KEYS is not set: right for one machine, where every reconciler shares the folder.
+const FactKeysFile = "fact.keys"
+
+// factRing returns the fact keys: KNETRECON_FACT_KEYS (or _FILE), else the key in
+// KNETRECON_DATA_DIR/fact.keys, generated there on first use.
+func (c *Config) factRing() (*checkout.KeyRing, error) {
+	if c.FactKeys == "" {
+		path := filepath.Join(c.DataDir, FactKeysFile)
+		if err := ensureKeyFile(path); err != nil {
+			return nil, fmt.Errorf("KNETRECON_FACT_KEYS not set and %w", err)
+		}
+		keys, err := service.ReadSecretFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("KNETRECON_FACT_KEYS not set and %s: %w", path, err)
+		}
+		c.FactKeys, c.FactKeysFile = keys, path
+	}
+	ring, err := checkout.NewKeyRing(checkout.ParseKeys(c.FactKeys)...)
+	if err != nil {
+		return nil, fmt.Errorf("KNETRECON_FACT_KEYS: %w", err)
+	}
+	return ring, nil
+}
+
+// ensureKeyFile writes 32 random bytes, hex, to path (owner-only) unless it exists.
+func ensureKeyFile(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil // another process made it first
+	}
+	if err != nil {
+		return fmt.Errorf("create fact key %s: %w", path, err)
+	}
+	if _, err := f.WriteString(hex.EncodeToString(raw) + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("write fact key %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write fact key %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// road is what a one-shot command needs to act like the running reconciler: the ledger to read,
+// and the stream to publish facts on (the running reconciler's consumer applies them).
+type road struct {
+	ledger *store.Ledger
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	facts  *reconcile.FactBus
+}
+
+// openRoad opens the ledger and connects to NATS for a one-shot command that publishes facts.
+func openRoad(ctx context.Context, cfg Config) (*road, error) {
+	ring, err := cfg.factRing()
+	if err != nil {
+		return nil, err
+	}
+	l, err := openLedger(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &road{ledger: l}
+	conn, err := cfg.natsConn()
+	if err == nil {
+		r.nc, err = events.Connect(conn)
+	}
+	if err == nil {
+		err = events.WaitConnected(ctx, r.nc, 5*time.Second)
+		if err != nil {
+			err = fmt.Errorf("%w: check KNETRECON_NATS_URL and that NATS runs (facts travel the stream to every ledger)", err)
+		}
+	}
+	if err == nil {
+		r.js, err = jetstream.New(r.nc)
+	}
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	var proc *reconcile.Processor
+	if len(checkout.ParseKeys(cfg.WebhookKeys)) > 0 {
+		// With the webhook keys, the command applies the stream up to its end itself, as a
+		// consumer would: its facts are in the ledger when it returns, whether or not a reconciler
+		// runs (one that does sees them as duplicates).
+		if proc, err = newProcessor(&cfg, l, zap.NewNop(), prometheus.NewRegistry()); err != nil {
+			r.close()
+			return nil, err
+		}
+	}
+	r.facts = reconcile.NewFactBus(r.js, l, proc, ring, "cli:"+cfg.Consumer.Durable)
+	r.facts.Wait = 15 * time.Second
+	if proc != nil {
+		r.facts.CatchUp = func(ctx context.Context) error {
+			pos, err := l.Position(ctx)
+			if err != nil {
+				return err
+			}
+			_, err = proc.Replay(ctx, r.js, events.ReplayFrom{Seq: pos + 1}, cfg.BatchSize)
+			return err
+		}
+	}
+	return r, nil
+}
+
+func (r *road) close() {
+	if r.nc != nil {
+		r.nc.Close()
+	}
+	_ = r.ledger.Close()
+}
+
+// applied says whether a fact published by a one-shot command is in this ledger yet.
+func applied(res reconcile.FactResult) string {
+	if res.Waiting {
+		return fmt.Sprintf("published (stream seq %d); not applied here within the wait: is `reconciler run` running on this ledger?", res.Seq)
+	}
+	if res.Duplicate {
+		return "already on the stream (a duplicate): applied before"
+	}
+	return fmt.Sprintf("applied (stream seq %d)", res.Seq)
+}
+
+// operatorName is who runs a one-shot command, for the audit trail.
+func operatorName() string {
+	if u := strings.TrimSpace(os.Getenv("USER")); u != "" {
+		return u
+	}
+	return "cli"
+}
