@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-
 	"knetrecon/internal/desk"
 	"knetrecon/internal/payment"
 	"knetrecon/internal/reconcile/reconciletest"
