@@ -99,16 +99,11 @@ func goSource(t *testing.T) string {
 	return code.String()
 }
 
-// pendingVariables are variables the cluster manifests set whose code is being written at the same
-// time (issue 13): the reconcilers' fact keys and the sweep's lease.
-// TODO: remove once cmd/reconciler/config.go reads KNETRECON_FACT_KEYS and KNETRECON_SWEEP_LEASE_TTL.
-var pendingVariables = map[string]bool{"KNETRECON_FACT_KEYS": true, "KNETRECON_SWEEP_LEASE_TTL": true}
-
 // knownVariable reports whether the code reads the variable name (a …_FILE holds the secret the
 // code reads under the name without the suffix).
 func knownVariable(code, name string) bool {
 	base := strings.TrimSuffix(name, "_FILE")
-	return strings.Contains(code, `"`+base+`"`) || pendingVariables[base]
+	return strings.Contains(code, `"`+base+`"`)
 }
 
 // The parts of a Kubernetes document the tests look at.
