@@ -239,7 +239,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
 		}
 	}
-	if (c.command == "run" || c.command == "replay") && len(checkout.ParseKeys(c.WebhookKeys)) == 0 {
+	if (c.command == "run" || c.command == "replay" || c.command == "rebuild") && len(checkout.ParseKeys(c.WebhookKeys)) == 0 {
 		errs = append(errs, errors.New("no webhook signature key: set KNETRECON_WEBHOOK_KEYS (or KNETRECON_WEBHOOK_KEYS_FILE) to the receiver's keys; the reconciler verifies every message's Cko-Signature before applying it"))
 	}
 	needsAPI := c.command == "sweep" || c.command == "reconcile" || (c.command == "run" && c.SweepOn())

@@ -31,6 +31,12 @@ var commands = []command{
 	{"dlq", "reconciler dlq list [--all] [--json] | show <id> | replay <id> | discard <id> --note \"…\"", "the dead letters: look, replay, set aside", ""},
 	{"replay", "reconciler replay --since <time> | --from-seq <n> [--json]", "apply the stream again from a point (idempotent)",
 		"--since takes 2026-12-01T10:00:00Z, 2026-12-01 (midnight in KNETRECON_REPORT_TZ) or a duration ago (90m, 6h, 2d)."},
+	{"backup", "reconciler backup FILE [--json]", "copy the ledger (online, consistent) with the stream position it holds",
+		"SQLite's online backup: the reconciler runs on meanwhile. The copy records the last stream sequence it\nholds, so `reconciler rebuild --from-backup FILE` replays only what came after."},
+	{"rebuild", "reconciler rebuild [--from-backup FILE] [--force] [--json]", "make the ledger anew from the stream (or a backup and the stream)",
+		"Stop the reconciler first. The new ledger is built beside KNETRECON_LEDGER and moved into place; an\nexisting one needs --force and is kept as <ledger>.replaced-<time>. Without a backup the stream must\nstill hold its first message (see KNETRECON_STREAM_MAX_AGE)."},
+	{"digest", "reconciler digest [--json]", "what replicas must agree on, hashed: payments, postings, discrepancies",
+		"Two ledgers of the same stream, applied as far (the same stream seq), print the same digest."},
 	{"migrate", "reconciler migrate [--json]", "bring the ledger's schema up to date", ""},
 	{"help", "reconciler help [command]", "this list, or one command's synopsis and flags", ""},
 }

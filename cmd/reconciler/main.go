@@ -102,7 +102,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		printCommands(stderr)
 		return 2
 	}
-	var asJSON, all, once, dryRun, apply bool
+	var asJSON, all, once, dryRun, apply, force bool
+	var backup string
 	var since, until, date, format, outDir, kind, note, reference string
 	var sf settleFlags
 	var fromSeq uint64
@@ -149,7 +150,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.StringVar(&since, "since", "", "replay messages stored since: a time (2026-12-01T10:00:00Z), a date (2026-12-01) or a duration ago (6h, 2d)")
 			fs.Uint64Var(&fromSeq, "from-seq", 0, "replay from this stream sequence")
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
-		case "migrate":
+		case "migrate", "backup", "digest":
+			fs.BoolVar(&asJSON, "json", false, "print as JSON")
+		case "rebuild":
+			fs.StringVar(&backup, "from-backup", "", "start from this backup (made by `reconciler backup`) and replay the stream after it")
+			fs.BoolVar(&force, "force", false, "replace an existing ledger (kept as <ledger>.replaced-<time>)")
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		}
 		fs.SetOutput(stderr)
@@ -241,6 +246,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdDiscrepancies(ctx, cfg, kind, all, asJSON, stdout, fail)
 	case "resolve":
 		return cmdResolve(ctx, cfg, operands, note, asJSON, stdout, fail)
+	case "digest":
+		return cmdDigest(ctx, cfg, asJSON, stdout, fail)
+	case "backup":
+		return cmdBackup(ctx, cfg, operands, asJSON, stdout, fail)
+	case "rebuild":
+		return cmdRebuild(ctx, cfg, log, backup, force, asJSON, stdout, fail)
 	}
 	fmt.Fprintf(stderr, "reconciler: command %q is not wired\n", cmd) // every listed command has a case above
 	return 2

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -383,6 +384,48 @@ func TestMainEndToEnd(t *testing.T) {
 	}
 	if code, _, _ = cli("bogus"); code != 2 {
 		t.Fatalf("bogus exit %d", code)
+	}
+
+	// The ledger, its online backup, and two rebuilds (from the stream alone, and from the backup
+	// plus the stream after it) hold the same payments, postings and discrepancies.
+	digest := func(ledger string) store.Digest {
+		t.Helper()
+		l, err := store.Open(ctx, ledger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		d, err := l.Digest(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	wantDigest := digest(vars["KNETRECON_LEDGER"])
+	if wantDigest.Payments != 1 || wantDigest.Postings != 2 || wantDigest.Discrepancies != 1 || wantDigest.StreamSeq == 0 {
+		t.Fatalf("digest %+v", wantDigest)
+	}
+	if code, out, _ = cli("digest"); code != 0 || !strings.Contains(out, wantDigest.SHA256) {
+		t.Fatalf("digest: %s", out)
+	}
+	bdir := t.TempDir()
+	backup := filepath.Join(bdir, "backup.db")
+	if code, out, stderr = cli("backup", backup); code != 0 || !strings.Contains(out, fmt.Sprintf("up to seq %d", wantDigest.StreamSeq)) {
+		t.Fatalf("backup: %d %s %s", code, out, stderr)
+	}
+	if code, _, stderr = cli("rebuild"); code != 1 || !strings.Contains(stderr, "--force") {
+		t.Fatalf("rebuild over a ledger without --force: %d %s", code, stderr)
+	}
+	for name, args := range map[string][]string{"stream.db": {"rebuild"}, "restored.db": {"rebuild", "--from-backup", backup}} {
+		other := maps.Clone(vars)
+		other["KNETRECON_LEDGER"] = filepath.Join(bdir, name)
+		var out, errOut bytes.Buffer
+		if code := run(ctx, args, env(other), &out, &errOut); code != 0 || !strings.Contains(out.String(), "rebuilt from seq") {
+			t.Fatalf("%v: %d %s %s", args, code, out.String(), errOut.String())
+		}
+		if got := digest(other["KNETRECON_LEDGER"]); got != wantDigest {
+			t.Fatalf("%v: digest %+v, wantDigest %+v", args, got, wantDigest)
+		}
 	}
 }
 
