@@ -56,6 +56,7 @@ func TestMain(m *testing.M) {
 		{"receiver", "./cmd/receiver", ""},
 		{"reconciler", "./cmd/reconciler", "chaos"},
 		{"nats-server", "github.com/nats-io/nats-server/v2", ""},
+		{"ckosim", "./cmd/ckosim", ""},
 	} {
 		args := []string{"build", "-o", filepath.Join(dir, b.out)}
 		if b.tags != "" {
@@ -110,10 +111,11 @@ func newProc(t *testing.T, dir, name string, env map[string]string, args ...stri
 }
 
 func (p *proc) binary() string {
-	if p.name == "nats" {
+	name := strings.TrimRight(p.name, "0123456789")
+	if name == "nats" {
 		return filepath.Join(bin, "nats-server")
 	}
-	return filepath.Join(bin, strings.TrimRight(p.name, "0123456789"))
+	return filepath.Join(bin, name)
 }
 
 // start runs the process with a clean environment: only PATH, HOME and its own settings.
@@ -307,6 +309,7 @@ func (s *stack) startNATS() {
 type load struct {
 	url    string
 	prefix string
+	source string // the payment source type of every webhook (knet unless startLoadAs says)
 	client *http.Client
 
 	mu       sync.Mutex
@@ -323,7 +326,12 @@ type load struct {
 
 // startLoad sends rate webhooks a second to url until stopLoad, from 8 senders.
 func startLoad(t *testing.T, url string, rate int) *load {
-	l := &load{url: url + "/webhooks/checkout", prefix: strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_"),
+	return startLoadAs(t, url, rate, strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_"), "knet")
+}
+
+// startLoadAs is startLoad with the event ids' prefix and the payments' source type given.
+func startLoadAs(t *testing.T, url string, rate int, prefix, source string) *load {
+	l := &load{url: url + "/webhooks/checkout", prefix: prefix, source: source,
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
 		acked:  map[string]int64{}, statuses: map[int]int{}, okAfter: map[string]time.Time{}, stop: make(chan struct{})}
 	work := make(chan int, 64)
@@ -368,8 +376,8 @@ func (l *load) body(n int) (id string, amount int64, b []byte) {
 	amount = int64(n%997+1) * 10
 	b = fmt.Appendf(nil, `{"id":%q,"type":"payment_captured","version":"1.0.1","created_on":"2026-12-01T10:00:00.1234567Z",`+
 		`"data":{"id":"pay_%s_%07d","action_id":"act_%s_%07d","amount":%d,"currency":"KWD","reference":"ORD-%d",`+
-		`"processed_on":"2026-12-01T10:00:00Z","response_code":"10000","response_summary":"Approved","source":{"type":"knet"},`+
-		`"metadata":{"padding":%q}}}`, id, l.prefix, n, l.prefix, n, amount, n, padding)
+		`"processed_on":"2026-12-01T10:00:00Z","response_code":"10000","response_summary":"Approved","source":{"type":%q},`+
+		`"metadata":{"padding":%q}}}`, id, l.prefix, n, l.prefix, n, amount, n, l.source, padding)
 	return id, amount, b
 }
 
