@@ -42,18 +42,14 @@ func (m *Main) startSweep(ctx context.Context) error {
 	go func() {
 		defer m.wg.Done()
 		m.lease.Run(sweepCtx, func(held bool, err error) {
+			m.leader.Set(map[bool]float64{true: 1}[held])
 			switch {
 			case err != nil:
 				log.Warn("sweep lease not renewed", zap.Bool("held", held), zap.Error(err))
 			case held:
-				m.leader.Set(1)
 				log.Info("sweep lease taken: this reconciler sweeps", zap.String("holder", m.holder()))
 			default:
-				m.leader.Set(0)
 				log.Info("sweep lease not held: another reconciler sweeps; this one never calls Checkout.com")
-			}
-			if !held {
-				m.leader.Set(0)
 			}
 		})
 	}()

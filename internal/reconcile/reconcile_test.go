@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"database/sql"
 	"fmt"
 	"path/filepath"
@@ -607,4 +608,73 @@ func (r *rig) replay(id int64) (store.Result, error) {
 		return res, err
 	}
 	return res, rerr
+}
+
+// TestFactsSignedAndAppliedOnce: a fact signed with the reconcilers' key is applied once, however
+// often it is delivered (a crash between commit and ack, a replay); a fact signed by a stranger,
+// altered on the bus, or met by a reconciler with no fact key, is dead-lettered as forged.
+func TestFactsSignedAndAppliedOnce(t *testing.T) {
+	ctx := context.Background()
+	ring, err := checkout.NewKeyRing(checkout.Key{Secret: []byte("fact-key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(id string, next time.Time) []byte {
+		b, _ := json.Marshal(Fact{Kind: FactCheck, ID: id, At: t0, Check: &CheckFact{PaymentID: "pay_1", LedgerStatus: payment.StatusPending,
+			Outcome: CheckStillPending, NextCheckAt: next}})
+		return b
+	}
+	good := check("check:pay_1:1", t0.Add(time.Hour))
+	sig, _ := ring.Sign(good)
+	forged := check("check:pay_1:2", t0.Add(99*time.Hour))
+	altered := check("check:pay_1:3", t0.Add(98*time.Hour))
+	facts := []struct {
+		id   string
+		body []byte
+		sig  string
+	}{{"check:pay_1:1", good, sig}, {"check:pay_1:2", forged, checkout.Sign([]byte("a stranger's key"), forged)}, {"check:pay_1:3", altered, sig}}
+	run := func(keys *checkout.KeyRing) *rig {
+		t.Helper()
+		r := newRig(t, events.DefaultConsumerConfig(), nil)
+		if keys != nil {
+			r.proc.SetFactKeys(keys)
+		}
+		if _, err := r.ledger.Apply(ctx, store.Input{EventID: "evt_1", Type: payment.EventPending, PaymentID: "pay_1", Amount: 1000,
+			Currency: "KWD", Origin: store.OriginWebhook, OccurredAt: t0, ReceivedAt: t0, Body: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range facts {
+			if _, err := r.pub.PublishMsg(ctx, events.FactMessage(FactCheck, f.id, f.body, f.sig, "")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.proc.HandleBatch(ctx, r.take(t, len(facts)))
+		return r
+	}
+	checks := func(r *rig) []store.CheckRecord {
+		t.Helper()
+		cs, err := r.ledger.Checks(ctx, "pay_1", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+
+	// A reconciler without the fact keys applies none of them.
+	if r := run(nil); r.totals(t).DeadLetters != 3 || len(checks(r)) != 0 {
+		t.Fatalf("without fact keys: %+v, %d checks", r.totals(t), len(checks(r)))
+	}
+	// With them: the signed one is applied, the other two are forged.
+	r := run(ring)
+	if got := testutil.ToFloat64(r.proc.metrics.deadLetters.WithLabelValues(causeForged)); got != 2 || len(checks(r)) != 1 {
+		t.Fatalf("forged %v, checks %+v", got, checks(r))
+	}
+	// Delivered again (the whole stream replayed): applied once still.
+	st, err := r.proc.Replay(ctx, r.js, events.ReplayFrom{Seq: 1}, 10)
+	if err != nil || st.Messages != 3 || len(checks(r)) != 1 {
+		t.Fatalf("replay %+v %v: checks %+v", st, err, checks(r))
+	}
+	if p, err := r.ledger.Payment(ctx, "pay_1"); err != nil || !p.NextCheckAt.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("next check %v %v", p, err)
+	}
 }
