@@ -883,6 +883,10 @@ func (m *Main) Run(ctx context.Context) error {
 		chaosHook(proc, m.Log)
 	}
 	m.proc = proc
+	if proc.Stream, err = m.js.Stream(ctx, events.StreamName); err != nil {
+		batches.Stop()
+		return fmt.Errorf("stream %s: %w", events.StreamName, err)
+	}
 	m.facts = reconcile.NewFactBus(m.js, m.ledger, proc, factKeys, cfg.Consumer.Durable)
 	m.ops = reconcile.NewOperator(m.ledger, m.facts)
 	loop := reconcile.NewConsumer(proc, batches, m.Log.Named("consumer"))

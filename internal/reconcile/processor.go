@@ -1,9 +1,11 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +76,9 @@ type Processor struct {
 	factKeys atomic.Pointer[checkout.KeyRing]
 	// waiting are the facts this process published and waits to see applied.
 	waiting waiters
+	// Stream, when set, is read for messages missing before a batch (see inOrder), so that the
+	// ledger applies the stream strictly in its order, as every replica does.
+	Stream jetstream.Stream
 	// AckWait is the consumer's ack wait: a held batch is kept alive well within it.
 	AckWait time.Duration
 	// RetryMin and RetryMax bound the back-off between attempts at a batch the ledger refused.
@@ -250,9 +255,11 @@ func (p *Processor) applyOne(ctx context.Context, tx *store.Tx, it *item) (err e
 		p.BeforeEvent(it.in)
 	}
 	if it.fact != nil {
+		tx.SetNow(it.fact.At)
 		it.factRes, err = p.applyFact(ctx, tx, it.fact, it.d.Seq)
 		return err
 	}
+	tx.SetNow(it.d.Timestamp)
 	it.res, err = tx.Apply(ctx, it.in)
 	return err
 }
@@ -279,6 +286,7 @@ func (p *Processor) handle(ctx, stop context.Context, items []*item) {
 	if len(items) == 0 {
 		return
 	}
+	items = p.inOrder(ctx, items)
 	start := time.Now()
 	err := p.apply(ctx, items)
 	// An event that panicked: try again at once. Each try pins a panic on one event, so this
@@ -314,6 +322,44 @@ func (p *Processor) handle(ctx, stop context.Context, items []*item) {
 		p.log.Warn("acks not sent; those messages will be delivered again (duplicates, no effect)",
 			zap.Int("messages", unsent), zap.Int("batch", len(items)), zap.Error(lastErr))
 	}
+}
+
+// inOrder sorts a batch by stream sequence and puts before it the messages the ledger has not
+// applied yet that come before it, read from the stream. JetStream redelivers an unacked message
+// only after its ack wait, so after a restart or a NATS server lost, newer messages can arrive
+// first; the sweep's facts compare what the ledger holds at their place in the stream, so every
+// ledger must apply the stream in the same order to end up the same. Messages already applied
+// (sequence at or below the ledger's position) are redeliveries: duplicates, acked as such.
+func (p *Processor) inOrder(ctx context.Context, items []*item) []*item {
+	slices.SortStableFunc(items, func(a, b *item) int { return cmp.Compare(a.d.Seq, b.d.Seq) })
+	if p.Stream == nil {
+		return items
+	}
+	pos, err := p.ledger.Position(ctx)
+	if err != nil || pos == 0 {
+		return items // a ledger with no position yet starts where its consumer does
+	}
+	out := make([]*item, 0, len(items))
+	next := pos + 1
+	for _, it := range items {
+		if it.d.Seq > next {
+			msgs, err := events.FetchRange(ctx, p.Stream, next, it.d.Seq-1)
+			if err != nil {
+				p.log.Warn("messages before this batch not read; applying it out of the stream's order",
+					zap.Uint64("from_seq", next), zap.Uint64("to_seq", it.d.Seq-1), zap.Error(err))
+			}
+			for _, m := range msgs {
+				out = append(out, p.prepare(m))
+			}
+			if len(msgs) > 0 {
+				p.log.Info("applied in the stream's order: messages not delivered yet read from the stream first",
+					zap.Int("messages", len(msgs)), zap.Uint64("from_seq", next), zap.Uint64("to_seq", it.d.Seq-1))
+			}
+		}
+		out = append(out, it)
+		next = max(next, it.d.Seq+1)
+	}
+	return out
 }
 
 // hold retries a batch the ledger refused, with a back-off from RetryMin to RetryMax, until it

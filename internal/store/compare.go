@@ -23,8 +23,9 @@ type ProviderView struct {
 	// Balances reports whether the API sent balances; Captured and Refunded are its totals.
 	Balances           bool
 	Captured, Refunded int64
-	// AskedAt is when the sweep asked: a webhook the ledger applied after it may make the two
-	// differ for a moment, so the comparison waits for the next check.
+	// AskedAt is when the sweep asked: a webhook the receiver took in after it may make the two
+	// differ for a moment, so the comparison waits for the next check. (The receiver's time, not
+	// when this ledger applied it: every replica of the ledger must decide alike.)
 	AskedAt time.Time
 }
 
@@ -34,7 +35,7 @@ type ProviderView struct {
 // agreement resolves what an earlier comparison opened. It returns the kinds it opened.
 func (t *Tx) CompareWithProvider(ctx context.Context, paymentID string, v ProviderView) ([]payment.Kind, error) {
 	var later int
-	if err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE payment_id = ? AND origin = 'webhook' AND applied_at > ?`,
+	if err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE payment_id = ? AND origin = 'webhook' AND received_at > ?`,
 		paymentID, fmtTime(v.AskedAt)).Scan(&later); err != nil {
 		return nil, fmt.Errorf("compare %s: %w", paymentID, err)
 	}

@@ -331,6 +331,15 @@ func (t *Tx) Savepoint(ctx context.Context, fn func() error) error {
 // Now returns the transaction's clock reading, the same for every row it writes.
 func (t *Tx) Now() time.Time { return t.now }
 
+// SetNow makes at the transaction's clock reading for the rows written next (zero: unchanged).
+// The consumer sets each message's time in the stream, so that every replica of the ledger stamps
+// the same times (applied_at, posted_at, detected_at) whenever it applies the message.
+func (t *Tx) SetNow(at time.Time) {
+	if !at.IsZero() {
+		t.now = at
+	}
+}
+
 // stmt returns the prepared statement key bound to this transaction.
 func (t *Tx) stmt(key string) *sqlx.Stmt {
 	if s, ok := t.stmts[key]; ok {
