@@ -2,11 +2,16 @@
 GO ?= go
 export CGO_ENABLED = 1
 
-.PHONY: run test chaos rules-test vet fmt-check bench bench-ledger bench-receiver bench-go bench-sweep bench-road bench-growth build fuzz clean
+.PHONY: run cluster test chaos rules-test vet fmt-check bench bench-ledger bench-receiver bench-go bench-sweep bench-road bench-growth build fuzz clean
 
 ## run: the whole pipeline on this machine, embedded defaults (NATS and SQLite under ./data)
 run:
 	./scripts/run-local.sh
+
+## cluster: the same on three NATS nodes (one JetStream cluster, the stream R3), two receivers and
+## two reconcilers with a ledger each (see deploy/CLUSTER.md); `reconciler digest` compares ledgers
+cluster:
+	./scripts/run-cluster.sh
 
 ## test: formatting, vet, the alert rules' tests, and every test (real embedded NATS, real SQLite
 ## files, simulator over HTTP, the short fault suite against the built binaries)

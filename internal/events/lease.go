@@ -35,19 +35,34 @@ type Lease struct {
 	renewed time.Time
 }
 
-// EnsureLeases creates (or updates) the lease bucket with entries that live ttl, in replicas copies.
+// EnsureLeases opens the lease bucket, creating it (entries living ttl, in replicas copies) when
+// it is missing. Reconcilers starting together race to create it, and a JetStream cluster may
+// leave the loser's request unanswered: each attempt is bounded, and tried again until ctx ends.
 func EnsureLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int) (jetstream.KeyValue, error) {
 	if replicas < 1 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	cfg := jetstream.KeyValueConfig{
 		Bucket: LeaseBucket, Description: "knetrecon leases: who runs the sweep", History: 1, TTL: ttl,
 		Storage: jetstream.FileStorage, Replicas: replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("lease bucket %s: %w", LeaseBucket, err)
 	}
-	return kv, nil
+	var err error
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var kv jetstream.KeyValue
+		if kv, err = js.KeyValue(attempt, LeaseBucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = js.CreateKeyValue(attempt, cfg)
+		}
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("lease bucket %s: %w", LeaseBucket, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // NewLease returns holder's claim on key; Try takes or renews it.
