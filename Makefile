@@ -2,7 +2,7 @@
 GO ?= go
 export CGO_ENABLED = 1
 
-.PHONY: run cluster test chaos rules-test vet fmt-check bench bench-ledger bench-receiver bench-go bench-sweep bench-road bench-growth build fuzz clean
+.PHONY: run cluster test chaos rules-test vet fmt-check bench bench-ledger bench-receiver bench-go bench-sweep bench-road bench-cluster bench-rebuild bench-growth build fuzz clean
 
 ## run: the whole pipeline on this machine, embedded defaults (NATS and SQLite under ./data)
 run:
@@ -61,6 +61,16 @@ bench-receiver:
 ## bench-growth: memory and throughput while the ledger grows to 1M payments (several minutes)
 bench-growth:
 	$(GO) test ./internal/store -run '^$$' -bench LedgerGrowth -benchtime 1x -timeout 60m
+
+## bench-cluster: the whole road on the three-node cluster (R3) against a single nats-server (R1), same
+## run: p99 webhook-to-ledger at 1,000/s and the most it takes in with 64 senders (about 3 minutes)
+bench-cluster:
+	$(GO) test -tags roadbench -count=1 -timeout 20m -run TestRoadClusterVsSingle -v ./e2e
+
+## bench-rebuild: `reconciler rebuild` of a ledger of 1M payments from the stream, backup, rebuild
+## from the backup (KNETRECON_BENCH_PAYMENTS=… for another size; several minutes)
+bench-rebuild:
+	$(GO) test -tags roadbench -count=1 -timeout 60m -run TestRebuildMillion -v ./e2e
 
 ## bench-road: receiver and reconciler together on one box, fixed rates, time to drain
 bench-road:

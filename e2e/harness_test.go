@@ -319,6 +319,7 @@ type load struct {
 	statuses map[int]int      // status → count; 0 is a connection error
 	lastOK   time.Time        // the last 2xx's answer time
 	okAfter  map[string]time.Time
+	sentAt   map[string]time.Time // when each webhook that got a 2xx was sent
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -331,11 +332,17 @@ func startLoad(t *testing.T, url string, rate int) *load {
 
 // startLoadAs is startLoad with the event ids' prefix and the payments' source type given.
 func startLoadAs(t *testing.T, url string, rate int, prefix, source string) *load {
+	return startLoadWith(t, url, rate, prefix, source, 8)
+}
+
+// startLoadWith is startLoadAs from senders concurrent senders.
+func startLoadWith(t *testing.T, url string, rate int, prefix, source string, senders int) *load {
 	l := &load{url: url + "/webhooks/checkout", prefix: prefix, source: source,
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
-		acked:  map[string]int64{}, statuses: map[int]int{}, okAfter: map[string]time.Time{}, stop: make(chan struct{})}
+		acked:  map[string]int64{}, statuses: map[int]int{}, okAfter: map[string]time.Time{}, sentAt: map[string]time.Time{},
+		stop: make(chan struct{})}
 	work := make(chan int, 64)
-	for range 8 {
+	for range senders {
 		l.done.Add(1)
 		go func() {
 			defer l.done.Done()
@@ -382,6 +389,7 @@ func (l *load) body(n int) (id string, amount int64, b []byte) {
 }
 
 func (l *load) send(n int) {
+	sent := time.Now()
 	id, amount, b := l.body(n)
 	mac := hmac.New(sha256.New, []byte(webhookKey))
 	mac.Write(b)
@@ -406,6 +414,7 @@ func (l *load) send(n int) {
 	if code >= 200 && code < 300 {
 		l.acked[id] = amount
 		l.okAfter[id] = now
+		l.sentAt[id] = sent
 		l.lastOK = now
 	}
 }

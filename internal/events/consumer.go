@@ -102,7 +102,15 @@ var ErrBatchesClosed = errors.New("batches closed")
 func (b *Batches) Next(ctx context.Context) ([]jetstream.Msg, error) {
 	var out []jetstream.Msg
 	wait := b.wait
+	var deadline time.Time
 	for len(out) < b.size {
+		if len(out) > 0 {
+			// After the first message, the batch takes what arrives within linger in all: a
+			// steady trickle (1,000/s) must not hold the first one until the batch is full.
+			if wait = time.Until(deadline); wait <= 0 {
+				return out, nil
+			}
+		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		msg, err := b.it.Next(jetstream.NextContext(wctx))
 		cancel()
@@ -122,7 +130,9 @@ func (b *Batches) Next(ctx context.Context) ([]jetstream.Msg, error) {
 			return nil, fmt.Errorf("pull: %w", err)
 		}
 		out = append(out, msg)
-		wait = b.linger
+		if len(out) == 1 {
+			deadline = time.Now().Add(b.linger)
+		}
 	}
 	return out, nil
 }
