@@ -2,15 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"knetrecon/internal/payment"
+	"knetrecon/internal/reconcile"
 	"knetrecon/internal/settle"
 )
 
@@ -49,19 +54,36 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 		return fail(fmt.Errorf("--not-settled-after %q: one duration, like 72h or 3d", f.notSettledAfter))
 	}
 	after := steps[0]
-	file, err := os.Open(f.statement)
+	raw, err := os.ReadFile(f.statement)
 	if err != nil {
 		return fail(err)
 	}
-	defer file.Close()
-	l, err := openLedger(ctx, cfg)
+	o := settle.Options{File: filepath.Base(f.statement), Mapping: m, Location: cfg.ReportLocation, Date: date, NotSettledAfter: after}
+	if err := settle.Check(raw, o); err != nil {
+		return fail(err)
+	}
+	// The statement travels the stream as a fact: every reconciler's ledger records the same run.
+	r, err := openRoad(ctx, cfg)
 	if err != nil {
 		return fail(err)
 	}
-	defer l.Close()
-	rep, err := settle.Run(ctx, l, file, settle.Options{File: filepath.Base(f.statement), Mapping: m, Location: cfg.ReportLocation,
-		Date: date, NotSettledAfter: after, Now: l.Now})
+	defer r.close()
+	now := r.ledger.Now()
+	sum := sha256.Sum256(raw)
+	res, err := r.facts.Commit(ctx, reconcile.Fact{Kind: reconcile.FactSettle, ID: "settle:" + hex.EncodeToString(sum[:8]) + ":" + now.UTC().Format(time.RFC3339Nano),
+		At: now, Operator: &reconcile.OperatorNote{Who: operatorName()}, Settle: &reconcile.SettleFact{File: o.File, Statement: raw,
+			Columns: m, TZ: cfg.ReportLocation.String(), Date: date, NotSettledAfter: after}})
 	if err != nil {
+		return fail(err)
+	}
+	if res.Refused != "" {
+		return fail(errors.New(res.Refused))
+	}
+	if len(res.Settle) == 0 {
+		return fail(fmt.Errorf("statement %s %s", o.File, applied(res)))
+	}
+	var rep settle.Report
+	if err := json.Unmarshal(res.Settle, &rep); err != nil {
 		return fail(err)
 	}
 	if asJSON {
@@ -79,8 +101,8 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 		s, _ := payment.Format(*p, "KWD")
 		return s
 	}
-	fmt.Fprintf(stdout, "statement %s, %s to %s: %d matched, %d in the ledger only, %d on the statement only, %d with another amount\n",
-		filepath.Base(f.statement), rep.From.Format("2006-01-02"), rep.To.AddDate(0, 0, -1).Format("2006-01-02"),
+	fmt.Fprintf(stdout, "statement %s, %s to %s (%s): %d matched, %d in the ledger only, %d on the statement only, %d with another amount\n",
+		filepath.Base(f.statement), rep.From.In(cfg.ReportLocation).Format("2006-01-02"), rep.To.In(cfg.ReportLocation).AddDate(0, 0, -1).Format("2006-01-02"), applied(res),
 		rep.Matched, len(rep.LedgerOnly), len(rep.StatementOnly), len(rep.AmountMismatch))
 	if rep.Again {
 		fmt.Fprintln(stdout, "(this statement was recorded before: nothing written again)")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,6 +174,24 @@ func TestSettleAgainstSimulatorStatement(t *testing.T) {
 	}
 	if code, _, stderr := cli("settle"); code != 1 || !strings.Contains(stderr, "--statement") {
 		t.Fatalf("settle without a statement: %d %s", code, stderr)
+	}
+	// As in the README's tour: the reconciler runs, and the command, without the webhook keys,
+	// publishes the statement and reads what the reconciler's consumer made of it.
+	m = NewMain(cfg, zaptest.NewLogger(t))
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	bare := maps.Clone(vars)
+	delete(bare, "KNETRECON_WEBHOOK_KEYS")
+	var bareOut, bareErr bytes.Buffer
+	if code := run(ctx, []string{"settle", "--statement", otherFile, "--columns", "@" + mapping}, env(bare), &bareOut, &bareErr); code != 0 ||
+		!strings.Contains(bareOut.String(), "recorded before") || !strings.Contains(bareOut.String(), "applied (stream seq") {
+		t.Fatalf("settle beside a running reconciler: %d %s %s", code, bareOut.String(), bareErr.String())
+	}
+	acts, err := m.Ledger().Actions(ctx, "", 0)
+	if err != nil || len(acts) == 0 || acts[0].Action != "settle" || acts[0].Subject != "statement:other-bank.csv" {
+		t.Fatalf("audit trail %+v %v", acts, err)
 	}
 }
 

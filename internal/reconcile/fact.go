@@ -15,6 +15,7 @@ import (
 	"knetrecon/internal/checkout"
 	"knetrecon/internal/events"
 	"knetrecon/internal/payment"
+	"knetrecon/internal/settle"
 	"knetrecon/internal/store"
 )
 
@@ -39,6 +40,9 @@ const (
 	FactDiscard = "discard"
 	// FactReplay is an operator applying a dead letter again.
 	FactReplay = "replay"
+	// FactSettle is an operator's import of the acquiring bank's statement: every ledger matches
+	// it against its postings and records the run alike.
+	FactSettle = "settle"
 )
 
 // Fact is one fact on the stream. Its ID is the message's Nats-Msg-Id: derived from its content,
@@ -60,6 +64,21 @@ type Fact struct {
 	Resolve  *store.DiscrepancyKey `json:"resolve,omitempty"`
 	// DeadLetterSeq names the dead letter of a discard or a replay by its stream sequence.
 	DeadLetterSeq uint64 `json:"dead_letter_seq,omitempty"`
+	Settle        *SettleFact `json:"settle,omitempty"`
+}
+
+// SettleFact is a bank statement to match, with how to read it.
+type SettleFact struct {
+	// File names the statement; Statement is its exact bytes.
+	File      string `json:"file"`
+	Statement []byte `json:"statement"`
+	// Columns map the column keys to the bank's headers.
+	Columns map[string]string `json:"columns"`
+	// TZ is the time zone of the statement's days; Date, when set, the day it covers.
+	TZ   string `json:"tz"`
+	Date string `json:"date,omitempty"`
+	// NotSettledAfter: a capture or refund older than this that the statement lacks opens not_settled.
+	NotSettledAfter time.Duration `json:"not_settled_after"`
 }
 
 // OperatorNote is who did an operator's action and what they wrote.
@@ -139,6 +158,8 @@ type FactResult struct {
 	Waiting bool `json:"waiting,omitempty"`
 	// Seq is the fact's stream sequence.
 	Seq uint64 `json:"seq,omitempty"`
+	// Settle is a settlement run's report, as settle.Report in JSON.
+	Settle json.RawMessage `json:"settle,omitempty"`
 }
 
 // applyFact writes fact f in tx. Refusals an operator must hear (a discrepancy already resolved)
@@ -247,8 +268,47 @@ func (p *Processor) applyFact(ctx context.Context, tx *store.Tx, f *Fact, seq ui
 			result = describe(r)
 		}
 		return operatorDone(ctx, tx, f, "replay", fmt.Sprintf("dead_letter:%d", id), result, err)
+	case FactSettle:
+		st := f.Settle
+		if st == nil || f.Operator == nil {
+			return res, errors.New("settle fact without its statement or operator")
+		}
+		var rep *settle.Report
+		// In a savepoint: a statement refused halfway leaves nothing behind.
+		err := tx.Savepoint(ctx, func() error {
+			var err error
+			rep, err = applySettle(ctx, tx, f)
+			return err
+		})
+		if store.IsTransient(err) {
+			return res, err
+		}
+		result := ""
+		if err == nil {
+			res.Settle, _ = json.Marshal(rep)
+			result = fmt.Sprintf("%d matched, %d in the ledger only, %d on the statement only, %d with another amount",
+				rep.Matched, len(rep.LedgerOnly), len(rep.StatementOnly), len(rep.AmountMismatch))
+			if rep.Again {
+				result = "recorded before: nothing written again"
+			}
+		}
+		done, derr := operatorDone(ctx, tx, f, "settle", "statement:"+st.File, result, err)
+		done.Settle = res.Settle
+		return done, derr
 	}
 	return res, fmt.Errorf("fact kind %q unknown to this reconciler (newer than it?)", f.Kind)
+}
+
+// applySettle matches a statement in tx, on the fact's clock.
+func applySettle(ctx context.Context, tx *store.Tx, f *Fact) (*settle.Report, error) {
+	st := f.Settle
+	loc, err := time.LoadLocation(st.TZ)
+	if err != nil {
+		return nil, fmt.Errorf("settle: time zone %q: %w", st.TZ, err)
+	}
+	at := f.At
+	return settle.Apply(ctx, tx, st.Statement, settle.Options{File: st.File, Mapping: settle.Mapping(st.Columns), Location: loc,
+		Date: st.Date, NotSettledAfter: st.NotSettledAfter, Now: func() time.Time { return at }})
 }
 
 // describe says what a replayed dead letter did, for the operator.
@@ -467,7 +527,12 @@ func (b *FactBus) Commit(ctx context.Context, f Fact) (FactResult, error) {
 	defer tick.Stop()
 	for {
 		if pos, err := b.ledger.Position(ctx); err == nil && pos >= st.Seq {
-			return FactResult{Seq: st.Seq}, nil
+			res := FactResult{Seq: st.Seq}
+			if raw, ok, err := b.ledger.FactResult(ctx, f.ID); err == nil && ok && len(raw) > 0 {
+				_ = json.Unmarshal(raw, &res)
+				res.Seq = st.Seq
+			}
+			return res, nil
 		}
 		select {
 		case <-tick.C:

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -256,8 +257,11 @@ func (p *Processor) applyOne(ctx context.Context, tx *store.Tx, it *item) (err e
 	}
 	if it.fact != nil {
 		tx.SetNow(it.fact.At)
-		it.factRes, err = p.applyFact(ctx, tx, it.fact, it.d.Seq)
-		return err
+		if it.factRes, err = p.applyFact(ctx, tx, it.fact, it.d.Seq); err != nil || it.factRes.Duplicate {
+			return err
+		}
+		res, _ := json.Marshal(it.factRes)
+		return tx.SetFactResult(ctx, it.fact.ID, res)
 	}
 	tx.SetNow(it.d.Timestamp)
 	it.res, err = tx.Apply(ctx, it.in)

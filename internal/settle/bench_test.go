@@ -90,8 +90,13 @@ func BenchmarkSettleRun(b *testing.B) {
 	for i := range b.N {
 		// A new statement each time (one more line), so every run is matched and recorded.
 		stmt := append(append([]byte{}, raw...), fmt.Sprintf("9%08d,1.000,2026-12-01\n", i)...)
-		rep, err := settle.Run(ctx, l, bytes.NewReader(stmt), settle.Options{Mapping: settle.DefaultMapping(), Location: kuwait,
-			NotSettledAfter: 1000 * time.Hour})
+		var rep *settle.Report
+		err := l.Update(ctx, func(tx *store.Tx) error {
+			var err error
+			rep, err = settle.Apply(ctx, tx, stmt, settle.Options{Mapping: settle.DefaultMapping(), Location: kuwait,
+				NotSettledAfter: 1000 * time.Hour})
+			return err
+		})
 		if err != nil {
 			b.Fatal(err)
 		}

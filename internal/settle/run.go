@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"knetrecon/internal/payment"
@@ -36,22 +35,32 @@ type Options struct {
 // Report is a settlement run: what was matched, and whether this statement was recorded before.
 type Report struct {
 	Result
-	From, To time.Time `json:"-"`
+	// From and To are the days the statement covers, [From, To).
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
 	// Again reports a statement already recorded: nothing was written twice.
 	Again bool `json:"again,omitempty"`
 	// NotSettled counts the not_settled discrepancies opened by this run.
 	NotSettled int `json:"not_settled_opened"`
 }
 
-// Run reads the statement in r, matches it against the ledger's captures and refunds of its
-// days, and records the run in the ledger: which line paid which posting, a not_settled for each
-// posting older than NotSettledAfter that no line paid, an amount_mismatch for each line matched
-// with another amount. Running it again on the same statement changes nothing.
-func Run(ctx context.Context, l *store.Ledger, r io.Reader, o Options) (*Report, error) {
-	raw, err := io.ReadAll(r)
+// Check reads a statement as Apply will, and returns the error a bad one gets: a command says
+// so before it publishes anything.
+func Check(raw []byte, o Options) error {
+	lines, err := Parse(bytes.NewReader(raw), o.Mapping, o.Location)
 	if err != nil {
-		return nil, fmt.Errorf("read statement: %w", err)
+		return err
 	}
+	_, _, err = period(lines, o)
+	return err
+}
+
+// Apply reads the statement raw, matches it against the ledger's captures and refunds of its
+// days, and records the run in tx: which line paid which posting, a not_settled for each posting
+// older than NotSettledAfter that no line paid, an amount_mismatch for each line matched with
+// another amount. Applying the same statement again changes nothing. It runs where the
+// reconcilers' facts are applied, so every replica of the ledger records the same run.
+func Apply(ctx context.Context, tx *store.Tx, raw []byte, o Options) (*Report, error) {
 	lines, err := Parse(bytes.NewReader(raw), o.Mapping, o.Location)
 	if err != nil {
 		return nil, err
@@ -60,7 +69,7 @@ func Run(ctx context.Context, l *store.Ledger, r io.Reader, o Options) (*Report,
 	if err != nil {
 		return nil, err
 	}
-	rows, err := l.SettlementEntries(ctx, from, to)
+	rows, err := tx.SettlementEntries(ctx, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -81,52 +90,45 @@ func Run(ctx context.Context, l *store.Ledger, r io.Reader, o Options) (*Report,
 			matches = append(matches, store.SettlementMatch{PaymentID: m.PaymentID, ActionID: m.ActionID, Line: m.Line, StatementAmount: *m.StatementAmount})
 		}
 	}
-	now := time.Now
+	now := tx.Now()
 	if o.Now != nil {
-		now = o.Now
+		now = o.Now()
 	}
 	at := map[string]time.Time{}
 	for _, e := range entries {
 		at[e.ActionID] = e.At
 	}
-	err = l.Update(ctx, func(tx *store.Tx) error {
-		rep.NotSettled = 0
-		var again bool
-		if _, again, err = tx.RecordSettlement(ctx, run, matches); err != nil || again {
-			rep.Again = again
-			return err
+	_, again, err := tx.RecordSettlement(ctx, run, matches)
+	if err != nil || again {
+		rep.Again = again
+		return rep, err
+	}
+	for _, m := range matches {
+		if _, err := tx.ResolveOpenSubject(ctx, m.PaymentID, payment.KindNotSettled, m.ActionID,
+			fmt.Sprintf("paid: statement line %d", m.Line)); err != nil {
+			return nil, err
 		}
-		for _, m := range matches {
-			if _, err := tx.ResolveOpenSubject(ctx, m.PaymentID, payment.KindNotSettled, m.ActionID,
-				fmt.Sprintf("paid: statement line %d", m.Line)); err != nil {
-				return err
-			}
+	}
+	for _, it := range rep.LedgerOnly {
+		if now.Sub(at[it.ActionID]) < o.NotSettledAfter {
+			continue
 		}
-		for _, it := range rep.LedgerOnly {
-			if now().Sub(at[it.ActionID]) < o.NotSettledAfter {
-				continue
-			}
-			added, err := tx.AddDiscrepancy(ctx, it.PaymentID, payment.KindNotSettled, it.ActionID, store.OriginSettlement, map[string]any{
-				"action_id": it.ActionID, "kind": it.Kind, "ledger_amount": *it.LedgerAmount, "statement": o.File,
-				"detail": "not on the acquiring bank's statement of its day"})
-			if err != nil {
-				return err
-			}
-			if added {
-				rep.NotSettled++
-			}
+		added, err := tx.AddDiscrepancy(ctx, it.PaymentID, payment.KindNotSettled, it.ActionID, store.OriginSettlement, map[string]any{
+			"action_id": it.ActionID, "kind": it.Kind, "ledger_amount": *it.LedgerAmount, "statement": o.File,
+			"detail": "not on the acquiring bank's statement of its day"})
+		if err != nil {
+			return nil, err
 		}
-		for _, it := range rep.AmountMismatch {
-			if _, err := tx.AddDiscrepancy(ctx, it.PaymentID, payment.KindAmountMismatch, "settlement:"+it.ActionID, store.OriginSettlement,
-				map[string]any{"action_id": it.ActionID, "ledger_amount": *it.LedgerAmount, "statement_amount": *it.StatementAmount,
-					"line": it.Line, "statement": o.File}); err != nil {
-				return err
-			}
+		if added {
+			rep.NotSettled++
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	}
+	for _, it := range rep.AmountMismatch {
+		if _, err := tx.AddDiscrepancy(ctx, it.PaymentID, payment.KindAmountMismatch, "settlement:"+it.ActionID, store.OriginSettlement,
+			map[string]any{"action_id": it.ActionID, "ledger_amount": *it.LedgerAmount, "statement_amount": *it.StatementAmount,
+				"line": it.Line, "statement": o.File}); err != nil {
+			return nil, err
+		}
 	}
 	return rep, nil
 }

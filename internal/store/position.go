@@ -38,6 +38,27 @@ func (t *Tx) FactOnce(ctx context.Context, id, kind string, seq uint64) (bool, e
 	return n == 1, nil
 }
 
+// SetFactResult keeps what applying fact id did, for whoever published it to read.
+func (t *Tx) SetFactResult(ctx context.Context, id string, result []byte) error {
+	if _, err := t.tx.ExecContext(ctx, `UPDATE facts_applied SET result = ? WHERE id = ?`, string(result), id); err != nil {
+		return fmt.Errorf("fact %s: %w", id, err)
+	}
+	return nil
+}
+
+// FactResult returns what applying fact id did (JSON), and whether this ledger applied it.
+func (l *Ledger) FactResult(ctx context.Context, id string) ([]byte, bool, error) {
+	var r string
+	err := l.r.QueryRowContext(ctx, `SELECT result FROM facts_applied WHERE id = ?`, id).Scan(&r)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("fact %s: %w", id, err)
+	}
+	return []byte(r), true, nil
+}
+
 // Position returns the highest stream sequence the ledger has applied (0: none).
 func (l *Ledger) Position(ctx context.Context) (uint64, error) {
 	var seq sql.NullInt64

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"context"
 	"fmt"
 	"time"
@@ -21,7 +22,19 @@ type SettlementEntry struct {
 // SettlementEntries returns the posted captures and refunds whose action happened in [from, to),
 // with the payment's reference and KNET ids.
 func (l *Ledger) SettlementEntries(ctx context.Context, from, to time.Time) ([]SettlementEntry, error) {
-	rows, err := l.r.QueryContext(ctx, `SELECT p.payment_id, p.action_id, p.kind, p.amount, p.currency,
+	return settlementEntries(ctx, l.r, from, to)
+}
+
+// SettlementEntries is Ledger.SettlementEntries inside the transaction: what it wrote so far
+// included.
+func (t *Tx) SettlementEntries(ctx context.Context, from, to time.Time) ([]SettlementEntry, error) {
+	return settlementEntries(ctx, t.tx, from, to)
+}
+
+func settlementEntries(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, from, to time.Time) ([]SettlementEntry, error) {
+	rows, err := q.QueryContext(ctx, `SELECT p.payment_id, p.action_id, p.kind, p.amount, p.currency,
 			COALESCE(p.occurred_at, p.created_at), y.reference,
 			COALESCE(k.knet_payment_id, ''), COALESCE(k.knet_transaction_id, ''), COALESCE(k.bank_reference, '')
 		FROM postings p JOIN payments y ON y.id = p.payment_id LEFT JOIN knet_ids k ON k.payment_id = p.payment_id

@@ -13,5 +13,6 @@ CREATE TABLE facts_applied (
     id         TEXT PRIMARY KEY,
     kind       TEXT NOT NULL,
     seq        INTEGER,
-    applied_at TEXT NOT NULL
+    applied_at TEXT NOT NULL,
+    result     TEXT NOT NULL DEFAULT '' -- what applying it did (JSON), for whoever published it
 ) WITHOUT ROWID;
