@@ -63,7 +63,7 @@ type Fact struct {
 	Alerted  *AlertedFact          `json:"alerted,omitempty"`
 	Resolve  *store.DiscrepancyKey `json:"resolve,omitempty"`
 	// DeadLetterSeq names the dead letter of a discard or a replay by its stream sequence.
-	DeadLetterSeq uint64 `json:"dead_letter_seq,omitempty"`
+	DeadLetterSeq uint64      `json:"dead_letter_seq,omitempty"`
 	Settle        *SettleFact `json:"settle,omitempty"`
 }
 
