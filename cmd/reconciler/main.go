@@ -153,7 +153,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "migrate", "backup", "digest":
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "rebuild":
-			fs.StringVar(&backup, "from-backup", "", "start from this backup (made by `reconciler backup`) and replay the stream after it")
+			fs.StringVar(&backup, "from-backup", "", "start from this backup FILE (made by reconciler backup) and replay the stream after it")
 			fs.BoolVar(&force, "force", false, "replace an existing ledger (kept as <ledger>.replaced-<time>)")
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		}

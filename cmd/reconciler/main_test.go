@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
 	"knetrecon/internal/checkout"
@@ -424,7 +425,28 @@ func TestMainEndToEnd(t *testing.T) {
 			t.Fatalf("%v: %d %s %s", args, code, out.String(), errOut.String())
 		}
 		if got := digest(other["KNETRECON_LEDGER"]); got != wantDigest {
-			t.Fatalf("%v: digest %+v, wantDigest %+v", args, got, wantDigest)
+			t.Fatalf("%v: digest %+v, want %+v", args, got, wantDigest)
+		}
+	}
+	// The stream loses its first messages (past its max age): a rebuild from the stream alone is
+	// refused, naming the backup it needs; from the backup it still works.
+	st, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSequence(3)); err != nil {
+		t.Fatal(err)
+	}
+	for i, tt := range []struct {
+		args []string
+		want string
+	}{{[]string{"rebuild"}, "rebuild from a backup"}, {[]string{"rebuild", "--from-backup", backup}, "rebuilt from seq"}} {
+		other := maps.Clone(vars)
+		other["KNETRECON_LEDGER"] = filepath.Join(bdir, fmt.Sprintf("after-purge-%d.db", i))
+		var out, errOut bytes.Buffer
+		code := run(ctx, tt.args, env(other), &out, &errOut)
+		if got := out.String() + errOut.String(); !strings.Contains(got, tt.want) || (code == 0) != (i == 1) {
+			t.Fatalf("%v after the purge: %d %s", tt.args, code, got)
 		}
 	}
 }
