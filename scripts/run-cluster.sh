@@ -26,22 +26,7 @@ go build -buildvcs=auto -o bin/ ./cmd/receiver ./cmd/reconciler ./cmd/ckosim
 # The reconcilers' shared fact key: every reconciler of the stream verifies the others' facts.
 [ -s "$DIR/fact.keys" ] || { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$DIR/fact.keys"; chmod 600 "$DIR/fact.keys"; }
 
-pids=()
-stop() {
-  trap - INT TERM EXIT
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap stop INT TERM EXIT
-
-wait_for() { # host port
-  for _ in $(seq 1 300); do
-    if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
-    sleep 0.2
-  done
-  echo "gave up waiting for $1:$2" >&2
-  return 1
-}
+. scripts/lib.sh
 
 for i in 1 2 3; do
   routes=""

@@ -26,22 +26,7 @@ mkdir -p "$KNETRECON_DATA_DIR" bin
 echo "building…"
 go build -buildvcs=auto -o bin/ ./cmd/receiver ./cmd/reconciler ./cmd/ckosim
 
-pids=()
-stop() {
-  trap - INT TERM EXIT
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap stop INT TERM EXIT
-
-wait_for() { # host port: each service opens its port once it is ready (no curl needed)
-  for _ in $(seq 1 150); do
-    if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
-    sleep 0.2
-  done
-  echo "gave up waiting for $1:$2" >&2
-  return 1
-}
+. scripts/lib.sh
 
 KNETRECON_WEBHOOK_KEYS=$WEBHOOK_KEY KNETRECON_RECEIVER_ADDR=127.0.0.1:8080 \
   bin/receiver --log-dev --log-level warn &

@@ -783,46 +783,36 @@ func (m *Main) health(ctx context.Context) []desk.Check {
 // KeyCheckEvery is how often the key file is looked at for a change (SIGHUP reloads at once).
 var KeyCheckEvery = 5 * time.Second
 
-// reloadKeys reads KNETRECON_WEBHOOK_KEYS_FILE again and verifies the next messages with it; keys
-// that cannot be read, or none, are refused and the keys in use kept.
+// reloadKeys reads the key files again (SIGHUP, or a file changed): KNETRECON_WEBHOOK_KEYS_FILE
+// verifies the next messages, KNETRECON_FACT_KEYS_FILE signs (its first key) and verifies the
+// next facts. Keys that cannot be read, or none, are refused and the keys in use kept.
 func (m *Main) reloadKeys(reason string) {
-	m.reloadFactKeys(reason)
-	if m.Config.WebhookKeysFile == "" {
-		return
+	if ring := m.reloadRing(m.Config.WebhookKeysFile, "KNETRECON_WEBHOOK_KEYS_FILE", "webhook", reason); ring != nil {
+		m.proc.SetKeys(ring)
 	}
-	keys, err := service.ReadSecretFile(m.Config.WebhookKeysFile)
-	var ring *checkout.KeyRing
-	if err == nil {
-		ring, err = checkout.NewKeyRing(checkout.ParseKeys(keys)...)
+	if ring := m.reloadRing(m.Config.FactKeysFile, "KNETRECON_FACT_KEYS_FILE", "fact", reason); ring != nil {
+		m.proc.SetFactKeys(ring)
+		m.facts.SetKeys(ring)
 	}
-	if err != nil {
-		m.Log.Error("webhook keys not reloaded; the keys in use are kept", zap.String("reason", reason),
-			zap.String("error", "KNETRECON_WEBHOOK_KEYS_FILE: "+err.Error()))
-		return
-	}
-	m.proc.SetKeys(ring)
-	m.Log.Info("webhook keys reloaded", zap.String("reason", reason), zap.Strings("keys", ring.Fingerprints()))
 }
 
-// reloadFactKeys reads KNETRECON_FACT_KEYS_FILE again: the next facts are signed with its first
-// key and verified with all of them. Keys that cannot be read are refused and those in use kept.
-func (m *Main) reloadFactKeys(reason string) {
-	if m.Config.FactKeysFile == "" {
-		return
+// reloadRing reads the key file path (none: nil) and logs what came of it.
+func (m *Main) reloadRing(path, variable, what, reason string) *checkout.KeyRing {
+	if path == "" {
+		return nil
 	}
-	keys, err := service.ReadSecretFile(m.Config.FactKeysFile)
+	keys, err := service.ReadSecretFile(path)
 	var ring *checkout.KeyRing
 	if err == nil {
 		ring, err = checkout.NewKeyRing(checkout.ParseKeys(keys)...)
 	}
 	if err != nil {
-		m.Log.Error("fact keys not reloaded; the keys in use are kept", zap.String("reason", reason),
-			zap.String("error", "KNETRECON_FACT_KEYS_FILE: "+err.Error()))
-		return
+		m.Log.Error(what+" keys not reloaded; the keys in use are kept", zap.String("reason", reason),
+			zap.String("error", variable+": "+err.Error()))
+		return nil
 	}
-	m.proc.SetFactKeys(ring)
-	m.facts.SetKeys(ring)
-	m.Log.Info("fact keys reloaded", zap.String("reason", reason), zap.Strings("keys", ring.Fingerprints()))
+	m.Log.Info(what+" keys reloaded", zap.String("reason", reason), zap.Strings("keys", ring.Fingerprints()))
+	return ring
 }
 
 // chaosHook is set only in a build with the chaos tag (chaos.go): fault injection for the suite.
