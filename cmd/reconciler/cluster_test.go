@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 
 	"knetrecon/internal/checkout/ckosim"
@@ -25,14 +26,19 @@ func TestTwoReconcilersOneSweep(t *testing.T) {
 	if err := ensureKeyFile(keys); err != nil {
 		t.Fatal(err)
 	}
+	// Reconciler a starts first and takes the lease; b's Checkout.com is unreachable (port 1):
+	// as a standby it never calls it, and its ledger ends the same as a's.
 	var ms []*Main
 	for _, name := range []string{"a", "b"} {
-		vars := p.env(t, filepath.Join(dir, name, "ledger.db"), map[string]string{
+		extra := map[string]string{
 			"KNETRECON_CONSUMER": "reconciler-" + name, "KNETRECON_DATA_DIR": filepath.Join(dir, name),
 			"KNETRECON_FACT_KEYS_FILE": keys, "KNETRECON_SWEEP_SCHEDULE": "@every 1s", "KNETRECON_SWEEP_LEASE_TTL": "1s",
 			"KNETRECON_REPORT_SCHEDULE": "off",
-		})
-		cfg, _, err := ParseConfig("run", nil, env(vars), nil)
+		}
+		if name == "b" {
+			extra["KNETRECON_CHECKOUT_URL"] = "http://127.0.0.1:1"
+		}
+		cfg, _, err := ParseConfig("run", nil, env(p.env(t, filepath.Join(dir, name, "ledger.db"), extra)), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,21 +48,14 @@ func TestTwoReconcilersOneSweep(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = m.Close() })
 		ms = append(ms, m)
-	}
-	leader := -1
-	poll(t, "exactly one sweep leader", func() bool {
-		a, b := ms[0].lease.Held(), ms[1].lease.Held()
-		switch {
-		case a && !b:
-			leader = 0
-		case b && !a:
-			leader = 1
-		default:
-			return false
+		if name == "a" {
+			poll(t, "a to take the lease", m.lease.Held)
 		}
-		return true
-	})
-	standby := ms[1-leader]
+	}
+	leader, standby := 0, ms[1]
+	if standby.lease.Held() {
+		t.Fatal("both reconcilers hold the sweep's lease")
+	}
 
 	id := p.pay(t, 2_500)
 	if _, err := p.sim.Complete(id, ckosim.TestCard); err != nil {
@@ -84,6 +83,16 @@ func TestTwoReconcilersOneSweep(t *testing.T) {
 		return err == nil && len(acts) == 1 && acts[0].Who == "ops" && acts[0].Action == "check"
 	})
 
+	// Both ledgers, at the same stream position, are the same.
+	poll(t, "both ledgers at the same position with the same digest", func() bool {
+		a, err1 := ms[0].Ledger().Digest(ctx)
+		b, err2 := standby.Ledger().Digest(ctx)
+		return err1 == nil && err2 == nil && a == b && a.Payments == 1
+	})
+	if v := testutil.ToFloat64(standby.leader); v != 0 {
+		t.Fatalf("the standby's sweep_leader gauge is %v", v)
+	}
+
 	// The leader stops: it gives the lease up and the standby takes the sweep over.
 	stopped := time.Now()
 	if err := ms[leader].Close(); err != nil {
@@ -91,7 +100,8 @@ func TestTwoReconcilersOneSweep(t *testing.T) {
 	}
 	poll(t, "the standby to take the sweep over", standby.lease.Held)
 	t.Logf("sweep taken over %s after the leader stopped", time.Since(stopped).Round(time.Millisecond))
-	if _, err := standby.checkNow(ctx, id, "ops", "after the take-over"); err != nil {
-		t.Fatalf("the new leader's check: %v", err)
+	// It asks its (unreachable) Checkout.com now: the failure is the check's outcome.
+	if _, err := standby.checkNow(ctx, id, "ops", "after the take-over"); err == nil || errors.Is(err, reconcile.ErrRefused) {
+		t.Fatalf("the new leader's check against an unreachable API: %v", err)
 	}
 }
