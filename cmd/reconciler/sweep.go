@@ -169,7 +169,11 @@ func cmdSweep(ctx context.Context, cfg Config, log *zap.Logger, once, dryRun, as
 	sw := reconcile.NewSweeper(r.ledger, r.facts, client, log.Named("sweep"), nil, cfg.Sweep)
 	if !dryRun {
 		// One sweeper at a time: take the lease as a running reconciler would, or step back.
-		kv, err := events.EnsureLeases(ctx, r.js, cfg.SweepLeaseTTL, 1)
+		replicas := 1
+		if st, err := r.js.Stream(ctx, events.StreamName); err == nil {
+			replicas = st.CachedInfo().Config.Replicas
+		}
+		kv, err := events.EnsureLeases(ctx, r.js, cfg.SweepLeaseTTL, replicas)
 		if err != nil {
 			return fail(err)
 		}
