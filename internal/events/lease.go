@@ -144,23 +144,22 @@ func (l *Lease) Release(ctx context.Context) error {
 	return nil
 }
 
-// Run tries the lease every TTL/3 until ctx ends, calling onChange when it is gained or lost,
-// then releases it.
+// Run tries the lease every TTL/3 until ctx ends, calling onChange when it is gained or lost (and
+// at the first failed try of a series), then releases it.
 func (l *Lease) Run(ctx context.Context, onChange func(held bool, err error)) {
 	every := max(l.ttl/3, 10*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	was := false
+	was, failing := false, false
 	for {
 		tctx, cancel := context.WithTimeout(ctx, every)
 		held, err := l.Try(tctx)
 		cancel()
-		if held != was || (err != nil && onChange != nil) {
-			if onChange != nil {
-				onChange(held, err)
-			}
-			was = held
+		// Told of a change, and of the first failure in a row (not of every one while NATS is down).
+		if onChange != nil && (held != was || (err != nil && !failing)) {
+			onChange(held, err)
 		}
+		was, failing = held, err != nil
 		select {
 		case <-ctx.Done():
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
