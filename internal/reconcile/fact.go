@@ -510,6 +510,10 @@ func (b *FactBus) Commit(ctx context.Context, f Fact) (FactResult, error) {
 			return FactResult{Waiting: true, Seq: st.Seq}, fmt.Errorf("fact %s stored (seq %d), not applied here: %w", f.ID, st.Seq, err)
 		}
 	}
+	if b.proc != nil && b.proc.Failing() {
+		// The ledger refuses writes: the fact is stored and waits in the stream with the rest.
+		return FactResult{Waiting: true, Seq: st.Seq}, nil
+	}
 	wait := time.NewTimer(b.Wait)
 	defer wait.Stop()
 	if ch != nil {
