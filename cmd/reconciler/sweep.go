@@ -84,6 +84,13 @@ func (m *Main) sweepOnce(ctx context.Context, log *zap.Logger) {
 		log.Debug("not sweeping: the lease is held by another reconciler", zap.String("holder", holder))
 		return
 	}
+	if m.proc.Failing() {
+		// Its facts would wait behind the held batch, and it would ask again about what it
+		// cannot yet read back: the sweep waits for the ledger.
+		m.lastSweep.Store(&lastRun{At: time.Now(), Err: "skipped: the ledger refuses writes"})
+		log.Warn("sweep skipped: the ledger refuses writes")
+		return
+	}
 	rep, err := m.sweeper.Sweep(ctx, false)
 	if err != nil {
 		m.lastSweep.Store(&lastRun{At: time.Now(), Err: err.Error()})
