@@ -190,8 +190,6 @@ type Decision struct {
 	manual bool
 	// operator is who asked for this check, kept in the audit trail with its result.
 	operator *OperatorNote
-	// Result is the check as the audit trail keeps it (a check an operator asked for).
-	Result string `json:"-"`
 }
 
 // Report sums up one sweep.
@@ -639,7 +637,7 @@ func (s *Sweeper) record(ctx context.Context, p *store.Payment, ans answer, d De
 	if res.Outcome != "" {
 		d.Outcome = res.Outcome
 	}
-	d.Applied, d.Discrepancies, d.Result = res.Applied, res.Discrepancies, res.Result
+	d.Applied, d.Discrepancies = res.Applied, res.Discrepancies
 	if res.Waiting {
 		s.log.Warn("sweep check published, not yet applied here (the consumer is behind)", zap.String("payment_id", p.ID), zap.Uint64("seq", res.Seq))
 	}
