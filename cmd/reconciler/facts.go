@@ -98,20 +98,7 @@ func openRoad(ctx context.Context, cfg Config) (*road, error) {
 		return nil, err
 	}
 	r := &road{ledger: l}
-	conn, err := cfg.natsConn()
-	if err == nil {
-		r.nc, err = events.Connect(conn)
-	}
-	if err == nil {
-		err = events.WaitConnected(ctx, r.nc, 5*time.Second)
-		if err != nil {
-			err = fmt.Errorf("%w: check KNETRECON_NATS_URL and that NATS runs (facts travel the stream to every ledger)", err)
-		}
-	}
-	if err == nil {
-		r.js, err = jetstream.New(r.nc)
-	}
-	if err != nil {
+	if r.nc, r.js, err = connectStream(ctx, cfg); err != nil {
 		r.close()
 		return nil, err
 	}
@@ -138,6 +125,28 @@ func openRoad(ctx context.Context, cfg Config) (*road, error) {
 		}
 	}
 	return r, nil
+}
+
+// connectStream connects a one-shot command to NATS, saying plainly when it does not answer.
+func connectStream(ctx context.Context, cfg Config) (*nats.Conn, jetstream.JetStream, error) {
+	conn, err := cfg.natsConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := events.Connect(conn)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := events.WaitConnected(ctx, nc, 5*time.Second); err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("%w: check KNETRECON_NATS_URL and that NATS runs", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }
 
 func (r *road) close() {

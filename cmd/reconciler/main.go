@@ -566,22 +566,11 @@ func cmdReplay(ctx context.Context, cfg Config, log *zap.Logger, since string, f
 		return fail(err)
 	}
 	defer l.Close()
-	conn, err := cfg.natsConn()
-	if err != nil {
-		return fail(err)
-	}
-	nc, err := events.Connect(conn)
+	nc, js, err := connectStream(ctx, cfg)
 	if err != nil {
 		return fail(err)
 	}
 	defer nc.Close()
-	if err := events.WaitConnected(ctx, nc, 5*time.Second); err != nil {
-		return fail(fmt.Errorf("%w: check KNETRECON_NATS_URL and that NATS runs", err))
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fail(err)
-	}
 	proc, err := newProcessor(&cfg, l, log, prometheus.NewRegistry())
 	if err != nil {
 		return fail(err)

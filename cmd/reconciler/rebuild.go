@@ -9,7 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -89,26 +88,12 @@ func cmdRebuild(ctx context.Context, cfg Config, log *zap.Logger, backup string,
 		return fail(fmt.Errorf("--from-backup %s records no stream position: it was not made by `reconciler backup` of this release", backup))
 	}
 	st.FromSeq = pos + 1
-	conn, err := cfg.natsConn()
-	if err != nil {
-		l.Close()
-		return fail(err)
-	}
-	nc, err := events.Connect(conn)
+	nc, js, err := connectStream(ctx, cfg)
 	if err != nil {
 		l.Close()
 		return fail(err)
 	}
 	defer nc.Close()
-	if err := events.WaitConnected(ctx, nc, 5*time.Second); err != nil {
-		l.Close()
-		return fail(fmt.Errorf("%w: check KNETRECON_NATS_URL and that NATS runs", err))
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		l.Close()
-		return fail(err)
-	}
 	s, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
 		l.Close()

@@ -116,11 +116,7 @@ func (m *Main) holder() string {
 func (m *Main) startLease(ctx context.Context, log *zap.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, m.Config.StartTimeout)
 	defer cancel()
-	replicas := 1
-	if s, err := m.js.Stream(ctx, events.StreamName); err == nil {
-		replicas = s.CachedInfo().Config.Replicas
-	}
-	kv, err := events.EnsureLeases(ctx, m.js, m.Config.SweepLeaseTTL, replicas)
+	kv, err := events.EnsureLeases(ctx, m.js, m.Config.SweepLeaseTTL)
 	if err != nil {
 		return err
 	}
@@ -128,7 +124,7 @@ func (m *Main) startLease(ctx context.Context, log *zap.Logger) error {
 	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Name: "knetrecon_reconciler_sweep_leader",
 		Help: "1 while this reconciler holds the sweep's lease (sweeps and alerts), 0 on standby."})
 	m.Registry.MustRegister(m.leader)
-	log.Info("sweep lease bucket ready", zap.String("bucket", events.LeaseBucket), zap.Int("replicas", replicas))
+	log.Info("sweep lease bucket ready", zap.String("bucket", events.LeaseBucket))
 	return nil
 }
 
@@ -176,11 +172,7 @@ func cmdSweep(ctx context.Context, cfg Config, log *zap.Logger, once, dryRun, as
 	sw := reconcile.NewSweeper(r.ledger, r.facts, client, log.Named("sweep"), nil, cfg.Sweep)
 	if !dryRun {
 		// One sweeper at a time: take the lease as a running reconciler would, or step back.
-		replicas := 1
-		if st, err := r.js.Stream(ctx, events.StreamName); err == nil {
-			replicas = st.CachedInfo().Config.Replicas
-		}
-		kv, err := events.EnsureLeases(ctx, r.js, cfg.SweepLeaseTTL, replicas)
+		kv, err := events.EnsureLeases(ctx, r.js, cfg.SweepLeaseTTL)
 		if err != nil {
 			return fail(err)
 		}

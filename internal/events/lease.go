@@ -35,12 +35,13 @@ type Lease struct {
 	renewed time.Time
 }
 
-// EnsureLeases opens the lease bucket, creating it (entries living ttl, in replicas copies) when
-// it is missing. Reconcilers starting together race to create it, and a JetStream cluster may
+// EnsureLeases opens the lease bucket, creating it when it is missing: entries living ttl, in as
+// many copies as the stream (one when there is no stream yet). Reconcilers starting together race to create it, and a JetStream cluster may
 // leave the loser's request unanswered: each attempt is bounded, and tried again until ctx ends.
-func EnsureLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int) (jetstream.KeyValue, error) {
-	if replicas < 1 {
-		replicas = 1
+func EnsureLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (jetstream.KeyValue, error) {
+	replicas := 1
+	if s, err := js.Stream(ctx, StreamName); err == nil {
+		replicas = max(s.CachedInfo().Config.Replicas, 1)
 	}
 	cfg := jetstream.KeyValueConfig{
 		Bucket: LeaseBucket, Description: "knetrecon leases: who runs the sweep", History: 1, TTL: ttl,

@@ -16,11 +16,11 @@ func TestLeaseOneHolderAndTakeOver(t *testing.T) {
 	ctx := context.Background()
 	_, js := eventstest.MustConnect(t, eventstest.MustRunNATS(t))
 	ttl := time.Second
-	kv, err := events.EnsureLeases(ctx, js, ttl, 1)
+	kv, err := events.EnsureLeases(ctx, js, ttl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := events.EnsureLeases(ctx, js, ttl, 1); err != nil { // a second reconciler opens the same bucket
+	if _, err := events.EnsureLeases(ctx, js, ttl); err != nil { // a second reconciler opens the same bucket
 		t.Fatal(err)
 	}
 	now := time.Now()
