@@ -344,14 +344,15 @@ func TestClusterFailover(t *testing.T) {
 		return v
 	}
 	standbyBefore, leaderBefore := voids(other), voids(leader)
-	time.Sleep(4 * time.Second)
+	waitFor(t, 30*time.Second, "the sweep's leader voiding abandoned payments", func() bool {
+		return c.leader() != leader || voids(leader) > leaderBefore
+	})
 	if c.leader() == leader {
 		if got := voids(other); got != standbyBefore {
 			t.Fatalf("the standby reconciler voided %v payments while the other held the lease: only the holder calls Checkout.com", got-standbyBefore)
 		}
-		if voids(leader) == leaderBefore {
-			t.Fatal("the sweep's leader voided nothing in 4 s of abandoned payments")
-		}
+	} else {
+		t.Log("the lease moved meanwhile; the standby's voids are not counted this time")
 	}
 
 	// The sweeping reconciler dies: the other takes the lease over and sweeps on.
