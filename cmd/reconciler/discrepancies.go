@@ -24,7 +24,7 @@ func cmdDiscrepancies(ctx context.Context, cfg Config, kind string, all, asJSON 
 	}
 	defer l.Close()
 	if kind != "" && !slices.Contains(knownKinds(), kind) {
-		return fail(fmt.Errorf("--kind %q is not a discrepancy kind; one of: %s", kind, strings.Join(knownKinds(), ", ")))
+		return fail(badUsage("--kind %q is not a discrepancy kind; one of: %s", kind, strings.Join(knownKinds(), ", ")))
 	}
 	ds, err := l.Discrepancies(ctx, store.DiscrepancyFilter{Kind: payment.Kind(kind), All: all})
 	if err != nil {
@@ -48,6 +48,7 @@ func cmdDiscrepancies(ctx context.Context, cfg Config, kind string, all, asJSON 
 			line += fmt.Sprintf("  resolved %s: %s", d.ResolvedAt.Format(time.RFC3339), d.Resolution)
 		}
 		fmt.Fprintln(stdout, line)
+		writeHistory(stdout, "    ", d)
 	}
 	fmt.Fprintf(stdout, "%d discrepancies\n", len(ds))
 	return 0
@@ -56,14 +57,14 @@ func cmdDiscrepancies(ctx context.Context, cfg Config, kind string, all, asJSON 
 // cmdResolve marks one discrepancy resolved, with the operator's note of what was done.
 func cmdResolve(ctx context.Context, cfg Config, operands []string, note string, asJSON bool, stdout io.Writer, fail func(error) int) int {
 	if len(operands) != 1 {
-		return fail(errors.New(`usage: reconciler resolve <discrepancy id> --note "what was done"`))
+		return fail(badUsage("%s", `usage: reconciler resolve <discrepancy id> --note "what was done"`))
 	}
 	id, err := strconv.ParseInt(strings.TrimPrefix(operands[0], "#"), 10, 64)
 	if err != nil {
-		return fail(fmt.Errorf("discrepancy id %q: want a number", operands[0]))
+		return fail(badUsage("discrepancy id %q: want a number", operands[0]))
 	}
 	if strings.TrimSpace(note) == "" {
-		return fail(errors.New(`--note is required: say what was done ("refunded by hand, ticket 123")`))
+		return fail(badUsage("%s", `--note is required: say what was done ("refunded by hand, ticket 123")`))
 	}
 	r, err := openRoad(ctx, cfg)
 	if err != nil {
@@ -71,19 +72,40 @@ func cmdResolve(ctx context.Context, cfg Config, operands []string, note string,
 	}
 	defer r.close()
 	by := operatorName()
-	res, err := reconcile.NewOperator(r.ledger, r.facts).Resolve(ctx, id, by, note)
+	res, err := r.outcome(reconcile.NewOperator(r.ledger, r.facts).Resolve(ctx, id, by, note))
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, reconcile.ErrRefused) {
-			return fail(fmt.Errorf("discrepancy %d: not found or already resolved", id))
+		if errors.Is(err, store.ErrNotFound) {
+			return fail(fmt.Errorf("discrepancy %d: %w", id, err))
+		}
+		if errors.Is(err, reconcile.ErrRefused) {
+			return fail(fmt.Errorf("discrepancy %d not resolved: %w", id, err))
 		}
 		return fail(err)
 	}
 	resolution := "by hand (" + by + "): " + note
 	if asJSON {
-		return exitOf(writeJSON(stdout, map[string]any{"id": id, "resolved": !res.Waiting, "resolution": resolution, "fact": res}), fail)
+		return exitOf(writeJSON(stdout, map[string]any{"id": id, "resolved": true, "resolution": resolution, "fact": res}), fail)
 	}
 	fmt.Fprintf(stdout, "discrepancy %d resolved: %s\n", id, applied(res))
 	return 0
+}
+
+// writeHistory prints the life of a discrepancy that was reopened, one step a line: the
+// resolutions a later check undid are kept there with who made them and their note.
+func writeHistory(w io.Writer, indent string, d store.Discrepancy) {
+	if d.Reopened == 0 {
+		return
+	}
+	for _, e := range d.History {
+		line := indent + e.At.Format(time.RFC3339) + "  " + e.Event
+		if e.By != "" {
+			line += " by " + e.By
+		}
+		if e.Note != "" {
+			line += ": " + e.Note
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 // knownKinds lists every discrepancy kind the ledger raises, sorted.

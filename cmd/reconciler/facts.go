@@ -85,7 +85,13 @@ type road struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	facts  *reconcile.FactBus
+	// selfApply: the command has the webhook keys and applies the stream up to its facts itself.
+	selfApply  bool
+	ledgerPath string
 }
+
+// FactWait is how long a one-shot command waits for its fact to be applied to its ledger.
+var FactWait = 15 * time.Second
 
 // openRoad opens the ledger and connects to NATS for a one-shot command that publishes facts.
 func openRoad(ctx context.Context, cfg Config) (*road, error) {
@@ -97,33 +103,34 @@ func openRoad(ctx context.Context, cfg Config) (*road, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &road{ledger: l}
+	r := &road{ledger: l, ledgerPath: cfg.Ledger}
 	if r.nc, r.js, err = connectStream(ctx, cfg); err != nil {
 		r.close()
 		return nil, err
 	}
 	var proc *reconcile.Processor
 	if len(checkout.ParseKeys(cfg.WebhookKeys)) > 0 {
-		// With the webhook keys, the command applies the stream up to its end itself, as a
-		// consumer would: its facts are in the ledger when it returns, whether or not a reconciler
-		// runs (one that does sees them as duplicates).
+		// With the webhook keys, the command applies the stream up to its fact itself, as a
+		// consumer would, so it answers whether or not a reconciler runs on this ledger. One that
+		// runs may apply the fact first: the answer is read from the ledger either way.
 		if proc, err = newProcessor(&cfg, l, zap.NewNop(), prometheus.NewRegistry()); err != nil {
 			r.close()
 			return nil, err
 		}
 	}
-	r.facts = reconcile.NewFactBus(r.js, l, proc, ring, "cli:"+cfg.Consumer.Durable)
-	r.facts.Wait = 15 * time.Second
+	r.facts = reconcile.NewFactBus(r.js, l, nil, ring, "cli:"+cfg.Consumer.Durable)
+	r.facts.Wait = FactWait
 	if proc != nil {
-		r.facts.CatchUp = func(ctx context.Context) error {
+		r.facts.CatchUp = func(ctx context.Context, upTo uint64) error {
 			pos, err := l.Position(ctx)
-			if err != nil {
+			if err != nil || pos >= upTo {
 				return err
 			}
-			_, err = proc.Replay(ctx, r.js, events.ReplayFrom{Seq: pos + 1}, cfg.BatchSize)
+			_, err = proc.Replay(ctx, r.js, events.ReplayFrom{Seq: pos + 1, Until: upTo}, cfg.BatchSize)
 			return err
 		}
 	}
+	r.selfApply = proc != nil
 	return r, nil
 }
 
@@ -156,15 +163,33 @@ func (r *road) close() {
 	_ = r.ledger.Close()
 }
 
-// applied says whether a fact published by a one-shot command is in this ledger yet.
+// applied says where a fact published by a one-shot command stands in this ledger.
 func applied(res reconcile.FactResult) string {
-	if res.Waiting {
-		return fmt.Sprintf("published (stream seq %d); not applied here within the wait: is `reconciler run` running on this ledger?", res.Seq)
-	}
 	if res.Duplicate {
-		return "already on the stream (a duplicate): applied before"
+		return fmt.Sprintf("published before (stream seq %d) and applied then", res.Seq)
 	}
 	return fmt.Sprintf("applied (stream seq %d)", res.Seq)
+}
+
+// ErrNotApplied means a one-shot command's fact is stored on the stream but this ledger did not
+// apply it within the wait: the command cannot say what it did.
+var ErrNotApplied = errors.New("not applied to this ledger yet")
+
+// outcome is the one reading of a one-shot command's fact: an error unless this ledger applied
+// it (a fact stored but not applied here is the exit status 1, with what to do).
+func (r *road) outcome(res reconcile.FactResult, err error) (reconcile.FactResult, error) {
+	if err != nil {
+		return res, err
+	}
+	if !res.Waiting {
+		return res, nil
+	}
+	why := "is `reconciler run` running on this ledger?"
+	if !r.selfApply {
+		why = "no `reconciler run` applies this ledger, and this command has no KNETRECON_WEBHOOK_KEYS to apply the stream itself"
+	}
+	return res, fmt.Errorf("published (stream seq %d), %w (%s) within %s: %s; every reconciler applies it when it runs",
+		res.Seq, ErrNotApplied, r.ledgerPath, FactWait, why)
 }
 
 // operatorName is who runs a one-shot command, for the audit trail.

@@ -58,7 +58,15 @@ func printCommands(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nreconciler <command> --help shows a command's synopsis and its flags. Every command also takes\n"+
 		"the settings of `reconciler run --help` (KNETRECON_LEDGER, KNETRECON_NATS_URL, …), from flags or the\n"+
-		"environment. Exit codes: 0 success, 1 failure, 2 usage or configuration error. --version prints the build.")
+		"environment. --version prints the build.\n\n"+
+		"Exit codes, the same for every command:\n"+
+		"  0  done, and clean\n"+
+		"  1  failed (or not known to be done: a fact published and not applied to this ledger within the wait)\n"+
+		"  2  usage or configuration error: nothing was done\n"+
+		"  3  done, and differences found (settle, reconcile)\n\n"+
+		"Commands that act (settle, resolve, dlq discard and replay, reconcile --apply, sweep --once) publish\n"+
+		"a fact on the stream and print what applying it did to this ledger, whoever applied it: the\n"+
+		"running reconciler, or the command itself when it has KNETRECON_WEBHOOK_KEYS.")
 }
 
 // printCommand writes one command's help: synopsis, what it does, and only its own flags.

@@ -172,7 +172,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "reconciler: configuration:", err)
-		return 2
+		return ExitUsage
 	}
 	log, err := logging.New(cfg.LogLevel, cfg.LogDevelopment)
 	if err != nil {
@@ -183,7 +183,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "reconciler "+cmd+":", err)
-		return 1
+		if errors.As(err, new(usageError)) {
+			return ExitUsage
+		}
+		return ExitFailed
 	}
 	switch cmd {
 	case "run":
@@ -227,7 +230,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case reference == "" && len(operands) == 1:
 			return cmdPayment(ctx, cfg, operands[0], asJSON, stdout, fail)
 		}
-		return fail(errors.New("usage: reconciler payment <pay_id | KNET payment id | KNET transaction id | bank reference> [--json] | --reference REF"))
+		return fail(badUsage("%s", "usage: reconciler payment <pay_id | KNET payment id | KNET transaction id | bank reference> [--json] | --reference REF"))
 	case "dlq":
 		return cmdDLQ(ctx, cfg, log, operands, all, asJSON, note, stdout, fail)
 	case "replay":
@@ -256,6 +259,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stderr, "reconciler: command %q is not wired\n", cmd) // every listed command has a case above
 	return 2
 }
+
+// Exit statuses, the same for every command, so that scripts can trust them (README, `reconciler help`).
+const (
+	// ExitOK: done, and clean.
+	ExitOK = 0
+	// ExitFailed: failed (or not known to be done: a fact published and not applied here).
+	ExitFailed = 1
+	// ExitUsage: a usage or configuration error; nothing was done.
+	ExitUsage = 2
+	// ExitDifferences: done, and differences found (settle, reconcile).
+	ExitDifferences = 3
+)
+
+// usageError is a command given wrongly: the exit status is ExitUsage.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// badUsage returns a usageError.
+func badUsage(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
 
 // newProcessor returns the processor every command that applies messages uses: it verifies each
 // message's Cko-Signature against KNETRECON_WEBHOOK_KEYS before applying it.
@@ -417,7 +440,7 @@ func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout 
 
 func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string, all, asJSON bool, note string, stdout io.Writer, fail func(error) int) int {
 	if len(operands) == 0 {
-		return fail(errors.New(`usage: reconciler dlq list [--all] | show <id> | replay <id> | discard <id> --note "…"`))
+		return fail(badUsage("%s", `usage: reconciler dlq list [--all] | show <id> | replay <id> | discard <id> --note "…"`))
 	}
 	l, err := openLedger(ctx, cfg)
 	if err != nil {
@@ -459,7 +482,7 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 			return fail(err)
 		}
 		if strings.TrimSpace(note) == "" {
-			return fail(errors.New(`--note is required: say why it is set aside ("test message from the dashboard")`))
+			return fail(badUsage("%s", `--note is required: say why it is set aside ("test message from the dashboard")`))
 		}
 		by := operatorName()
 		d, err := l.DeadLetter(ctx, n)
@@ -474,7 +497,7 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 			return fail(err)
 		}
 		defer r.close()
-		res, err := reconcile.NewOperator(r.ledger, r.facts).Discard(ctx, n, by, note)
+		res, err := r.outcome(reconcile.NewOperator(r.ledger, r.facts).Discard(ctx, n, by, note))
 		if err != nil {
 			return fail(err)
 		}
@@ -512,19 +535,21 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 			return fail(err)
 		}
 		defer r.close()
-		res, err := reconcile.NewOperator(r.ledger, r.facts).Replay(ctx, n, operatorName(), note)
+		res, err := r.outcome(reconcile.NewOperator(r.ledger, r.facts).Replay(ctx, n, operatorName(), note))
+		if errors.Is(err, reconcile.ErrRefused) {
+			// Applied again and failed again (or already discarded): the dead letter stays.
+			if asJSON {
+				_ = writeJSON(stdout, map[string]any{"dead_letter": n, "replayed": false, "result": res})
+			}
+			return fail(fmt.Errorf("dead letter %d not applied: %s", n, strings.TrimPrefix(res.Refused, "failed: ")))
+		}
 		if err != nil {
 			return fail(err)
 		}
-		if !res.Waiting {
-			if d, err := r.ledger.DeadLetter(ctx, n); err == nil && d.ReplayedAt != nil {
-				res.Result = d.ReplayResult
-			}
-		}
 		if asJSON {
-			return exitOf(writeJSON(stdout, map[string]any{"dead_letter": n, "result": res}), fail)
+			return exitOf(writeJSON(stdout, map[string]any{"dead_letter": n, "replayed": true, "result": res}), fail)
 		}
-		fmt.Fprintf(stdout, "dead letter %d replayed on every ledger: %s; here: %s\n", n, applied(res), res.Result)
+		fmt.Fprintf(stdout, "dead letter %d replayed on every ledger (%s): %s\n", n, applied(res), res.Result)
 		return 0
 	}
 	return fail(fmt.Errorf("unknown dlq command %q (list, show, replay)", operands[0]))
@@ -559,7 +584,7 @@ func cmdReplay(ctx context.Context, cfg Config, log *zap.Logger, since string, f
 	case fromSeq > 0:
 		from.Seq = fromSeq
 	default:
-		return fail(errors.New("usage: reconciler replay --since <time> | --from-seq <n>"))
+		return fail(badUsage("%s", "usage: reconciler replay --since <time> | --from-seq <n>"))
 	}
 	l, err := createLedger(ctx, cfg) // a replay from seq 1 may rebuild a ledger from the stream
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 // prints the stream position the copy holds.
 func cmdBackup(ctx context.Context, cfg Config, operands []string, asJSON bool, stdout io.Writer, fail func(error) int) int {
 	if len(operands) != 1 {
-		return fail(errors.New("usage: reconciler backup FILE [--json]"))
+		return fail(badUsage("%s", "usage: reconciler backup FILE [--json]"))
 	}
 	l, err := openLedger(ctx, cfg)
 	if err != nil {

@@ -28,14 +28,14 @@ type settleFlags struct {
 // cmdSettle matches the acquiring bank's KNET statement against the ledger and records the run.
 func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJSON bool, stdout io.Writer, fail func(error) int) int {
 	if f.statement == "" {
-		return fail(fmt.Errorf("usage: reconciler settle --statement FILE [--columns KEY=Header,...] [--date YYYY-MM-DD] [--json] (keys: %v)", settle.Keys))
+		return fail(badUsage("usage: reconciler settle --statement FILE [--columns KEY=Header,...] [--date YYYY-MM-DD] [--json] (keys: %v)", settle.Keys))
 	}
 	columns := f.columns
 	if path, ok := strings.CutPrefix(columns, "@"); ok {
 		// A mapping file: one key=Header a line (or comma-separated), # comments.
 		raw, err := os.ReadFile(path)
 		if err != nil {
-			return fail(fmt.Errorf("--columns @file: %w", err))
+			return fail(badUsage("--columns @file: %v", err))
 		}
 		var parts []string
 		for _, line := range strings.Split(string(raw), "\n") {
@@ -51,7 +51,7 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 	}
 	steps, err := parseSteps(f.notSettledAfter)
 	if err != nil || len(steps) != 1 {
-		return fail(fmt.Errorf("--not-settled-after %q: one duration, like 72h or 3d", f.notSettledAfter))
+		return fail(badUsage("--not-settled-after %q: one duration, like 72h or 3d", f.notSettledAfter))
 	}
 	after := steps[0]
 	raw, err := os.ReadFile(f.statement)
@@ -73,14 +73,14 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 	res, err := r.facts.Commit(ctx, reconcile.Fact{Kind: reconcile.FactSettle, ID: "settle:" + hex.EncodeToString(sum[:8]) + ":" + now.UTC().Format(time.RFC3339Nano),
 		At: now, Operator: &reconcile.OperatorNote{Who: operatorName()}, Settle: &reconcile.SettleFact{File: o.File, Statement: raw,
 			Columns: m, TZ: cfg.ReportLocation.String(), Date: date, NotSettledAfter: after}})
-	if err != nil {
+	if res, err = r.outcome(res, err); err != nil {
 		return fail(err)
 	}
 	if res.Refused != "" {
 		return fail(errors.New(res.Refused))
 	}
 	if len(res.Settle) == 0 {
-		return fail(fmt.Errorf("statement %s %s", o.File, applied(res)))
+		return fail(fmt.Errorf("statement %s %s without a report", o.File, applied(res)))
 	}
 	var rep settle.Report
 	if err := json.Unmarshal(res.Settle, &rep); err != nil {
@@ -92,7 +92,7 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 		if err := enc.Encode(rep); err != nil {
 			return fail(err)
 		}
-		return 0
+		return settleExit(rep)
 	}
 	kwd := func(p *int64) string {
 		if p == nil {
@@ -129,5 +129,13 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 	if rep.NotSettled > 0 {
 		fmt.Fprintf(stdout, "%d not_settled discrepancies opened (older than %s): reconciler discrepancies --kind not_settled\n", rep.NotSettled, f.notSettledAfter)
 	}
-	return 0
+	return settleExit(rep)
+}
+
+// settleExit is settle's exit status: ExitDifferences when the statement and the ledger differ.
+func settleExit(rep settle.Report) int {
+	if len(rep.LedgerOnly)+len(rep.StatementOnly)+len(rep.AmountMismatch)+rep.NotSettled > 0 {
+		return ExitDifferences
+	}
+	return ExitOK
 }

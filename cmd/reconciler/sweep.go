@@ -158,7 +158,7 @@ func (c cronLogger) Error(err error, msg string, kv ...any) {
 // cmdSweep runs one sweep now and prints what it did (or, with --dry-run, would do).
 func cmdSweep(ctx context.Context, cfg Config, log *zap.Logger, once, dryRun, asJSON bool, stdout io.Writer, fail func(error) int) int {
 	if !once {
-		return fail(fmt.Errorf("usage: reconciler sweep --once [--dry-run] [--json] (the schedule runs inside `reconciler run`)"))
+		return fail(badUsage("usage: reconciler sweep --once [--dry-run] [--json] (the schedule runs inside `reconciler run`)"))
 	}
 	r, err := openRoad(ctx, cfg)
 	if err != nil {
@@ -206,18 +206,18 @@ func cmdSweep(ctx context.Context, cfg Config, log *zap.Logger, once, dryRun, as
 // report time zone, both included) against Checkout.com, both ways; --apply records what it learns.
 func cmdReconcile(ctx context.Context, cfg Config, log *zap.Logger, from, to string, apply, asJSON bool, stdout io.Writer, fail func(error) int) int {
 	if from == "" || to == "" {
-		return fail(fmt.Errorf("usage: reconciler reconcile --from YYYY-MM-DD --to YYYY-MM-DD [--apply] [--json]"))
+		return fail(badUsage("usage: reconciler reconcile --from YYYY-MM-DD --to YYYY-MM-DD [--apply] [--json]"))
 	}
 	start, _, err := report.Day(from, cfg.ReportLocation)
 	if err != nil {
-		return fail(fmt.Errorf("--from: %w", err))
+		return fail(badUsage("--from: %v", err))
 	}
 	_, end, err := report.Day(to, cfg.ReportLocation)
 	if err != nil {
-		return fail(fmt.Errorf("--to: %w", err))
+		return fail(badUsage("--to: %v", err))
 	}
 	if !end.After(start) {
-		return fail(fmt.Errorf("--to %s is before --from %s", to, from))
+		return fail(badUsage("--to %s is before --from %s", to, from))
 	}
 	r, err := openRoad(ctx, cfg)
 	if err != nil {
@@ -236,7 +236,32 @@ func cmdReconcile(ctx context.Context, cfg Config, log *zap.Logger, from, to str
 	if !apply {
 		verb = "found (nothing written: --apply records it)"
 	}
-	return exitOf(printSweep(stdout, rep, asJSON, fmt.Sprintf("reconcile %s to %s, %d payments, %s: what it %s", from, to, len(rep.Decisions), rep.Duration, verb)), fail)
+	if err := printSweep(stdout, rep, asJSON, fmt.Sprintf("reconcile %s to %s, %d payments, %s: what it %s", from, to, len(rep.Decisions), rep.Duration, verb)); err != nil {
+		return fail(err)
+	}
+	return reconcileExit(rep, fail)
+}
+
+// reconcileExit is reconcile's exit status: ExitFailed when a payment could not be checked (or
+// its check not applied here), ExitDifferences when the ledger and Checkout.com differed (money
+// learned, a payment Checkout.com does not know, a mismatch), else ExitOK.
+func reconcileExit(rep reconcile.Report, fail func(error) int) int {
+	failed, differ := 0, 0
+	for _, d := range rep.Decisions {
+		switch {
+		case d.Error != "" || d.NotApplied:
+			failed++
+		case len(d.Discrepancies) > 0 || d.Outcome == reconcile.CheckRecovered || d.Outcome == reconcile.CheckNotFound:
+			differ++
+		}
+	}
+	if failed > 0 {
+		return fail(fmt.Errorf("%d of %d payments not checked (see their errors above)", failed, len(rep.Decisions)))
+	}
+	if differ > 0 {
+		return ExitDifferences
+	}
+	return ExitOK
 }
 
 func exitOf(err error, fail func(error) int) int {
@@ -270,6 +295,9 @@ func printSweep(stdout io.Writer, rep reconcile.Report, asJSON bool, title strin
 		}
 		if d.Error != "" {
 			line += "  error: " + d.Error
+		}
+		if d.NotApplied {
+			line += "  (published, not applied to this ledger within the wait)"
 		}
 		fmt.Fprintln(stdout, line)
 	}

@@ -192,6 +192,8 @@ func DeliveryOf(msg jetstream.Msg) (Delivery, error) {
 type ReplayFrom struct {
 	Seq  uint64
 	Time time.Time
+	// Until, when set, ends the replay once this sequence is read (else at the stream's end).
+	Until uint64
 }
 
 // Replay opens an ordered, ephemeral consumer on the whole stream from where: it reads without

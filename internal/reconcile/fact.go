@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -152,7 +151,8 @@ type FactResult struct {
 	Refused string `json:"refused,omitempty"`
 	// Result is an operator's action's result, as the audit trail keeps it.
 	Result string `json:"result,omitempty"`
-	// Duplicate: the stream already held this fact; it was applied then.
+	// Duplicate: the stream already held this fact (published before); the result is that of
+	// its one application.
 	Duplicate bool `json:"duplicate,omitempty"`
 	// Waiting: published and stored, not applied here within the wait (the consumer is behind).
 	Waiting bool `json:"waiting,omitempty"`
@@ -160,6 +160,9 @@ type FactResult struct {
 	Seq uint64 `json:"seq,omitempty"`
 	// Settle is a settlement run's report, as settle.Report in JSON.
 	Settle json.RawMessage `json:"settle,omitempty"`
+
+	// again: this ledger had applied the fact already; nothing was written.
+	again bool
 }
 
 // applyFact writes fact f in tx. Refusals an operator must hear (a discrepancy already resolved)
@@ -168,8 +171,9 @@ type FactResult struct {
 func (p *Processor) applyFact(ctx context.Context, tx *store.Tx, f *Fact, seq uint64) (FactResult, error) {
 	var res FactResult
 	if first, err := tx.FactOnce(ctx, f.ID, f.Kind, seq); err != nil || !first {
-		// Delivered again (after a crash between commit and ack, a replay): applied already.
-		return FactResult{Duplicate: true}, err
+		// Delivered again (after a crash between commit and ack, a replay, a one-shot command's
+		// catch-up beside a running consumer): applied already, its result stored then.
+		return FactResult{again: true}, err
 	}
 	switch f.Kind {
 	case FactCheck:
@@ -448,9 +452,14 @@ func decodeFact(keys *checkout.KeyRing, body []byte, signature string) (*Fact, e
 	return &f, nil
 }
 
-// FactBus publishes facts and waits until this reconciler's own ledger has applied them: the
+// FactBus publishes facts and reads back what applying them did in this reconciler's ledger: the
 // sweep and the operators' actions read their own writes. Every other reconciler applies the same
 // facts from the stream.
+//
+// There is one way to wait for a fact's result, whoever applies it (this process's consumer, a
+// `reconciler run` beside a one-shot command, or the command's own catch-up): publish, wait until
+// the ledger's stream position passes the fact's sequence, then read the result the ledger
+// stored with it (facts_applied.result).
 type FactBus struct {
 	pub    *events.Publisher
 	ledger *store.Ledger
@@ -460,16 +469,19 @@ type FactBus struct {
 	By string
 	// Wait bounds how long Commit waits for the fact to be applied here.
 	Wait time.Duration
-	// CatchUp, when set, applies the stream to this ledger up to its end (a one-shot command with no
-	// consumer of its own running); Commit calls it after publishing.
-	CatchUp func(context.Context) error
+	// Poll is how often the ledger's position is read while waiting for another process to apply
+	// a fact (this process's own consumer wakes the wait at once).
+	Poll time.Duration
+	// CatchUp, when set, applies the stream to this ledger up to its end (a one-shot command with
+	// the webhook keys); Commit calls it after publishing. A `reconciler run` on the same ledger
+	// may apply the fact first: the result is read from the ledger either way.
+	CatchUp func(ctx context.Context, upTo uint64) error
 }
 
 // NewFactBus returns a bus publishing on js and signing with keys. proc is this process's
-// consumer (results come from it); nil for a one-shot command, which waits for the ledger's
-// stream position to pass the fact instead (a running reconciler applies it).
+// consumer, whose commits wake a wait at once; nil for a one-shot command.
 func NewFactBus(js jetstream.JetStream, ledger *store.Ledger, proc *Processor, keys *checkout.KeyRing, by string) *FactBus {
-	b := &FactBus{pub: events.NewPublisher(js), ledger: ledger, proc: proc, By: by, Wait: 30 * time.Second}
+	b := &FactBus{pub: events.NewPublisher(js), ledger: ledger, proc: proc, By: by, Wait: 30 * time.Second, Poll: 20 * time.Millisecond}
 	b.keys.Store(keys)
 	return b
 }
@@ -477,9 +489,14 @@ func NewFactBus(js jetstream.JetStream, ledger *store.Ledger, proc *Processor, k
 // SetKeys puts ring in use to sign the next facts (at start, and when the keys are reloaded).
 func (b *FactBus) SetKeys(ring *checkout.KeyRing) { b.keys.Store(ring) }
 
-// Commit publishes f, signed, and returns what applying it did here. A duplicate (the stream
-// holds it already) and a fact not applied within Wait are results, not errors: the fact is
-// stored and every ledger applies it. An error means it is not stored.
+// ErrFactDeadLettered means this ledger set a published fact aside (forged under its keys, or
+// undecodable) instead of applying it.
+var ErrFactDeadLettered = errors.New("fact dead-lettered by this ledger")
+
+// Commit publishes f, signed, and returns what applying it did in this ledger. A fact the stream
+// held already (published before: Duplicate) returns the result of its first application. A fact
+// not applied within Wait is a result (Waiting), not an error: it is stored and every ledger
+// applies it. An error means it is not stored, or this ledger dead-lettered it.
 func (b *FactBus) Commit(ctx context.Context, f Fact) (FactResult, error) {
 	if f.By == "" {
 		f.By = b.By
@@ -493,99 +510,89 @@ func (b *FactBus) Commit(ctx context.Context, f Fact) (FactResult, error) {
 		return FactResult{}, ErrNoFactKeys
 	}
 	sig, key := keys.Sign(body)
-	var ch chan FactResult
-	if b.proc != nil {
-		ch = b.proc.expect(f.ID)
-		defer b.proc.forget(f.ID)
-	}
 	st, err := b.pub.PublishMsg(ctx, events.FactMessage(f.Kind, f.ID, body, sig, key))
 	if err != nil {
 		return FactResult{}, err
 	}
-	if st.Duplicate {
-		return FactResult{Duplicate: true, Seq: st.Seq}, nil
-	}
+	waiting := FactResult{Waiting: true, Duplicate: st.Duplicate, Seq: st.Seq}
+	var caughtUp error
 	if b.CatchUp != nil {
-		if err := b.CatchUp(ctx); err != nil {
-			return FactResult{Waiting: true, Seq: st.Seq}, fmt.Errorf("fact %s stored (seq %d), not applied here: %w", f.ID, st.Seq, err)
-		}
-	}
-	if b.proc != nil && b.proc.Failing() {
-		// The ledger refuses writes: the fact is stored and waits in the stream with the rest.
-		return FactResult{Waiting: true, Seq: st.Seq}, nil
+		// A failure here (the ledger busy with a running reconciler's batch) is not the end: that
+		// reconciler applies the fact, and the wait below sees it.
+		caughtUp = b.CatchUp(ctx, st.Seq)
 	}
 	wait := time.NewTimer(b.Wait)
 	defer wait.Stop()
-	if ch != nil {
-		select {
-		case r := <-ch:
-			r.Seq = st.Seq
-			return r, nil
-		case <-wait.C:
-			return FactResult{Waiting: true, Seq: st.Seq}, nil
-		case <-ctx.Done():
-			return FactResult{Waiting: true, Seq: st.Seq}, nil
-		}
-	}
-	tick := time.NewTicker(20 * time.Millisecond)
+	tick := time.NewTicker(max(b.Poll, time.Millisecond))
 	defer tick.Stop()
 	for {
-		if pos, err := b.ledger.Position(ctx); err == nil && pos >= st.Seq {
-			res := FactResult{Seq: st.Seq}
-			if raw, ok, err := b.ledger.FactResult(ctx, f.ID); err == nil && ok && len(raw) > 0 {
-				_ = json.Unmarshal(raw, &res)
-				res.Seq = st.Seq
-			}
-			return res, nil
+		var woken <-chan struct{}
+		if b.proc != nil {
+			woken = b.proc.advanced()
+		}
+		pos, err := b.ledger.Position(ctx)
+		if err == nil && pos >= st.Seq {
+			return b.result(ctx, f.ID, st)
+		}
+		if b.proc != nil && b.proc.Failing() {
+			// The ledger refuses writes: the fact is stored and waits in the stream with the rest.
+			return waiting, nil
 		}
 		select {
+		case <-woken:
 		case <-tick.C:
 		case <-wait.C:
-			return FactResult{Waiting: true, Seq: st.Seq}, nil
+			if caughtUp != nil {
+				return waiting, fmt.Errorf("fact %s stored (seq %d), not applied here: %w", f.ID, st.Seq, caughtUp)
+			}
+			return waiting, nil
 		case <-ctx.Done():
-			return FactResult{Waiting: true, Seq: st.Seq}, nil
+			return waiting, nil
 		}
 	}
 }
 
-// waiters hands the results of facts published here to their publishers.
-type waiters struct {
-	mu sync.Mutex
-	m  map[string]chan FactResult
-}
-
-// expect registers a wait for the result of fact id.
-func (p *Processor) expect(id string) chan FactResult {
-	p.waiting.mu.Lock()
-	defer p.waiting.mu.Unlock()
-	if p.waiting.m == nil {
-		p.waiting.m = map[string]chan FactResult{}
+// result reads what applying fact id did, once the ledger's position has passed it.
+func (b *FactBus) result(ctx context.Context, id string, st events.Stored) (FactResult, error) {
+	res := FactResult{Seq: st.Seq, Duplicate: st.Duplicate}
+	raw, ok, err := b.ledger.FactResult(ctx, id)
+	if err != nil {
+		return FactResult{Waiting: true, Seq: st.Seq}, err
 	}
-	ch := make(chan FactResult, 1)
-	p.waiting.m[id] = ch
-	return ch
-}
-
-// forget drops the wait for fact id.
-func (p *Processor) forget(id string) {
-	p.waiting.mu.Lock()
-	delete(p.waiting.m, id)
-	p.waiting.mu.Unlock()
-}
-
-// deliverResults hands each committed fact's result to whoever waits for it.
-func (p *Processor) deliverResults(items []*item) {
-	p.waiting.mu.Lock()
-	defer p.waiting.mu.Unlock()
-	for _, it := range items {
-		if it.fact == nil || it.dead != nil {
-			continue
+	if !ok {
+		reason := "not recorded"
+		if d, err := b.ledger.DeadLetterAt(ctx, st.Seq); err == nil {
+			reason = fmt.Sprintf("dead letter %d: %s", d.ID, d.Reason)
 		}
-		if ch, ok := p.waiting.m[it.fact.ID]; ok {
-			delete(p.waiting.m, it.fact.ID)
-			ch <- it.factRes
-		}
+		return res, fmt.Errorf("%w (stream seq %d, %s): check that every reconciler has the same KNETRECON_FACT_KEYS", ErrFactDeadLettered, st.Seq, reason)
 	}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return res, fmt.Errorf("fact %s: stored result: %w", id, err)
+		}
+		res.Seq, res.Duplicate, res.Waiting = st.Seq, st.Duplicate, false
+	}
+	return res, nil
+}
+
+// advance wakes every wait for this ledger's position (after a batch is committed).
+func (p *Processor) advance() {
+	p.advMu.Lock()
+	if p.advCh != nil {
+		close(p.advCh)
+		p.advCh = nil
+	}
+	p.advMu.Unlock()
+}
+
+// advanced returns a channel closed at the next commit of a batch.
+func (p *Processor) advanced() <-chan struct{} {
+	p.advMu.Lock()
+	defer p.advMu.Unlock()
+	if p.advCh == nil {
+		p.advCh = make(chan struct{})
+	}
+	return p.advCh
 }
 
 // factID builds a fact's id from its kind and parts.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,8 +76,9 @@ type Processor struct {
 	// factKeys verify the reconcilers' own facts (KNETRECON_FACT_KEYS): a fact signed by no key
 	// of theirs is dead-lettered as forged.
 	factKeys atomic.Pointer[checkout.KeyRing]
-	// waiting are the facts this process published and waits to see applied.
-	waiting waiters
+	// advCh is closed at each committed batch: it wakes the waits of FactBus.Commit.
+	advMu sync.Mutex
+	advCh chan struct{}
 	// Stream, when set, is read for messages missing before a batch (see inOrder), so that the
 	// ledger applies the stream strictly in its order, as every replica does.
 	Stream jetstream.Stream
@@ -257,7 +259,7 @@ func (p *Processor) applyOne(ctx context.Context, tx *store.Tx, it *item) (err e
 	}
 	if it.fact != nil {
 		tx.SetNow(it.fact.At)
-		if it.factRes, err = p.applyFact(ctx, tx, it.fact, it.d.Seq); err != nil || it.factRes.Duplicate {
+		if it.factRes, err = p.applyFact(ctx, tx, it.fact, it.d.Seq); err != nil || it.factRes.again {
 			return err
 		}
 		res, _ := json.Marshal(it.factRes)
@@ -306,7 +308,7 @@ func (p *Processor) handle(ctx, stop context.Context, items []*item) {
 		for _, it := range items {
 			delete(p.panics, it.d.Seq)
 		}
-		p.deliverResults(items)
+		p.advance()
 		p.metrics.applySeconds.Observe(time.Since(start).Seconds())
 		p.metrics.batchSize.Observe(float64(len(items)))
 		if p.AfterCommit != nil && !p.AfterCommit() {
@@ -602,7 +604,7 @@ func (p *Processor) Replay(ctx context.Context, js jetstream.JetStream, from eve
 		if err := p.apply(ctx, items); err != nil {
 			return st, fmt.Errorf("replay at seq %d: %w", items[0].d.Seq, err)
 		}
-		p.deliverResults(items)
+		p.advance()
 		for _, it := range items {
 			st.Messages++
 			switch {
@@ -614,7 +616,7 @@ func (p *Processor) Replay(ctx context.Context, js jetstream.JetStream, from eve
 				st.Outcomes[it.res.Outcome]++
 			}
 		}
-		if items[len(items)-1].d.Pending == 0 {
+		if last := items[len(items)-1].d; last.Pending == 0 || (from.Until > 0 && last.Seq >= from.Until) {
 			return st, nil
 		}
 	}

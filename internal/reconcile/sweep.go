@@ -184,6 +184,9 @@ type Decision struct {
 	NextCheckAt time.Time `json:"next_check_at"`
 	// Verification marks the check of a final payment (see SweepConfig.VerifyAfter).
 	Verification bool `json:"verification,omitempty"`
+	// NotApplied: the check is on the stream but this ledger had not applied it within the wait,
+	// so Outcome, Applied and Discrepancies are what the sweep saw, not what the ledger did.
+	NotApplied bool `json:"not_applied,omitempty"`
 	// verifiedFrom is the latest event a verification counted its next step from.
 	verifiedFrom time.Time
 	// manual marks a check an operator asked for (Reconcile): schedules are left alone.
@@ -639,6 +642,7 @@ func (s *Sweeper) record(ctx context.Context, p *store.Payment, ans answer, d De
 	}
 	d.Applied, d.Discrepancies = res.Applied, res.Discrepancies
 	if res.Waiting {
+		d.NotApplied = true
 		s.log.Warn("sweep check published, not yet applied here (the consumer is behind)", zap.String("payment_id", p.ID), zap.Uint64("seq", res.Seq))
 	}
 	if s.metrics != nil {

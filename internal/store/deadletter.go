@@ -161,3 +161,15 @@ func (l *Ledger) DeadLetter(ctx context.Context, id int64) (*DeadLetter, error) 
 	}
 	return &d, nil
 }
+
+// DeadLetterAt returns the dead letter of stream sequence seq, or ErrNotFound.
+func (l *Ledger) DeadLetterAt(ctx context.Context, seq uint64) (*DeadLetter, error) {
+	d, err := scanDeadLetter(l.r.QueryRowxContext(ctx, `SELECT `+deadLetterColumns+` FROM dead_letters WHERE stream_seq = ? ORDER BY id LIMIT 1`, int64(seq)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("dead letter of stream seq %d: %w", seq, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dead letter of stream seq %d: %w", seq, err)
+	}
+	return &d, nil
+}
