@@ -50,6 +50,9 @@ type Daily struct {
 	// says what changed since the previous one (see WriteFiles).
 	Revision int      `json:"revision,omitempty"`
 	Changes  *Changes `json:"changes,omitempty"`
+	// StreamPosition is the ledger's stream position when the report was built (read first): the
+	// report holds every message up to that sequence.
+	StreamPosition uint64 `json:"stream_position,omitempty"`
 	// Postings are the postings that count on the day (LatePostings the late ones among them),
 	// in the order they count.
 	Postings     []store.PostingLine `json:"postings"`
@@ -93,6 +96,9 @@ func Build(ctx context.Context, l *store.Ledger, date string, loc *time.Location
 		return nil, err
 	}
 	d := &Daily{Date: date, TimeZone: loc.String(), From: from, To: to, GeneratedAt: now}
+	if d.StreamPosition, err = l.Position(ctx); err != nil {
+		return nil, fmt.Errorf("report %s: %w", date, err)
+	}
 	if d.Postings, d.LatePostings, err = l.PostingLines(ctx, from, to); err != nil {
 		return nil, fmt.Errorf("report %s: %w", date, err)
 	}

@@ -253,22 +253,31 @@ func TestWriteFilesFailure(t *testing.T) {
 
 // TestReportsTieOutToTheLedger runs randomized stories over ten days: captures whose webhook
 // comes on time or days late, partial refunds, some arriving before their capture (held, then
-// released). Each day's report is built just after the day ends and again at the end: it has not
-// changed, and the reports' nets add up, currency by currency, to the ledger's money.
+// released). Each day's report is due just after the day ends and is written once the ledger
+// holds the day (report.CheckHold); built again at the end it has not changed (no revision), and
+// the reports' nets add up, currency by currency, to the ledger's money.
+//
+// Each story runs twice: with a consumer that keeps up, and with one held back over midnight
+// every night (from 22:00 to 01:30), so that the messages the stream stored late in the day are
+// applied after the report fell due. Those postings still count on the day (stream time): a
+// report written when due, as before, would miss them; the test checks it would (the exposure
+// is real in the story) and that the report waits for the ledger instead.
 func TestReportsTieOutToTheLedger(t *testing.T) {
 	for seed := uint64(1); seed <= 5; seed++ {
-		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) { tieOut(t, seed) })
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) { tieOut(t, seed, false) })
+		t.Run(fmt.Sprintf("seed %d consumer held back over midnight", seed), func(t *testing.T) { tieOut(t, seed, true) })
 	}
 }
 
-func tieOut(t *testing.T, seed uint64) {
+func tieOut(t *testing.T, seed uint64, heldBack bool) {
+	ctx := context.Background()
 	r := rand.New(rand.NewPCG(seed, 99))
 	l := storetest.MustOpenLedger(t)
 	clock := time.Date(2026, 11, 1, 0, 0, 0, 0, kuwait)
 	l.Now = func() time.Time { return clock }
 	type delivery struct {
 		in store.Input
-		at time.Time
+		at time.Time // when the stream stored it
 	}
 	var queue []delivery
 	var wantNet = map[string]int64{}
@@ -299,44 +308,102 @@ func tieOut(t *testing.T, seed uint64) {
 		}
 	}
 	sort.SliceStable(queue, func(i, j int) bool { return queue[i].at.Before(queue[j].at) })
-	built := map[string]*report.Daily{}
 	build := func(date string) *report.Daily {
-		d, err := report.Build(context.Background(), l, date, kuwait, clock)
+		d, err := report.Build(ctx, l, date, kuwait, clock)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return d
 	}
-	day := start
-	for _, q := range queue {
-		for !q.at.Before(day.AddDate(0, 0, 1)) { // a day ended: its report, as the reconciler writes it
-			clock = day.AddDate(0, 0, 1)
-			built[day.Format(time.DateOnly)] = build(day.Format(time.DateOnly))
-			day = day.AddDate(0, 0, 1)
+	// stalled: the consumer does not apply from 22:00 to 01:30 (when held back).
+	stalled := func(at time.Time) bool {
+		mins := at.Hour()*60 + at.Minute()
+		return heldBack && (mins >= 22*60 || mins < 90)
+	}
+	dir := t.TempDir()
+	built := map[string]*report.Daily{}
+	whenDue := map[string]*report.Daily{} // as a report written when due would have been
+	var pending []delivery                // stored by the stream, not applied yet
+	var stored, applied uint64            // the stream's last sequence, the ledger's position
+	var due []string
+	marks := map[string]report.Watermark{}
+	waited := 0
+	last := queue[len(queue)-1].at
+	end := time.Date(last.Year(), last.Month(), last.Day()+3, 0, 16, 0, 0, kuwait) // the last days' reports due too
+	for now := start; now.Before(end) || len(pending) > 0 || len(due) > 0; now = now.Add(time.Minute) {
+		clock = now
+		for len(queue) > 0 && !queue[0].at.After(now) { // the stream stores the message
+			pending = append(pending, queue[0])
+			queue = queue[1:]
+			stored++
 		}
-		clock = q.at
-		if _, err := l.Apply(context.Background(), q.in); err != nil {
-			t.Fatal(err)
+		if !stalled(now) { // the consumer applies, each message at the time the stream stored it
+			for _, p := range pending {
+				clock = p.at
+				if _, err := l.Apply(ctx, p.in); err != nil {
+					t.Fatal(err)
+				}
+				applied++
+			}
+			pending, clock = nil, now
+		}
+		if now.Hour() == 0 && now.Minute() == 15 && now.After(start) { // 00:15: yesterday's report falls due
+			date := now.AddDate(0, 0, -1).Format(time.DateOnly)
+			due = append(due, date)
+			whenDue[date] = build(date)
+		}
+		for len(due) > 0 {
+			date := due[0]
+			h, err := report.CheckHold(date, kuwait, now, marks[date], func() (uint64, error) { return stored, nil },
+				func() (uint64, error) { return applied, nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			marks[date] = h.Mark
+			if !h.Held() {
+				waited++
+				break
+			}
+			built[date] = build(date)
+			if _, _, err := report.WriteRevision(dir, built[date]); err != nil {
+				t.Fatal(err)
+			}
+			due = due[1:]
 		}
 	}
-	clock = day.AddDate(0, 0, 1)
-	built[day.Format(time.DateOnly)] = build(day.Format(time.DateOnly))
 	gotNet := map[string]int64{}
+	missed := 0
 	for date, first := range built {
 		again := build(date)
 		if !reflect.DeepEqual(first.Totals, again.Totals) || len(first.Postings) != len(again.Postings) {
 			t.Fatalf("%s changed after it was written: %+v -> %+v", date, first.Totals, again.Totals)
 		}
+		if _, written, err := report.WriteRevision(dir, again); err != nil || written {
+			t.Fatalf("%s: a new revision of a report written once the ledger held the day (%v)", date, err)
+		}
 		for _, tot := range again.Totals {
 			gotNet[tot.Currency] += tot.Net
 		}
+		if !reflect.DeepEqual(whenDue[date].Totals, again.Totals) {
+			missed++
+		}
+	}
+	if len(built) < 12 {
+		t.Fatalf("%d reports written", len(built))
 	}
 	if !reflect.DeepEqual(gotNet, wantNet) {
 		t.Fatalf("the reports' nets %v, the ledger's %v", gotNet, wantNet)
 	}
-	if err := l.Verify(context.Background()); err != nil {
+	if err := l.Verify(ctx); err != nil {
 		t.Fatal(err)
 	}
+	switch {
+	case heldBack && (waited == 0 || missed == 0):
+		t.Fatalf("held back: %d waits, %d reports written when due would have missed money: the story does not hold the consumer back", waited, missed)
+	case !heldBack && (waited != 0 || missed != 0):
+		t.Fatalf("a consumer that keeps up: %d waits, %d reports would have missed money", waited, missed)
+	}
+	t.Logf("%d reports; %d minutes waited for the ledger; %d written when due would have missed money", len(built), waited, missed)
 }
 
 // TestRevisionsNeverRewrite: a day's report written before the day is over is kept; built again
@@ -367,6 +434,9 @@ func TestRevisionsNeverRewrite(t *testing.T) {
 	p2, err := report.WriteFiles(dir, later)
 	if err != nil || filepath.Base(p2[0]) != "2026-11-25.r2.json" || filepath.Base(p2[1]) != "2026-11-25.r2.csv" {
 		t.Fatalf("revision: %v %v", p2, err)
+	}
+	if report.Money(first.Postings) != report.Money(again.Postings) || report.Money(later.Postings) == report.Money(first.Postings) {
+		t.Fatal("Money does not tell the same money from other money")
 	}
 	if now, _ := os.ReadFile(paths[0]); !bytes.Equal(now, original) {
 		t.Fatal("revision 1 was rewritten")

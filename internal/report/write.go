@@ -2,7 +2,9 @@ package report
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -149,51 +151,89 @@ func kinds(m map[payment.Kind]int64) string {
 }
 
 // WriteFiles writes the report into dir as <date>.json, <date>.csv and <date>.xlsx and returns
-// their paths. A
-// report once written is kept: if the day's latest revision in dir holds the same money (totals
-// and postings), nothing is written and its paths are returned; if the money differs (the report
-// was built before the day was over, or the ledger learned more), a new revision is written beside
-// it, <date>.r2.json and .csv, …, listing what changed since. Never a silent rewrite. Each file is
-// written whole or not at all: a temporary file, synced, then renamed.
+// their paths. A report once written is kept: if the day's latest revision in dir holds the same
+// money (totals and postings), nothing is written and its paths are returned; if the money differs
+// (the report was built before the ledger held the day, or postings landed on the day since), a
+// new revision is written beside it, <date>.r2.json and .csv, …, listing what changed since. Never
+// a silent rewrite. Each file is written whole or not at all: a temporary file, synced, then
+// renamed.
 func WriteFiles(dir string, d *Daily) ([]string, error) {
+	paths, _, err := WriteRevision(dir, d)
+	return paths, err
+}
+
+// WriteRevision is WriteFiles, and also says whether it wrote anything: false when the latest
+// revision in dir already holds the same money (its paths are returned, and d takes its revision
+// number).
+func WriteRevision(dir string, d *Daily) (paths []string, written bool, err error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("report %s: %w", d.Date, err)
+		return nil, false, fmt.Errorf("report %s: %w", d.Date, err)
 	}
 	prev, prevName, err := latestRevision(dir, d.Date)
 	if err != nil {
-		return nil, fmt.Errorf("report %s: %w", d.Date, err)
+		return nil, false, fmt.Errorf("report %s: %w", d.Date, err)
 	}
 	name := d.Date
 	d.Revision, d.Changes = 1, nil
 	if prev != nil {
 		changes := diff(prev, d)
 		if changes == nil {
-			return []string{filepath.Join(dir, prevName+".json"), filepath.Join(dir, prevName+".csv"), filepath.Join(dir, prevName+".xlsx")}, nil
+			d.Revision = max(prev.Revision, 1)
+			return []string{filepath.Join(dir, prevName+".json"), filepath.Join(dir, prevName+".csv"), filepath.Join(dir, prevName+".xlsx")}, false, nil
 		}
 		d.Revision, d.Changes = max(prev.Revision, 1)+1, changes
 		name = fmt.Sprintf("%s.r%d", d.Date, d.Revision)
 	}
-	var paths []string
 	for _, f := range []struct {
 		ext   string
 		write func(io.Writer) error
 	}{{".json", d.WriteJSON}, {".csv", d.WriteCSV}, {".xlsx", d.WriteXLSX}} {
 		path := filepath.Join(dir, name+f.ext)
 		if err := writeAtomic(path, f.write); err != nil {
-			return paths, fmt.Errorf("report %s: %w", d.Date, err)
+			return paths, false, fmt.Errorf("report %s: %w", d.Date, err)
 		}
 		paths = append(paths, path)
 	}
-	return paths, nil
+	return paths, true, nil
+}
+
+// Latest reads the latest written revision of date's report in dir: nil when none is written.
+func Latest(dir, date string) (*Daily, error) {
+	d, _, err := latestRevision(dir, date)
+	if err != nil {
+		return nil, fmt.Errorf("report %s: %w", date, err)
+	}
+	return d, nil
+}
+
+// Money is a digest of the money a day's postings hold: two lists of postings with the same Money
+// hold the same postings (action, state, amount), so the same totals, and WriteFiles would write
+// no new revision for one over the other. It lets a reconciler see whether a written day changed,
+// from the postings alone, without building the whole report.
+func Money(postings []store.PostingLine) string {
+	keys := make([]string, len(postings))
+	for i, pl := range postings {
+		keys[i] = moneyKey(pl)
+	}
+	slices.Sort(keys)
+	sum := sha256.Sum256([]byte(strings.Join(keys, "\n")))
+	return hex.EncodeToString(sum[:])
+}
+
+// moneyKey names a posting's money: the same action, state and amount is the same money.
+func moneyKey(pl store.PostingLine) string {
+	return pl.ActionID + "/" + pl.State + "/" + strconv.FormatInt(pl.Amount, 10)
 }
 
 // Changes is what a revision of a day's report changed since the previous one.
 type Changes struct {
-	PreviousRevision    int                 `json:"previous_revision"`
-	PreviousGeneratedAt time.Time           `json:"previous_generated_at"`
-	TotalsBefore        []Totals            `json:"totals_before"`
-	PostingsAdded       []store.PostingLine `json:"postings_added"`
-	PostingsRemoved     []store.PostingLine `json:"postings_removed"`
+	PreviousRevision    int       `json:"previous_revision"`
+	PreviousGeneratedAt time.Time `json:"previous_generated_at"`
+	// PreviousStreamPosition is the stream position the previous revision was built at.
+	PreviousStreamPosition uint64              `json:"previous_stream_position,omitempty"`
+	TotalsBefore           []Totals            `json:"totals_before"`
+	PostingsAdded          []store.PostingLine `json:"postings_added"`
+	PostingsRemoved        []store.PostingLine `json:"postings_removed"`
 }
 
 // Written returns the path of the latest written revision of date's report in format ext
@@ -242,14 +282,13 @@ func latestRevision(dir, date string) (*Daily, string, error) {
 
 // diff says how d's money differs from prev's: nil when totals and postings are the same.
 func diff(prev, d *Daily) *Changes {
-	key := func(pl store.PostingLine) string {
-		return pl.ActionID + "/" + pl.State + "/" + strconv.FormatInt(pl.Amount, 10)
-	}
+	key := moneyKey
 	before, now := map[string]bool{}, map[string]bool{}
 	for _, pl := range prev.Postings {
 		before[key(pl)] = true
 	}
-	c := &Changes{PreviousRevision: max(prev.Revision, 1), PreviousGeneratedAt: prev.GeneratedAt, TotalsBefore: prev.Totals,
+	c := &Changes{PreviousRevision: max(prev.Revision, 1), PreviousGeneratedAt: prev.GeneratedAt,
+		PreviousStreamPosition: prev.StreamPosition, TotalsBefore: prev.Totals,
 		PostingsAdded: []store.PostingLine{}, PostingsRemoved: []store.PostingLine{}}
 	for _, pl := range d.Postings {
 		now[key(pl)] = true
