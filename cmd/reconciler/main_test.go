@@ -274,7 +274,7 @@ func TestMainEndToEnd(t *testing.T) {
 	}
 	// The junk body is discarded with a note: kept, no longer pending, in the list and the gauge
 	// alike; a second discard or a replay of it is refused.
-	if code, _, stderr = cli("dlq", "discard", id); code != 1 || !strings.Contains(stderr, "--note is required") {
+	if code, _, stderr = cli("dlq", "discard", id); code != ExitUsage || !strings.Contains(stderr, "--note is required") {
 		t.Fatalf("discard without a note: %d %s", code, stderr)
 	}
 	if code, out, stderr = cli("dlq", "discard", id, "--note", "junk from a test"); code != 0 || !strings.Contains(out, "discarded") {

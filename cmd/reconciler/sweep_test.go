@@ -171,9 +171,14 @@ func TestRunSweepsOnSchedule(t *testing.T) {
 		d, err := m.Ledger().Payment(ctx, id)
 		return err == nil && d.Status == payment.StatusCaptured && d.Captured == 7_000
 	})
-	_, metrics := get(t, "http://"+m.AdminAddr()+"/metrics")
-	if !strings.Contains(metrics, `knetrecon_sweep_checks_total{outcome="recovered"} 1`) {
-		t.Fatalf("metrics lack the recovered check:\n%s", grepLines(metrics, "knetrecon_sweep"))
+	// The sweep counts the check once it has read back what its fact did, just after the write.
+	var metrics string
+	deadline := time.Now().Add(10 * time.Second)
+	for _, metrics = get(t, "http://"+m.AdminAddr()+"/metrics"); !strings.Contains(metrics, `knetrecon_sweep_checks_total{outcome="recovered"} 1`); _, metrics = get(t, "http://"+m.AdminAddr()+"/metrics") {
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack the recovered check:\n%s", grepLines(metrics, "knetrecon_sweep"))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// The sweep is recorded as done just after its last write: wait for the desk to say so.
 	poll(t, "the desk to show the last sweep", func() bool {
