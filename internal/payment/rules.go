@@ -336,6 +336,12 @@ const (
 	// KindNotSettled: a capture or refund the acquiring bank's statement does not show, past the
 	// settlement delay (reconciler settle).
 	KindNotSettled Kind = "not_settled"
+	// KindStuck: a payment open past KNETRECON_STUCK_AFTER, or one the sweep cannot move (void
+	// refused, the API failing again and again). It holds only while the payment is open.
+	KindStuck Kind = "stuck"
+	// KindClockSkew: an event dated further ahead of its receipt than the ledger's skew allows;
+	// it is applied, timed by its receipt.
+	KindClockSkew Kind = "clock_skew"
 )
 
 // MoneyKinds are the discrepancy kinds that mean money is wrong or unposted: each is alerted.

@@ -208,7 +208,7 @@ func (p *Processor) applyFact(ctx context.Context, tx *store.Tx, f *Fact, seq ui
 			return res, errors.New("stuck fact without its list")
 		}
 		for _, m := range f.Stuck.New {
-			if _, err := tx.AddDiscrepancy(ctx, m.PaymentID, KindStuck, "", store.OriginAPI, map[string]any{
+			if err := markStuck(ctx, tx, m.PaymentID, map[string]any{
 				"reason": m.Reason, "ledger_status": m.LedgerStatus, "provider_status": m.ProviderStatus}); err != nil {
 				return res, err
 			}
@@ -244,7 +244,7 @@ func (p *Processor) applyFact(ctx context.Context, tx *store.Tx, f *Fact, seq ui
 		}
 		id, err := tx.DiscrepancyID(ctx, *f.Resolve)
 		if err == nil {
-			err = tx.ResolveDiscrepancy(ctx, id, "by hand ("+f.Operator.Who+"): "+f.Operator.Note)
+			err = tx.ResolveDiscrepancy(ctx, id, f.Operator.Who, "by hand ("+f.Operator.Who+"): "+f.Operator.Note)
 		}
 		subject := fmt.Sprintf("discrepancy:%d", id)
 		if id == 0 {
@@ -379,7 +379,7 @@ func applyCheck(ctx context.Context, tx *store.Tx, f *Fact) (FactResult, error) 
 		}
 	}
 	if c.NotFound {
-		if _, err := tx.AddDiscrepancy(ctx, c.PaymentID, payment.KindUnknownAtProvider, "", store.OriginAPI, map[string]any{
+		if _, err := tx.AddOrReopenDiscrepancy(ctx, c.PaymentID, payment.KindUnknownAtProvider, "", store.OriginAPI, map[string]any{
 			"ledger_status": string(c.LedgerStatus), "checked_at": f.At, "detail": "GET /payments answered 404"}); err != nil {
 			return res, err
 		}
@@ -400,7 +400,7 @@ func applyCheck(ctx context.Context, tx *store.Tx, f *Fact) (FactResult, error) 
 		}
 	}
 	if c.StuckReason != "" {
-		if _, err := tx.AddDiscrepancy(ctx, c.PaymentID, KindStuck, "", store.OriginAPI, map[string]any{
+		if err := markStuck(ctx, tx, c.PaymentID, map[string]any{
 			"reason": c.StuckReason, "ledger_status": string(c.LedgerStatus), "age": c.Age}); err != nil {
 			return res, err
 		}
@@ -429,6 +429,18 @@ func applyCheck(ctx context.Context, tx *store.Tx, f *Fact) (FactResult, error) 
 		res.Result = result
 	}
 	return res, nil
+}
+
+// markStuck opens the stuck mark of a payment, or reopens it when it was resolved while the
+// payment stayed open. A payment final by this point of the stream is not stuck, whatever the
+// sweep saw when it looked: its mark stays as it is.
+func markStuck(ctx context.Context, tx *store.Tx, paymentID string, details map[string]any) error {
+	final, err := tx.PaymentFinal(ctx, paymentID)
+	if err != nil || final {
+		return err
+	}
+	_, err = tx.AddOrReopenDiscrepancy(ctx, paymentID, KindStuck, "", store.OriginAPI, details)
+	return err
 }
 
 // ErrNoFactKeys means a fact arrived and this reconciler has no key to verify it with.

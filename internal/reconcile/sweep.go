@@ -22,8 +22,10 @@ import (
 
 // KindStuck marks a payment that stayed open past KNETRECON_STUCK_AFTER or that the sweep cannot
 // resolve (void refused, the API failing again and again). It is a discrepancy like the others,
-// so it is recorded once, alerted once, and resolved when the payment becomes final.
-const KindStuck payment.Kind = "stuck"
+// alerted when it opens, and resolved when the payment becomes final; resolved by hand while the
+// payment is still open, the next sweep reopens it. It counts only while the payment is not final
+// (the rule of store.Ledger.Discrepancies and OpenCounts).
+const KindStuck = payment.KindStuck
 
 // ErrSweepRunning is returned by Sweep while another sweep of the same Sweeper runs.
 var ErrSweepRunning = errors.New("a sweep is already running")
@@ -237,7 +239,6 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 	rep.Duration = time.Since(started).Round(time.Millisecond).String()
 	if s.metrics != nil {
 		s.metrics.duration.Observe(time.Since(started).Seconds())
-		s.metrics.stuck.Set(float64(rep.Stuck))
 		if oldest, ok, err := s.ledger.OldestOpen(ctx); err == nil {
 			age := 0.0
 			if ok {
@@ -254,6 +255,7 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 			for k, n := range open {
 				s.metrics.discrepancies.WithLabelValues(string(k)).Set(float64(n))
 			}
+			s.metrics.stuck.Set(float64(open[KindStuck])) // the count `reconciler stuck` lists
 		}
 	}
 	if !dryRun && s.OnDone != nil {
@@ -703,8 +705,11 @@ func (s *Sweeper) nextCheck(base time.Time, n int, now time.Time) time.Time {
 	return next
 }
 
-// refreshStuck marks open payments older than StuckAfter as stuck, and resolves the stuck mark of
-// payments that became final since.
+// refreshStuck marks open payments older than StuckAfter as stuck (reopening a mark resolved
+// while the payment stayed open), and resolves the stuck mark of payments that became final
+// since. It publishes a stuck fact only for a change: a payment marked and still open is left
+// alone. rep.Stuck is the ledger's count by the one rule (store.Ledger.OpenCounts) once the fact
+// is applied; a dry run's, what it would be.
 func (s *Sweeper) refreshStuck(ctx context.Context, now time.Time, dryRun bool, rep *Report) error {
 	open, err := s.ledger.Discrepancies(ctx, store.DiscrepancyFilter{Kind: KindStuck})
 	if err != nil {
@@ -722,35 +727,31 @@ func (s *Sweeper) refreshStuck(ctx context.Context, now time.Time, dryRun bool, 
 	for _, p := range overdue {
 		if !stuck[p.ID] {
 			newly = append(newly, p)
+			rep.NewStuck = append(rep.NewStuck, p.ID)
 		}
 	}
-	var resolved []string
-	for id := range stuck {
-		p, err := s.ledger.Payment(ctx, id)
-		if err != nil {
-			return fmt.Errorf("sweep: %w", err)
-		}
-		if p.Final {
-			resolved = append(resolved, id)
-		}
-	}
-	slices.Sort(resolved)
-	for _, p := range newly {
-		rep.NewStuck = append(rep.NewStuck, p.ID)
-	}
-	rep.Unstuck = resolved
-	rep.Stuck = len(stuck) + len(newly) - len(resolved)
-	if dryRun || (len(newly) == 0 && len(resolved) == 0) {
-		return nil
-	}
-	st := &StuckFact{Resolved: resolved}
-	for _, p := range newly {
-		st.New = append(st.New, StuckMark{PaymentID: p.ID, LedgerStatus: string(p.Status), ProviderStatus: p.ProviderStatus,
-			Reason: fmt.Sprintf("open for %s, longer than %s", now.Sub(p.AgeBase()).Round(time.Second), s.cfg.StuckAfter)})
-	}
-	_, err = s.facts.Commit(ctx, Fact{Kind: FactStuck, ID: factID(FactStuck, stamp(now)), At: now, Stuck: st})
+	resolved, err := s.ledger.OpenOnFinal(ctx, KindStuck)
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
+	}
+	rep.Unstuck = resolved
+	if !dryRun && (len(newly) > 0 || len(resolved) > 0) {
+		st := &StuckFact{Resolved: resolved}
+		for _, p := range newly {
+			st.New = append(st.New, StuckMark{PaymentID: p.ID, LedgerStatus: string(p.Status), ProviderStatus: p.ProviderStatus,
+				Reason: fmt.Sprintf("open for %s, longer than %s", now.Sub(p.AgeBase()).Round(time.Second), s.cfg.StuckAfter)})
+		}
+		if _, err := s.facts.Commit(ctx, Fact{Kind: FactStuck, ID: factID(FactStuck, stamp(now)), At: now, Stuck: st}); err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+	}
+	_, counts, err := s.ledger.OpenCounts(ctx)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	rep.Stuck = int(counts[KindStuck])
+	if dryRun {
+		rep.Stuck += len(newly)
 	}
 	return nil
 }

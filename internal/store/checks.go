@@ -265,13 +265,14 @@ func (l *Ledger) FirstAppliedAt(ctx context.Context) (time.Time, error) {
 }
 
 // OpenCounts returns the number of dead letters pending (neither applied by a replay nor
-// discarded: the rule of `dlq list`) and of open discrepancies by kind: the gauges operators
+// discarded: the rule of `dlq list`) and of open discrepancies by kind (the rule of
+// Discrepancies, so the stuck count is the one `reconciler stuck` lists): the gauges operators
 // alert on.
 func (l *Ledger) OpenCounts(ctx context.Context) (deadLetters int64, discrepancies map[payment.Kind]int64, err error) {
 	if err = l.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM dead_letters WHERE `+pendingDeadLetter).Scan(&deadLetters); err != nil {
 		return 0, nil, fmt.Errorf("open counts: %w", err)
 	}
-	rows, err := l.r.QueryContext(ctx, `SELECT kind, COUNT(*) FROM discrepancies WHERE resolved_at IS NULL GROUP BY kind`)
+	rows, err := l.r.QueryContext(ctx, `SELECT kind, COUNT(*) FROM discrepancies WHERE `+openDiscrepancy+` GROUP BY kind`)
 	if err != nil {
 		return 0, nil, fmt.Errorf("open counts: %w", err)
 	}

@@ -32,7 +32,8 @@ type ProviderView struct {
 // CompareWithProvider compares the ledger's payment, after this transaction learned what the API
 // taught it, with what the API says: status, captured, refunded, currency. Every difference, in
 // either direction, opens a discrepancy with both sides' figures (never an overwrite); an
-// agreement resolves what an earlier comparison opened. It returns the kinds it opened.
+// agreement resolves what an earlier comparison opened, and a difference found again after a
+// resolution reopens it. It returns the kinds it opened or reopened.
 func (t *Tx) CompareWithProvider(ctx context.Context, paymentID string, v ProviderView) ([]payment.Kind, error) {
 	var later int
 	if err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE payment_id = ? AND origin = 'webhook' AND received_at > ?`,
@@ -75,7 +76,8 @@ func (t *Tx) CompareWithProvider(ctx context.Context, paymentID string, v Provid
 			}
 			continue
 		}
-		added, err := t.AddDiscrepancy(ctx, paymentID, c.kind, SubjectProvider, OriginAPI, details)
+		// Still differing after a resolution: reopened (see AddOrReopenDiscrepancy).
+		added, err := t.AddOrReopenDiscrepancy(ctx, paymentID, c.kind, SubjectProvider, OriginAPI, details)
 		if err != nil {
 			return nil, err
 		}

@@ -9,7 +9,8 @@ import (
 )
 
 // Digest sums up what two replicas of the ledger must agree on: every payment's state and money,
-// every posting, every discrepancy and whether it is resolved. Times a ledger stamps when it
+// every posting, every discrepancy, whether and by whom it is resolved, and its earlier
+// resolutions and reopenings. Times a ledger stamps when it
 // applies (applied_at, detected_at…) differ between replicas and are left out.
 type Digest struct {
 	Payments      int64  `json:"payments"`
@@ -28,7 +29,9 @@ var digestQueries = []struct {
 	{"payments", `SELECT id, status, provider_status, amount, currency, reference, captured, refunded, held, final, first_seen_at
 		FROM payments ORDER BY id`},
 	{"postings", `SELECT action_id, payment_id, kind, amount, currency, state, event_id, origin FROM postings ORDER BY action_id`},
-	{"discrepancies", `SELECT payment_id, kind, subject, resolved_at IS NOT NULL, resolution FROM discrepancies ORDER BY payment_id, kind, subject`},
+	{"discrepancies", `SELECT payment_id, kind, subject, resolved_at IS NOT NULL, resolution, resolved_by FROM discrepancies ORDER BY payment_id, kind, subject`},
+	{"discrepancy_history", `SELECT d.payment_id, d.kind, d.subject, h.event, h.by, h.note FROM discrepancy_history h
+		JOIN discrepancies d ON d.id = h.discrepancy_id ORDER BY d.payment_id, d.kind, d.subject, h.id`},
 }
 
 // Digest reads the ledger's Digest in one read transaction.

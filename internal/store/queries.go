@@ -114,6 +114,13 @@ type Discrepancy struct {
 	DetectedAt time.Time       `json:"detected_at"`
 	ResolvedAt *time.Time      `json:"resolved_at,omitempty"`
 	Resolution string          `json:"resolution,omitempty"`
+	// ResolvedBy is the operator who resolved it by hand; empty when the reconciler did.
+	ResolvedBy string `json:"resolved_by,omitempty"`
+	// Reopened counts the times a later check found it true again after a resolution.
+	Reopened int `json:"reopened,omitempty"`
+	// History is its life, oldest first: opened, every resolution and reopening, and its
+	// current resolution (filled in by Discrepancies and Payment).
+	History []DiscrepancyEvent `json:"history,omitempty"`
 }
 
 const paymentColumns = `id, status, provider_status, amount, currency, reference, customer, method, seen,
@@ -239,7 +246,8 @@ func (l *Ledger) events(ctx context.Context, paymentID string) ([]EventRecord, e
 	return out, rows.Err()
 }
 
-// DiscrepancyFilter selects discrepancies. The zero value lists the open ones.
+// DiscrepancyFilter selects discrepancies. The zero value lists the open ones (by the one rule:
+// not resolved, and a stuck mark only while its payment is not final).
 type DiscrepancyFilter struct {
 	PaymentID string
 	Kind      payment.Kind
@@ -259,9 +267,9 @@ func (l *Ledger) Discrepancies(ctx context.Context, f DiscrepancyFilter) ([]Disc
 		where, args = append(where, "kind = ?"), append(args, string(f.Kind))
 	}
 	if !f.All {
-		where = append(where, "resolved_at IS NULL")
+		where = append(where, openDiscrepancy)
 	}
-	q := `SELECT id, payment_id, kind, subject, details, event_id, origin, detected_at, resolved_at, resolution FROM discrepancies`
+	q := `SELECT id, payment_id, kind, subject, details, event_id, origin, detected_at, resolved_at, resolution, resolved_by FROM discrepancies`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -279,27 +287,35 @@ func (l *Ledger) Discrepancies(ctx context.Context, f DiscrepancyFilter) ([]Disc
 		var d Discrepancy
 		var kind, details string
 		var det, res sql.NullString
-		if err := rows.Scan(&d.ID, &d.PaymentID, &kind, &d.Subject, &details, &d.EventID, &d.Origin, &det, &res, &d.Resolution); err != nil {
+		if err := rows.Scan(&d.ID, &d.PaymentID, &kind, &d.Subject, &details, &d.EventID, &d.Origin, &det, &res, &d.Resolution, &d.ResolvedBy); err != nil {
 			return nil, err
 		}
 		d.Kind, d.Details = payment.Kind(kind), json.RawMessage(details)
 		d.DetectedAt, d.ResolvedAt = parseTime(det), timePtr(res)
 		out = append(out, d)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("discrepancies: %w", err)
+	}
+	rows.Close()
+	if err := l.withHistory(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // AddDiscrepancy records a discrepancy found outside Apply (the sweep: webhook_missing,
-// amount_mismatch, unknown_at_provider). The same (payment, kind, subject) is recorded once; it
+// amount_mismatch, unknown_at_provider). The same (payment, kind, subject) is recorded once, and
+// stays resolved once resolved (see AddOrReopenDiscrepancy for what a later check may reopen); it
 // reports whether a row was added.
 func (t *Tx) AddDiscrepancy(ctx context.Context, paymentID string, kind payment.Kind, subject string, origin Origin, details map[string]any) (bool, error) {
 	return t.discrepancy(ctx, Input{PaymentID: paymentID, Origin: origin}, kind, subject, details)
 }
 
-// ResolveDiscrepancy marks a discrepancy resolved with a note.
-func (t *Tx) ResolveDiscrepancy(ctx context.Context, id int64, resolution string) error {
-	r, err := t.tx.ExecContext(ctx, `UPDATE discrepancies SET resolved_at = ?, resolution = ? WHERE id = ? AND resolved_at IS NULL`,
-		fmtTime(t.now), resolution, id)
+// ResolveDiscrepancy marks a discrepancy resolved by operator by, with a note.
+func (t *Tx) ResolveDiscrepancy(ctx context.Context, id int64, by, resolution string) error {
+	r, err := t.tx.ExecContext(ctx, `UPDATE discrepancies SET resolved_at = ?, resolution = ?, resolved_by = ? WHERE id = ? AND resolved_at IS NULL`,
+		fmtTime(t.now), resolution, by, id)
 	if err != nil {
 		return fmt.Errorf("resolve discrepancy %d: %w", id, err)
 	}
@@ -569,7 +585,7 @@ func (l *Ledger) ListPayments(ctx context.Context, f PaymentFilter) ([]Payment, 
 		args = append(args, fmtTime(f.Before))
 	}
 	if f.Kind != "" {
-		q += ` AND id IN (SELECT payment_id FROM discrepancies WHERE kind = ? AND resolved_at IS NULL)`
+		q += ` AND id IN (SELECT payment_id FROM discrepancies WHERE kind = ? AND ` + openDiscrepancy + `)`
 		args = append(args, string(f.Kind))
 	}
 	if f.Limit <= 0 {
