@@ -17,10 +17,24 @@ type SettlementEntry struct {
 	KNETPaymentID             string
 	KNETTransactionID         string
 	BankReference             string
+	// PostDate is KNET's post_date of the payment (MMDD), when known: the day KNET says the
+	// bank posts it.
+	PostDate string
+	// Paid is the recorded statement line that paid it; nil while none has.
+	Paid *SettlementPaid
+}
+
+// SettlementPaid is the statement line that paid a posting, with the days its statement covers:
+// a later statement's line for the posting is the bank posting the money again when it covers
+// other days, the same statement seen again (a corrected copy) when it covers the same ones.
+type SettlementPaid struct {
+	SHA256, File string
+	From, To     time.Time
+	Line         int
 }
 
 // SettlementEntries returns the posted captures and refunds whose action happened in [from, to),
-// with the payment's reference and KNET ids.
+// with the payment's reference and KNET ids, and the statement line that paid each, if one did.
 func (l *Ledger) SettlementEntries(ctx context.Context, from, to time.Time) ([]SettlementEntry, error) {
 	return settlementEntries(ctx, l.r, from, to)
 }
@@ -36,8 +50,10 @@ func settlementEntries(ctx context.Context, q interface {
 }, from, to time.Time) ([]SettlementEntry, error) {
 	rows, err := q.QueryContext(ctx, `SELECT p.payment_id, p.action_id, p.kind, p.amount, p.currency,
 			COALESCE(p.occurred_at, p.created_at), y.reference,
-			COALESCE(k.knet_payment_id, ''), COALESCE(k.knet_transaction_id, ''), COALESCE(k.bank_reference, '')
+			COALESCE(k.knet_payment_id, ''), COALESCE(k.knet_transaction_id, ''), COALESCE(k.bank_reference, ''),
+			COALESCE(k.post_date, ''), r.statement_sha256, r.file, r.period_from, r.period_to, m.line
 		FROM postings p JOIN payments y ON y.id = p.payment_id LEFT JOIN knet_ids k ON k.payment_id = p.payment_id
+			LEFT JOIN settlement_matches m ON m.action_id = p.action_id LEFT JOIN settlement_runs r ON r.id = m.run_id
 		WHERE p.state = 'posted' AND COALESCE(p.occurred_at, p.created_at) >= ? AND COALESCE(p.occurred_at, p.created_at) < ?
 		ORDER BY 6, p.action_id`, fmtTime(from), fmtTime(to))
 	if err != nil {
@@ -48,11 +64,16 @@ func settlementEntries(ctx context.Context, q interface {
 	for rows.Next() {
 		var e SettlementEntry
 		var at string
+		var sha, file, pFrom, pTo sql.NullString
+		var line sql.NullInt64
 		if err := rows.Scan(&e.PaymentID, &e.ActionID, &e.Kind, &e.Amount, &e.Currency, &at, &e.Reference,
-			&e.KNETPaymentID, &e.KNETTransactionID, &e.BankReference); err != nil {
+			&e.KNETPaymentID, &e.KNETTransactionID, &e.BankReference, &e.PostDate, &sha, &file, &pFrom, &pTo, &line); err != nil {
 			return nil, fmt.Errorf("settlement entries: %w", err)
 		}
 		e.At, _ = time.Parse(timeFormat, at)
+		if sha.Valid {
+			e.Paid = &SettlementPaid{SHA256: sha.String, File: file.String, From: parseTime(pFrom), To: parseTime(pTo), Line: int(line.Int64)}
+		}
 		out = append(out, e)
 	}
 	return out, rows.Err()
