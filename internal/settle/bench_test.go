@@ -29,9 +29,10 @@ func BenchmarkMatch(b *testing.B) {
 					At: day, KNETTransactionID: tx, Reference: "ORD-" + tx}
 				lines[i] = settle.Line{Number: i + 2, TransactionID: tx, Amount: entries[i].Amount, Kind: "capture"}
 			}
+			p := settle.Period{From: time.Date(2026, 12, 1, 0, 0, 0, 0, kuwait), To: time.Date(2026, 12, 2, 0, 0, 0, 0, kuwait), Location: kuwait}
 			b.ResetTimer()
 			for range b.N {
-				if r := settle.Match(lines, entries, kuwait); r.Matched != n {
+				if r := settle.Match(lines, entries, p); r.Matched != n {
 					b.Fatalf("matched %d", r.Matched)
 				}
 			}

@@ -55,11 +55,13 @@ func Check(raw []byte, o Options) error {
 	return err
 }
 
-// Apply reads the statement raw, matches it against the ledger's captures and refunds of its
-// days, and records the run in tx: which line paid which posting, a not_settled for each posting
-// older than NotSettledAfter that no line paid, an amount_mismatch for each line matched with
-// another amount. Applying the same statement again changes nothing. It runs where the
-// reconcilers' facts are applied, so every replica of the ledger records the same run.
+// Apply reads the statement raw, matches it (see Match) against the ledger's captures and
+// refunds of its days and of the MaxPostingLagDays before, and records the run in tx: which line
+// paid which posting, a not_settled for each posting expected on its days, older than
+// NotSettledAfter, that no line paid, an amount_mismatch for each line matched with another
+// amount. A posting an earlier statement of other days paid is not missing from this one.
+// Applying the same statement again changes nothing. It runs where the reconcilers' facts are
+// applied, so every replica of the ledger records the same run.
 func Apply(ctx context.Context, tx *store.Tx, raw []byte, o Options) (*Report, error) {
 	lines, err := Parse(bytes.NewReader(raw), o.Mapping, o.Location)
 	if err != nil {
@@ -69,19 +71,23 @@ func Apply(ctx context.Context, tx *store.Tx, raw []byte, o Options) (*Report, e
 	if err != nil {
 		return nil, err
 	}
-	rows, err := tx.SettlementEntries(ctx, from, to)
+	// The bank posts a capture on its day or up to MaxPostingLagDays later: the postings of the
+	// days before the statement's may be on it too.
+	rows, err := tx.SettlementEntries(ctx, from.AddDate(0, 0, -MaxPostingLagDays), to)
 	if err != nil {
 		return nil, err
 	}
+	sum := sha256.Sum256(raw)
+	sha := hex.EncodeToString(sum[:])
 	entries := make([]Entry, len(rows))
 	for i, e := range rows {
 		entries[i] = Entry{PaymentID: e.PaymentID, ActionID: e.ActionID, Kind: e.Kind, Amount: e.Amount, At: e.At, Reference: e.Reference,
-			KNETPaymentID: e.KNETPaymentID, KNETTransactionID: e.KNETTransactionID, BankReference: e.BankReference}
+			KNETPaymentID: e.KNETPaymentID, KNETTransactionID: e.KNETTransactionID, BankReference: e.BankReference, PostDate: e.PostDate,
+			PaidBefore: paidBefore(e.Paid, sha, from, to)}
 	}
-	rep := &Report{Result: Match(lines, entries, o.Location), From: from, To: to}
+	rep := &Report{Result: Match(lines, entries, Period{From: from, To: to, Location: o.Location}), From: from, To: to}
 	result, _ := json.Marshal(rep.Result)
-	sum := sha256.Sum256(raw)
-	run := store.SettlementRun{SHA256: hex.EncodeToString(sum[:]), File: o.File, From: from, To: to, Lines: len(lines),
+	run := store.SettlementRun{SHA256: sha, File: o.File, From: from, To: to, Lines: len(lines),
 		Matched: rep.Matched, LedgerOnly: len(rep.LedgerOnly), StatementOnly: len(rep.StatementOnly), Mismatch: len(rep.AmountMismatch),
 		Result: result}
 	var matches []store.SettlementMatch
@@ -131,6 +137,20 @@ func Apply(ctx context.Context, tx *store.Tx, raw []byte, o Options) (*Report, e
 		}
 	}
 	return rep, nil
+}
+
+// paidBefore names the line that paid a posting when it is another statement's, of other days
+// than [from, to): the bank posted that money already, on another day. A statement of the same
+// days (this one applied again, or the bank's corrected copy) meets its postings afresh.
+func paidBefore(p *store.SettlementPaid, sha string, from, to time.Time) string {
+	if p == nil || p.SHA256 == sha || p.From.Before(to) && from.Before(p.To) {
+		return ""
+	}
+	file := p.File
+	if file == "" {
+		file = p.SHA256[:min(12, len(p.SHA256))]
+	}
+	return fmt.Sprintf("statement %s line %d", file, p.Line)
 }
 
 // period is the days the statement covers: Date, or the days its lines name.

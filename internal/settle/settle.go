@@ -211,6 +211,13 @@ func ParseKWD(s string) (int64, error) {
 	return v, nil
 }
 
+// MaxPostingLagDays is how many days after a capture's (or refund's) day the acquiring bank may
+// post it: a capture at 23:59:59 in Kuwait is on the next day's statement, one before a weekend
+// or a holiday days later. So a statement line meets, by a strong key, the ledger's postings of
+// its own day and of this many days before it. Bounded, so that a statement never reaches into
+// the whole ledger and a key the bank reuses cannot pay a posting long settled.
+const MaxPostingLagDays = 3
+
 // Entry is one money movement of the ledger: a posted capture or refund, with the keys a bank
 // statement may name it by.
 type Entry struct {
@@ -222,6 +229,21 @@ type Entry struct {
 	KNETPaymentID       string
 	KNETTransactionID   string
 	BankReference       string
+	// PostDate is KNET's post_date of the payment (MMDD), when known: the day KNET says the bank
+	// posts it. When it names one of the MaxPostingLagDays days after At's, the entry is expected
+	// on that day's statement rather than on its own day's; it never moves the day earlier.
+	PostDate string
+	// PaidBefore names the line of another statement, of other days, that already paid the
+	// entry ("statement knet-2026-12-01.csv line 4"); empty when none did. Such an entry is not
+	// missing from this statement, and a line of this one that names it is reported.
+	PaidBefore string
+}
+
+// Period is the days a statement covers, [From, To), midnights in Location (the report time
+// zone): the entries expected on one of those days and on no line are ledger_only.
+type Period struct {
+	From, To time.Time
+	Location *time.Location
 }
 
 // Item is one difference (or one match) between the statement and the ledger.
@@ -246,103 +268,243 @@ type Result struct {
 	Matches []Item `json:"-"`
 }
 
-// Match pairs each statement line with a ledger entry by the strongest key it has: KNET
-// transaction id, KNET payment id, bank reference, then reference with amount and date. The keys
-// name a payment; the entry is the payment's capture (or refund) of that kind, narrowed by amount
-// when there are several. A line that fits two entries, or an entry already taken by another
-// line, is reported, never guessed. Entries no line took are ledger_only.
-func Match(lines []Line, entries []Entry, loc *time.Location) Result {
-	byTx, byPay, byBank, byRef := index(entries)
-	taken := make([]bool, len(entries))
+// byWeakKeys names the match of a line by reference, amount and date.
+const byWeakKeys = "reference+amount+date"
+
+// Match pairs the statement's lines with the ledger's entries, in two passes, so that the
+// result does not depend on the order of the lines:
+//
+//  1. Every line with a strong key (KNET transaction id, else KNET payment id, else bank
+//     reference) meets the entries that key names, of the line's kind, captured on the line's day
+//     or up to MaxPostingLagDays before it.
+//  2. The lines left meet, by reference, amount and date (the entry's day, or the day KNET's
+//     post_date gives it), the entries pass 1 left.
+//
+// Several candidates are narrowed to those of the line's amount. A line that still fits two
+// entries is reported, never guessed, whatever other lines took; only entries alike in every way
+// that counts (one payment, kind and the line's amount: two equal partial refunds) are
+// interchangeable. Lines competing for one entry take it in an order of their contents (those of
+// the entry's amount first), never of their place in the file. Entries expected on one of p's days
+// that no line took are ledger_only.
+func Match(lines []Line, entries []Entry, p Period) Result {
+	m := newMatcher(entries, p)
 	res := Result{LedgerOnly: []Item{}, StatementOnly: []Item{}, AmountMismatch: []Item{}}
-	for _, l := range lines {
-		var cands []int
-		by := ""
-		for _, k := range []struct {
-			name, key string
-			idx       map[string][]int
-		}{{ColTransactionID, l.TransactionID, byTx}, {ColPaymentID, l.PaymentID, byPay}, {ColBankReference, l.BankReference, byBank}} {
-			if k.key != "" {
-				if c := k.idx[k.key]; len(c) > 0 {
-					cands, by = c, k.name
-					break
-				}
-			}
-		}
-		if by == "" && l.Reference != "" {
-			for _, i := range byRef[l.Reference] {
-				e := entries[i]
-				if e.Amount == l.Amount && (l.Date.IsZero() || sameDay(e.At, l.Date, loc)) {
-					cands = append(cands, i)
-				}
-			}
-			by = "reference+amount+date"
-		}
-		cands = filter(cands, func(i int) bool { return entries[i].Kind == l.Kind })
-		if len(cands) > 1 {
-			if exact := filter(cands, func(i int) bool { return entries[i].Amount == l.Amount }); len(exact) > 0 {
-				cands = exact
-			}
-		}
-		// Entries alike in every way that counts (one payment, kind and the line's amount: two
-		// equal partial refunds) are interchangeable: the first not yet taken is no guess.
-		if free := filter(cands, func(i int) bool { return !taken[i] }); len(free) > 1 && alike(entries, free, l.Amount) {
-			cands = free[:1]
-		}
-		stmt := l.Amount
-		switch {
-		case len(cands) == 0:
-			res.StatementOnly = append(res.StatementOnly, Item{Kind: l.Kind, StatementAmount: &stmt, Line: l.Number,
-				Reason: "no ledger " + l.Kind + " has these keys"})
-		case len(cands) > 1 && len(filter(cands, func(i int) bool { return !taken[i] })) != 1:
-			res.StatementOnly = append(res.StatementOnly, Item{PaymentID: entries[cands[0]].PaymentID, Kind: l.Kind, StatementAmount: &stmt,
-				Line: l.Number, By: by, Reason: fmt.Sprintf("matches %d ledger entries: not guessed", len(cands))})
-		default:
-			i := cands[0]
-			if len(cands) > 1 {
-				i = filter(cands, func(i int) bool { return !taken[i] })[0]
-			}
-			e := entries[i]
-			ledger := e.Amount
-			if taken[i] {
-				res.StatementOnly = append(res.StatementOnly, Item{PaymentID: e.PaymentID, ActionID: e.ActionID, Kind: l.Kind,
-					StatementAmount: &stmt, LedgerAmount: &ledger, Line: l.Number, By: by, Reason: "ledger entry already matched by another line"})
-				continue
-			}
-			taken[i] = true
-			it := Item{PaymentID: e.PaymentID, ActionID: e.ActionID, Kind: e.Kind, LedgerAmount: &ledger, StatementAmount: &stmt, Line: l.Number, By: by}
-			res.Matches = append(res.Matches, it)
-			if e.Amount != l.Amount {
-				res.AmountMismatch = append(res.AmountMismatch, it)
-				continue
-			}
-			res.Matched++
+	var strong, rest []claim
+	for i := range lines {
+		if c, ok := m.strong(&lines[i]); ok {
+			strong = append(strong, c)
+		} else {
+			rest = append(rest, claim{l: &lines[i]})
 		}
 	}
-	for i, e := range entries {
-		if !taken[i] {
+	m.settle(&res, strong)
+	for i := range rest {
+		rest[i] = m.weak(rest[i].l)
+	}
+	m.settle(&res, rest)
+	for _, i := range m.order {
+		e := entries[i]
+		if m.taken[i] == "" && m.due[i] {
 			ledger := e.Amount
 			res.LedgerOnly = append(res.LedgerOnly, Item{PaymentID: e.PaymentID, ActionID: e.ActionID, Kind: e.Kind, LedgerAmount: &ledger,
 				Reason: "not on the statement"})
 		}
 	}
 	sort.SliceStable(res.LedgerOnly, func(a, b int) bool { return res.LedgerOnly[a].ActionID < res.LedgerOnly[b].ActionID })
+	for _, items := range [][]Item{res.Matches, res.StatementOnly, res.AmountMismatch} {
+		sort.SliceStable(items, func(a, b int) bool { return items[a].Line < items[b].Line })
+	}
 	return res
 }
 
-func index(entries []Entry) (byTx, byPay, byBank, byRef map[string][]int) {
-	byTx, byPay, byBank, byRef = map[string][]int{}, map[string][]int{}, map[string][]int{}, map[string][]int{}
-	for i, e := range entries {
+// claim is a line with the entries its keys name.
+type claim struct {
+	l     *Line
+	day   int // the line's day, 0 when it has no date
+	by    string
+	cands []int // entries' indexes, oldest first
+	// exact: every candidate has the line's amount.
+	exact bool
+	// none says why there is no candidate, when the keys alone do not.
+	none string
+}
+
+// matcher holds the entries indexed by key, and which ones lines took.
+type matcher struct {
+	entries                    []Entry
+	loc                        *time.Location
+	order                      []int // entries' indexes by time, then action id
+	day, expected              []int // each entry's day, and the day it is expected on a statement
+	due                        []bool
+	byTx, byPay, byBank, byRef map[string][]int
+	// taken says why an entry is no longer free: matched by a line, or paid before.
+	taken []string
+}
+
+const takenByLine = "ledger entry already matched by another line"
+
+func newMatcher(entries []Entry, p Period) *matcher {
+	loc := p.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	m := &matcher{entries: entries, loc: loc, order: make([]int, len(entries)), day: make([]int, len(entries)),
+		expected: make([]int, len(entries)), due: make([]bool, len(entries)), taken: make([]string, len(entries)),
+		byTx: map[string][]int{}, byPay: map[string][]int{}, byBank: map[string][]int{}, byRef: map[string][]int{}}
+	for i := range m.order {
+		m.order[i] = i
+	}
+	sort.SliceStable(m.order, func(a, b int) bool {
+		ea, eb := entries[m.order[a]], entries[m.order[b]]
+		if !ea.At.Equal(eb.At) {
+			return ea.At.Before(eb.At)
+		}
+		return ea.ActionID < eb.ActionID
+	})
+	from, to := dayNumber(p.From, loc), dayNumber(p.To, loc)
+	for _, i := range m.order {
+		e := entries[i]
+		m.day[i] = dayNumber(e.At, loc)
+		m.expected[i] = expectedDay(m.day[i], e.PostDate)
+		m.due[i] = from <= m.expected[i] && m.expected[i] < to
+		if e.PaidBefore != "" {
+			m.taken[i] = "ledger entry already paid by " + e.PaidBefore
+		}
 		for _, kv := range []struct {
 			m map[string][]int
 			k string
-		}{{byTx, e.KNETTransactionID}, {byPay, e.KNETPaymentID}, {byBank, e.BankReference}, {byRef, e.Reference}} {
+		}{{m.byTx, e.KNETTransactionID}, {m.byPay, e.KNETPaymentID}, {m.byBank, e.BankReference}, {m.byRef, e.Reference}} {
 			if kv.k != "" {
 				kv.m[kv.k] = append(kv.m[kv.k], i)
 			}
 		}
 	}
-	return byTx, byPay, byBank, byRef
+	return m
+}
+
+// strong returns the claim of a line by its strongest key that names entries; ok is false when
+// none does.
+func (m *matcher) strong(l *Line) (c claim, ok bool) {
+	c = claim{l: l, day: dayNumber(l.Date, m.loc)}
+	for _, k := range []struct {
+		name, key string
+		idx       map[string][]int
+	}{{ColTransactionID, l.TransactionID, m.byTx}, {ColPaymentID, l.PaymentID, m.byPay}, {ColBankReference, l.BankReference, m.byBank}} {
+		if k.key != "" && len(k.idx[k.key]) > 0 {
+			c.cands, c.by = k.idx[k.key], k.name
+			break
+		}
+	}
+	if c.by == "" {
+		return c, false
+	}
+	if c.cands = filter(c.cands, func(i int) bool { return m.entries[i].Kind == l.Kind }); len(c.cands) == 0 {
+		return c, true
+	}
+	if c.cands = filter(c.cands, func(i int) bool {
+		return c.day == 0 || m.day[i] <= c.day && c.day <= m.day[i]+MaxPostingLagDays
+	}); len(c.cands) == 0 {
+		c.none = fmt.Sprintf("the ledger's %s with these keys is not of the line's day or of the %d days before", l.Kind, MaxPostingLagDays)
+	}
+	m.narrow(&c)
+	return c, true
+}
+
+// weak returns the claim of a line by reference, amount and date, over the entries no strong key
+// took.
+func (m *matcher) weak(l *Line) claim {
+	c := claim{l: l, day: dayNumber(l.Date, m.loc)}
+	if l.Reference == "" {
+		return c
+	}
+	c.by = byWeakKeys
+	c.cands = filter(m.byRef[l.Reference], func(i int) bool {
+		return m.entries[i].Kind == l.Kind && m.entries[i].Amount == l.Amount &&
+			(c.day == 0 || c.day == m.day[i] || c.day == m.expected[i])
+	})
+	m.narrow(&c)
+	return c
+}
+
+// narrow leaves out the entries already taken (paid before; in pass 2, taken by strong keys)
+// unless no other is left, then the entries of another amount when one has the line's.
+func (m *matcher) narrow(c *claim) {
+	if free := filter(c.cands, func(i int) bool { return m.taken[i] == "" }); len(free) > 0 {
+		c.cands = free
+	}
+	if len(c.cands) > 1 {
+		if exact := filter(c.cands, func(i int) bool { return m.entries[i].Amount == c.l.Amount }); len(exact) > 0 {
+			c.cands = exact
+		}
+	}
+	c.exact = len(c.cands) > 0
+	for _, i := range c.cands {
+		if m.entries[i].Amount != c.l.Amount {
+			c.exact = false
+		}
+	}
+}
+
+// settle decides each claim, in an order of the lines' contents: those of their entry's amount
+// first, then by day (undated last), then by their keys and amount; the line number only
+// separates identical lines, which are interchangeable.
+func (m *matcher) settle(res *Result, claims []claim) {
+	sort.SliceStable(claims, func(a, b int) bool {
+		ca, cb := claims[a], claims[b]
+		if ca.exact != cb.exact {
+			return ca.exact
+		}
+		if ca.day != cb.day {
+			return cb.day == 0 || ca.day != 0 && ca.day < cb.day
+		}
+		la, lb := ca.l, cb.l
+		for _, f := range [][2]string{{la.Kind, lb.Kind}, {la.TransactionID, lb.TransactionID}, {la.PaymentID, lb.PaymentID},
+			{la.BankReference, lb.BankReference}, {la.Reference, lb.Reference}, {la.AuthCode, lb.AuthCode}} {
+			if f[0] != f[1] {
+				return f[0] < f[1]
+			}
+		}
+		if la.Amount != lb.Amount {
+			return la.Amount < lb.Amount
+		}
+		return la.Number < lb.Number
+	})
+	for _, c := range claims {
+		l := c.l
+		stmt := l.Amount
+		switch {
+		case len(c.cands) == 0:
+			reason := c.none
+			if reason == "" {
+				reason = "no ledger " + l.Kind + " has these keys"
+			}
+			res.StatementOnly = append(res.StatementOnly, Item{Kind: l.Kind, StatementAmount: &stmt, Line: l.Number, Reason: reason})
+			continue
+		case len(c.cands) > 1 && !alike(m.entries, c.cands, l.Amount):
+			res.StatementOnly = append(res.StatementOnly, Item{PaymentID: m.entries[c.cands[0]].PaymentID, Kind: l.Kind, StatementAmount: &stmt,
+				Line: l.Number, By: c.by, Reason: fmt.Sprintf("matches %d ledger entries: not guessed", len(c.cands))})
+			continue
+		}
+		free := filter(c.cands, func(i int) bool { return m.taken[i] == "" })
+		if len(free) == 0 {
+			e := m.entries[c.cands[0]]
+			ledger := e.Amount
+			res.StatementOnly = append(res.StatementOnly, Item{PaymentID: e.PaymentID, ActionID: e.ActionID, Kind: l.Kind,
+				StatementAmount: &stmt, LedgerAmount: &ledger, Line: l.Number, By: c.by, Reason: m.taken[c.cands[0]]})
+			continue
+		}
+		i := free[0]
+		e := m.entries[i]
+		m.taken[i] = takenByLine
+		ledger := e.Amount
+		it := Item{PaymentID: e.PaymentID, ActionID: e.ActionID, Kind: e.Kind, LedgerAmount: &ledger, StatementAmount: &stmt, Line: l.Number, By: c.by}
+		res.Matches = append(res.Matches, it)
+		if e.Amount != l.Amount {
+			res.AmountMismatch = append(res.AmountMismatch, it)
+			continue
+		}
+		res.Matched++
+	}
 }
 
 // alike reports whether the entries idx are one payment's, of one kind, each of amount.
@@ -367,8 +529,36 @@ func filter(idx []int, keep func(int) bool) []int {
 	return out
 }
 
-func sameDay(a, b time.Time, loc *time.Location) bool {
-	ay, am, ad := a.In(loc).Date()
-	by, bm, bd := b.In(loc).Date()
-	return ay == by && am == bm && ad == bd
+// dayNumber numbers t's day in loc (days since 1970-01-01), so that days compare and add as
+// integers; 0 for the zero time.
+func dayNumber(t time.Time, loc *time.Location) int {
+	if t.IsZero() {
+		return 0
+	}
+	y, m, d := t.In(loc).Date()
+	return int(time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400)
+}
+
+// expectedDay is the day an entry of day is expected on a statement: the day KNET's post_date
+// (MMDD, no year) names when it is one of the MaxPostingLagDays days after day, else day itself.
+func expectedDay(day int, postDate string) int {
+	if len(postDate) != 4 {
+		return day
+	}
+	mm, err1 := strconv.Atoi(postDate[:2])
+	dd, err2 := strconv.Atoi(postDate[2:])
+	if err1 != nil || err2 != nil {
+		return day
+	}
+	year := time.Unix(int64(day)*86400, 0).UTC().Year()
+	for _, y := range []int{year, year + 1} { // a capture of 31 December posted on 1 January
+		t := time.Date(y, time.Month(mm), dd, 0, 0, 0, 0, time.UTC)
+		if int(t.Month()) != mm || t.Day() != dd {
+			return day // not a date: 0230
+		}
+		if n := int(t.Unix() / 86400); day < n && n <= day+MaxPostingLagDays {
+			return n
+		}
+	}
+	return day
 }
