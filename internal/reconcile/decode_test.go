@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -52,5 +53,38 @@ func TestDecodeRefuses(t *testing.T) {
 	// Zero is fine where no money moves (card verification).
 	if in, err := Decode(body("evt_1", "card_verified", "pay_1", "", "0", "KWD"), events.Delivery{}); err != nil || in.PaymentID != "pay_1" {
 		t.Fatalf("card_verified: %+v %v", in, err)
+	}
+}
+
+// TestDecodeKeepsControlCharactersInReference: the merchant's reference is free text, so one
+// holding a TAB, a newline or any control character JSON allows escaped decodes to exactly that
+// text (on the fast path and on encoding/json's) and is a valid ledger input, never
+// undecodable: refusing it would dead-letter an authentic payment.
+func TestDecodeKeepsControlCharactersInReference(t *testing.T) {
+	tests := []struct {
+		give string // as the body spells it
+		want string
+	}{
+		{`ORD\t1001`, "ORD\t1001"},
+		{`line one\nline two\r\n`, "line one\nline two\r\n"},
+		{`a\u0001b\u001fc\u0000`, "a\x01b\x1fc\x00"},
+		{"del\x7f", "del\x7f"},
+		{`\b\f\/\"`, "\b\f/\""},
+	}
+	for _, tt := range tests {
+		for _, shape := range []string{
+			`{"id":"evt_1","type":"payment_captured","created_on":"2026-03-01T10:00:00Z","data":{"id":"pay_1","action_id":"act_1","amount":1000,"currency":"KWD","reference":"%s"}}`,
+			// A key in another case sends DecodeFields to encoding/json.
+			`{"ID":"evt_1","type":"payment_captured","created_on":"2026-03-01T10:00:00Z","data":{"id":"pay_1","action_id":"act_1","amount":1000,"currency":"KWD","reference":"%s"}}`,
+		} {
+			in, err := Decode(fmt.Appendf(nil, shape, tt.give), events.Delivery{Seq: 1, ReceivedAt: t0})
+			if err != nil {
+				t.Errorf("reference %q: %v", tt.give, err)
+				continue
+			}
+			if in.Reference != tt.want || in.PaymentID != "pay_1" || in.Amount != 1000 {
+				t.Errorf("reference %q: got %q (payment %q, amount %d), want %q", tt.give, in.Reference, in.PaymentID, in.Amount, tt.want)
+			}
+		}
 	}
 }

@@ -99,18 +99,23 @@ func (in *Input) Validate() error {
 			return bad("KNET ids: %v", err)
 		}
 	}
+	// Ids and types are keys: no control characters. The reference is the merchant's free text,
+	// kept exactly as Checkout.com sent it (a TAB or any character JSON allows escaped): only
+	// bounded, since refusing it would dead-letter an authentic, signed payment.
 	for _, f := range []struct {
 		name, v string
 		max     int
+		text    bool
 	}{
-		{"event id", in.EventID, MaxIDLen}, {"type", in.Type, MaxTypeLen}, {"payment id", in.PaymentID, MaxIDLen},
-		{"action id", in.ActionID, MaxIDLen}, {"reference", in.Reference, MaxTextLen}, {"customer", in.Customer, MaxIDLen},
-		{"method", in.Method, MaxTypeLen},
+		{"event id", in.EventID, MaxIDLen, false}, {"type", in.Type, MaxTypeLen, false},
+		{"payment id", in.PaymentID, MaxIDLen, false}, {"action id", in.ActionID, MaxIDLen, false},
+		{"reference", in.Reference, MaxTextLen, true}, {"customer", in.Customer, MaxIDLen, false},
+		{"method", in.Method, MaxTypeLen, false},
 	} {
 		if len(f.v) > f.max {
 			return bad("%s of %d bytes, over %d", f.name, len(f.v), f.max)
 		}
-		if strings.ContainsFunc(f.v, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		if !f.text && strings.ContainsFunc(f.v, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 			return bad("%s with control characters", f.name)
 		}
 	}
