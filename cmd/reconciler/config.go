@@ -121,6 +121,7 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.Int(&c.Sweep.MaxErrors, "sweep-max-errors", "KNETRECON_SWEEP_MAX_ERRORS", sw.MaxErrors, "failed checks in a row that make a payment stuck")
 	var verify string
 	b.String(&verify, "verify-after", "KNETRECON_VERIFY_AFTER", "31h,8d,32d", "verify a final payment this long after its latest event (later steps while it holds money); off disables")
+	b.Duration(&c.Sweep.MaxSkew, "max-clock-skew", "KNETRECON_MAX_CLOCK_SKEW", sw.MaxSkew, "an event dated further ahead of its receipt is applied timed by its receipt and flagged clock_skew (set for every ledger by the sweep's holder)")
 	b.Int(&c.Sweep.VerifyPerSweep, "verify-per-sweep", "KNETRECON_VERIFY_PER_SWEEP", sw.VerifyPerSweep, "verifications of final payments in one sweep at most (the rest wait for the next)")
 	b.Int(&c.Sweep.Concurrency, "sweep-concurrency", "KNETRECON_SWEEP_CONCURRENCY", sw.Concurrency, "API calls in flight during a sweep")
 	b.String(&c.ReceiverHealthURL, "receiver-health-url", "KNETRECON_RECEIVER_HEALTH_URL", "", "the receiver's readiness URL (e.g. http://127.0.0.1:8080/readyz) the desk shows as the receiver's health; empty: not shown")

@@ -111,7 +111,7 @@ func writeHistory(w io.Writer, indent string, d store.Discrepancy) {
 // knownKinds lists every discrepancy kind the ledger raises, sorted.
 func knownKinds() []string {
 	kinds := []string{string(reconcile.KindStuck), string(payment.KindDisallowedTransition), string(payment.KindConflictingDuplicate),
-		string(payment.KindUnknownStatus), string(payment.KindUnknownAtProvider)}
+		string(payment.KindUnknownStatus), string(payment.KindUnknownAtProvider), string(payment.KindClockSkew)}
 	for _, k := range payment.MoneyKinds {
 		kinds = append(kinds, string(k))
 	}

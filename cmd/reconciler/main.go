@@ -349,14 +349,7 @@ func openLedger(ctx context.Context, cfg Config) (*store.Ledger, error) {
 
 // createLedger is openLedger that creates the ledger when it is missing (run, migrate, replay).
 func createLedger(ctx context.Context, cfg Config) (*store.Ledger, error) {
-	l, err := store.OpenWith(ctx, cfg.Ledger, store.Options{BusyTimeout: cfg.LedgerBusyTimeout})
-	if err != nil {
-		return nil, err
-	}
-	if len(cfg.Sweep.VerifyAfter) > 0 {
-		l.VerifyAfter = cfg.Sweep.VerifyAfter[0]
-	}
-	return l, nil
+	return store.OpenWith(ctx, cfg.Ledger, store.Options{BusyTimeout: cfg.LedgerBusyTimeout})
 }
 
 func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout io.Writer, fail func(error) int) int {
@@ -852,9 +845,6 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Now != nil {
 		m.ledger.Now = m.Now
 		m.Config.Sweep.Now = m.Now
-	}
-	if cfg.SweepOn() {
-		m.ledger.FirstCheckAfter = cfg.Sweep.PendingTimeout
 	}
 	conn, err := cfg.natsConn()
 	if err != nil {

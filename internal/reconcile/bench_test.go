@@ -41,7 +41,9 @@ func BenchmarkConsumer(b *testing.B) {
 		<-js.PublishAsyncComplete()
 		_ = nc.Flush()
 		ledger := storetest.MustOpenLedger(b)
-		ledger.VerifyAfter = storetest.VerifyAfter
+		if err := ledger.SetSchedule(ctx, store.Schedule{VerifyAfter: storetest.VerifyAfter}, "bench"); err != nil {
+			b.Fatal(err)
+		}
 		cfg := events.DefaultConsumerConfig()
 		c, err := events.EnsureConsumer(ctx, js, cfg)
 		if err != nil {

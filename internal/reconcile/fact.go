@@ -42,6 +42,10 @@ const (
 	// FactSettle is an operator's import of the acquiring bank's statement: every ledger matches
 	// it against its postings and records the run alike.
 	FactSettle = "settle"
+	// FactSettings sets the ledger's schedule (store.Schedule) from its point of the stream on:
+	// the settings that shape what applying writes travel in the stream, so replicas configured
+	// differently still write the same rows. The sweep's holder publishes its own when they differ.
+	FactSettings = "settings"
 )
 
 // Fact is one fact on the stream. Its ID is the message's Nats-Msg-Id: derived from its content,
@@ -64,6 +68,8 @@ type Fact struct {
 	// DeadLetterSeq names the dead letter of a discard or a replay by its stream sequence.
 	DeadLetterSeq uint64      `json:"dead_letter_seq,omitempty"`
 	Settle        *SettleFact `json:"settle,omitempty"`
+	// Settings is the ledger's schedule a settings fact sets.
+	Settings *store.Schedule `json:"settings,omitempty"`
 }
 
 // SettleFact is a bank statement to match, with how to read it.
@@ -219,6 +225,11 @@ func (p *Processor) applyFact(ctx context.Context, tx *store.Tx, f *Fact, seq ui
 			}
 		}
 		return res, nil
+	case FactSettings:
+		if f.Settings == nil {
+			return res, errors.New("settings fact without its settings")
+		}
+		return res, tx.SetSchedule(ctx, *f.Settings, f.By)
 	case FactAlerted:
 		a := f.Alerted
 		if a == nil {

@@ -219,6 +219,7 @@ func (p *Processor) apply(ctx context.Context, items []*item) (err error) {
 				}
 				p.deadLetter(it, cause, err.Error())
 			}
+			tx.SetNow(it.d.Timestamp) // stamped with the message's stream time, in every replica alike
 			if err := tx.Savepoint(ctx, func() error {
 				_, err := tx.AddDeadLetter(ctx, *it.dead)
 				return err
@@ -258,6 +259,9 @@ func (p *Processor) applyOne(ctx context.Context, tx *store.Tx, it *item) (err e
 		p.BeforeEvent(it.in)
 	}
 	if it.fact != nil {
+		if err := tx.Barrier(ctx); err != nil {
+			return err
+		}
 		tx.SetNow(it.fact.At)
 		if it.factRes, err = p.applyFact(ctx, tx, it.fact, it.d.Seq); err != nil || it.factRes.again {
 			return err
@@ -640,7 +644,13 @@ func (p *Processor) replayIn(ctx context.Context, tx *store.Tx, id int64) (store
 	if events.IsFact(d.Subject) {
 		f, decErr = decodeFact(p.factKeys.Load(), d.Body, d.Headers[events.HeaderFactSignature])
 	} else {
-		in, decErr = Decode(d.Body, events.Delivery{Subject: d.Subject, Seq: d.StreamSeq, ReceivedAt: d.CreatedAt})
+		// Received when the receiver says (its header), as the first delivery had it: never
+		// when this ledger happened to dead-letter it.
+		received := d.CreatedAt
+		if at, err := time.Parse(time.RFC3339Nano, d.Headers[events.HeaderReceivedAt]); err == nil {
+			received = at
+		}
+		in, decErr = Decode(d.Body, events.Delivery{Subject: d.Subject, Seq: d.StreamSeq, Timestamp: d.CreatedAt, ReceivedAt: received})
 		if keys := p.keys.Load(); keys != nil && decErr == nil {
 			if _, err := keys.Verify(d.Body, d.Headers[events.HeaderSignature]); err != nil {
 				decErr = fmt.Errorf("signature not verified, not applied: %w", err)

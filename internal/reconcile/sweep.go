@@ -82,8 +82,21 @@ type SweepConfig struct {
 	Concurrency int
 	// PageSize is how many due payments are read at a time.
 	PageSize int
+	// MaxSkew: an event dated further ahead of its receipt is timed by its receipt and flagged
+	// clock_skew (the ledger's schedule; see store.Schedule).
+	MaxSkew time.Duration
 	// Now is the clock.
 	Now func() time.Time
+}
+
+// Schedule is the ledger schedule these settings ask for: published as a settings fact by the
+// sweep's holder, so that every replica applies the stream with it.
+func (c SweepConfig) Schedule() store.Schedule {
+	s := store.Schedule{FirstCheckAfter: c.PendingTimeout, MaxSkew: c.MaxSkew}
+	if len(c.VerifyAfter) > 0 {
+		s.VerifyAfter = c.VerifyAfter[0]
+	}
+	return s
 }
 
 // DefaultSweepConfig returns the defaults: 7m timeout, 5m grace, voids on, stuck after 30m.
@@ -99,6 +112,7 @@ func DefaultSweepConfig() SweepConfig {
 		VerifyPerSweep: 1000,
 		Concurrency:    8,
 		PageSize:       200,
+		MaxSkew:        24 * time.Hour,
 		Now:            time.Now,
 	}
 }
@@ -126,6 +140,9 @@ func (c SweepConfig) Validate() error {
 	}
 	if c.MaxErrors < 1 {
 		errs = append(errs, fmt.Errorf("KNETRECON_SWEEP_MAX_ERRORS must be at least 1, got %d", c.MaxErrors))
+	}
+	if c.MaxSkew < 0 {
+		errs = append(errs, fmt.Errorf("KNETRECON_MAX_CLOCK_SKEW must not be negative, got %s", c.MaxSkew))
 	}
 	if c.Concurrency < 1 || c.Concurrency > 256 {
 		errs = append(errs, fmt.Errorf("KNETRECON_SWEEP_CONCURRENCY must be 1 to 256, got %d", c.Concurrency))
@@ -222,6 +239,11 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 	started := time.Now()
 	rep := Report{Started: now, DryRun: dryRun, Outcomes: map[string]int{}}
 
+	if !dryRun {
+		if err := s.publishSchedule(ctx, now); err != nil {
+			return rep, err
+		}
+	}
 	if err := s.sweepList(ctx, false, now, dryRun, &rep); err != nil {
 		return rep, err
 	}
@@ -262,6 +284,25 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 		s.OnDone()
 	}
 	return rep, nil
+}
+
+// publishSchedule publishes this sweeper's schedule as a settings fact when the ledger's differs.
+func (s *Sweeper) publishSchedule(ctx context.Context, now time.Time) error {
+	want := s.cfg.Schedule()
+	have, err := s.ledger.ScheduleOfRecord(ctx)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	if have == want {
+		return nil
+	}
+	id := factID(FactSettings, want.FirstCheckAfter.String(), want.VerifyAfter.String(), want.MaxSkew.String(), stamp(now))
+	if _, err := s.facts.Commit(ctx, Fact{Kind: FactSettings, ID: id, At: now, Settings: &want}); err != nil {
+		return fmt.Errorf("sweep: settings: %w", err)
+	}
+	s.log.Info("ledger schedule set", zap.Duration("first_check_after", want.FirstCheckAfter),
+		zap.Duration("verify_after", want.VerifyAfter), zap.Duration("max_skew", want.MaxSkew))
+	return nil
 }
 
 // sweepList checks every payment of one due list: open payments, or (verify) final ones, at

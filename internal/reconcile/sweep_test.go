@@ -95,9 +95,8 @@ func newSweepEnvTB(t testing.TB, tune func(*reconcile.SweepConfig), rate float64
 	if tune != nil {
 		tune(&cfg)
 	}
-	e.ledger.FirstCheckAfter = cfg.PendingTimeout
-	if len(cfg.VerifyAfter) > 0 {
-		e.ledger.VerifyAfter = cfg.VerifyAfter[0]
+	if err := e.ledger.SetSchedule(context.Background(), cfg.Schedule(), "test"); err != nil {
+		t.Fatal(err)
 	}
 	log := zaptest.NewLogger(t)
 	if _, bench := t.(*testing.B); bench {
@@ -609,17 +608,23 @@ func TestSweepAmountMismatchRecorded(t *testing.T) {
 	}
 }
 
-// A ledger that made a young payment due at once (FirstCheckAfter zero, as after a change of
-// KNETRECON_PENDING_TIMEOUT): the sweep only schedules its first check, asking nothing.
+// A ledger that made a young payment due at once (its schedule's first check after zero, as
+// before the sweep's holder set its own): the sweep publishes its schedule, which moves the first
+// check of every payment never checked, and asks nothing.
 func TestSweepSchedulesYoungPayments(t *testing.T) {
 	e := newSweepEnv(t, nil)
-	e.ledger.FirstCheckAfter = 0
+	if err := e.ledger.SetSchedule(context.Background(), store.Schedule{}, "test"); err != nil {
+		t.Fatal(err)
+	}
 	id := e.newPayment(1_000)
 	e.advance(time.Minute)
 	before := len(e.sim.RequestTimes())
 	rep := e.sweep(false)
-	if rep.Outcomes[reconcile.CheckNotDue] != 1 || len(e.sim.RequestTimes()) != before {
+	if len(rep.Outcomes) != 0 || len(e.sim.RequestTimes()) != before {
 		t.Fatalf("outcomes %v, %d API requests", rep.Outcomes, len(e.sim.RequestTimes())-before)
+	}
+	if got := e.ledger.Schedule(); got.FirstCheckAfter != 7*time.Minute {
+		t.Fatalf("the ledger's schedule %+v, want the sweep's", got)
 	}
 	p := e.payment(id)
 	if want := p.AgeBase().Add(7 * time.Minute); !p.NextCheckAt.Equal(want) {

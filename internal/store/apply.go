@@ -256,8 +256,11 @@ func (p *paymentRow) facts() payment.Facts {
 
 // The statements Apply runs, prepared once on the writer connection.
 var statements = map[string]string{
-	"eventHash":     `SELECT body_hash FROM events WHERE id = ?`,
-	"eventDup":      `UPDATE events SET duplicates = duplicates + 1 WHERE id = ?`,
+	"eventHash": `SELECT body_hash FROM events WHERE id = ?`,
+	// A copy counts when it is another message (Checkout.com sent it again), never when the same
+	// stream message is delivered again (a redelivery, a replay): that is this replica's own
+	// history, not the stream's, and every replica must count alike.
+	"eventDup":      `UPDATE events SET duplicates = duplicates + 1 WHERE id = ?1 AND (?2 = 0 OR stream_seq IS NULL OR stream_seq != ?2)`,
 	"payment":       `SELECT ` + paymentRowColumns + ` FROM payments WHERE id = ?`,
 	"upsertPayment": `INSERT INTO payments ` + paymentInsertColumns + ` VALUES ` + paymentValues + paymentUpsert,
 	"insertEvent":   `INSERT INTO events ` + eventColumns + ` VALUES ` + eventValues,
@@ -325,7 +328,7 @@ func (t *Tx) Apply(ctx context.Context, in Input) (Result, error) {
 		if err := t.flushRows(ctx); err != nil {
 			return res, fmt.Errorf("apply event %s: %w", in.EventID, err)
 		}
-		if _, err := t.stmt("eventDup").ExecContext(ctx, in.EventID); err != nil {
+		if _, err := t.stmt("eventDup").ExecContext(ctx, in.EventID, int64(in.StreamSeq)); err != nil {
 			return res, fmt.Errorf("apply event %s: %w", in.EventID, err)
 		}
 		return res, nil
@@ -364,6 +367,9 @@ func (t *Tx) Apply(ctx context.Context, in Input) (Result, error) {
 		return err
 	}
 
+	if err := t.boundDates(&in, add); err != nil {
+		return res, err
+	}
 	outcome, err := t.learn(ctx, in, p, add)
 	if err != nil {
 		return res, fmt.Errorf("apply event %s: %w", in.EventID, err)
@@ -431,6 +437,38 @@ func (t *Tx) Apply(ctx context.Context, in Input) (Result, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// boundDates times an input dated further ahead of its receipt than the schedule's MaxSkew (a
+// clock wrong at the sender, a date typed by hand) by its receipt instead, and flags it
+// clock_skew: it is applied and counted on its receipt day, and never schedules a check or a
+// verification years ahead (nor past what a time can hold).
+func (t *Tx) boundDates(in *Input, add func(payment.Kind, string, map[string]any) error) error {
+	skew := t.schedule.MaxSkew
+	if skew <= 0 {
+		return nil
+	}
+	recv := in.ReceivedAt
+	if recv.IsZero() {
+		recv = t.now
+	}
+	limit := recv.Add(skew)
+	for _, d := range []struct {
+		name string
+		at   *time.Time
+	}{{"occurred_at", &in.OccurredAt}, {"requested_at", &in.RequestedAt}} {
+		if !d.at.After(limit) {
+			continue
+		}
+		if err := add(payment.KindClockSkew, in.EventID+":"+d.name, map[string]any{
+			"event_id": in.EventID, "field": d.name, "dated": d.at.UTC().Format(time.RFC3339Nano), "received_at": recv.UTC().Format(time.RFC3339Nano),
+			"max_skew": skew.String(), "detail": "dated further ahead of its receipt than the skew allowed: timed by its receipt",
+		}); err != nil {
+			return err
+		}
+		*d.at = recv
+	}
+	return nil
 }
 
 // learn adds the input's fact to p and posts its money. It returns the outcome when the fact
@@ -625,7 +663,7 @@ func (t *Tx) loadPayment(ctx context.Context, in Input) (*paymentRow, error) {
 		if first.IsZero() {
 			first = t.now
 		}
-		return &paymentRow{ID: in.PaymentID, FirstSeenAt: first, NextCheckAt: first.Add(t.l.FirstCheckAfter)}, nil
+		return &paymentRow{ID: in.PaymentID, FirstSeenAt: first, NextCheckAt: first.Add(t.schedule.FirstCheckAfter)}, nil
 	}
 	return p, nil
 }
@@ -649,16 +687,16 @@ func (t *Tx) savePayment(ctx context.Context, p *paymentRow, in Input) error {
 }
 
 // verifyAt is a payment's verify_at as an event leaves it: a final payment is verified
-// VerifyAfter after its latest event (every event starts the count again); any other, never.
+// the schedule's VerifyAfter after its latest event (every event starts the count again); any other, never.
 func (t *Tx) verifyAt(p *paymentRow, final bool) any {
-	if !final || t.l.VerifyAfter <= 0 {
+	if !final || t.schedule.VerifyAfter <= 0 {
 		return nil
 	}
 	at := p.LastEvent
 	if at.IsZero() {
 		at = p.FirstSeenAt
 	}
-	return fmtTime(at.Add(t.l.VerifyAfter))
+	return fmtTime(at.Add(t.schedule.VerifyAfter))
 }
 
 func (t *Tx) insertEvent(ctx context.Context, in Input, hash string, res Result) error {

@@ -25,8 +25,10 @@ func BenchmarkApply(b *testing.B) {
 		b.Run(tt.name, func(b *testing.B) {
 			ins := storetest.KNETInputs(b.N)
 			l := storetest.MustOpenLedger(b)
-			l.VerifyAfter = storetest.VerifyAfter
 			ctx := context.Background()
+			if err := l.SetSchedule(ctx, store.Schedule{VerifyAfter: storetest.VerifyAfter}, "bench"); err != nil {
+				b.Fatal(err)
+			}
 			b.ResetTimer()
 			start := time.Now()
 			for i := 0; i < len(ins); i += tt.batch {

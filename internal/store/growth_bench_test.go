@@ -26,8 +26,10 @@ func BenchmarkLedgerGrowth(b *testing.B) {
 	}
 	for range b.N {
 		l := storetest.MustOpenLedger(b)
-		l.VerifyAfter = storetest.VerifyAfter
 		ctx := context.Background()
+		if err := l.SetSchedule(ctx, store.Schedule{VerifyAfter: storetest.VerifyAfter}, "bench"); err != nil {
+			b.Fatal(err)
+		}
 		t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 		const batch = 128 // payments per batch: 256 events
 		quarter := n / 4

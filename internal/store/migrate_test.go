@@ -50,7 +50,6 @@ func TestMigrateFromSchema2(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	l.VerifyAfter = 31 * time.Hour
 	if v, err := l.SchemaVersion(ctx); err != nil || v != len(ms) {
 		t.Fatalf("schema version %d (%v), want %d", v, err, len(ms))
 	}

@@ -119,3 +119,19 @@ func (t *Tx) flushTable(ctx context.Context, key string, rows [][]any) error {
 	}
 	return nil
 }
+
+// Barrier writes the rows gathered so far and stops reading through the batch's cache: what is
+// applied next in the transaction reads the database. The consumer puts one before every fact,
+// whose statements (a reschedule, a check, a settlement) write rows the cache would otherwise hide
+// from the webhooks after it in the same batch; batches are cut differently on every replica, so
+// that must never change what is written.
+func (t *Tx) Barrier(ctx context.Context) error {
+	if t.cache == nil {
+		return nil
+	}
+	if err := t.flushRows(ctx); err != nil {
+		return err
+	}
+	t.cache = nil
+	return nil
+}

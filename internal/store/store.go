@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -43,13 +44,8 @@ type Ledger struct {
 	r    *sqlx.DB // readers
 	// Now is the ledger's clock (applied_at, detected_at). Tests set it.
 	Now func() time.Time
-	// FirstCheckAfter sets a new payment's first sweep check this long after it was first seen
-	// (the reconciler sets KNETRECON_PENDING_TIMEOUT), so the sweep's due list never holds young
-	// payments. Zero makes them due at once.
-	FirstCheckAfter time.Duration
-	// VerifyAfter schedules a final payment's verification this long after its latest event
-	// (the reconciler sets the first step of KNETRECON_VERIFY_AFTER). Zero: never.
-	VerifyAfter time.Duration
+	// schedule is the schedule of record (see Schedule), as last committed.
+	schedule atomic.Pointer[Schedule]
 
 	stmts map[string]*sqlx.Stmt
 }
@@ -112,6 +108,10 @@ func OpenWith(ctx context.Context, path string, opts Options) (*Ledger, error) {
 	w.SetConnMaxIdleTime(0)
 	l := &Ledger{path: path, w: w, Now: time.Now}
 	if err := l.Migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := l.loadSchedule(ctx); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -249,6 +249,10 @@ type Tx struct {
 	cache *txCache
 	// pending are the rows written at the end of the batch (with cache only; see rows.go).
 	pending pendingRows
+	// schedule is the ledger's schedule as this transaction applies it; scheduleSet: a
+	// settings fact changed it, for the ledger to take on at commit.
+	schedule    Schedule
+	scheduleSet bool
 }
 
 // errNeedSavepoint ends an optimistic run of Update: a savepoint's body failed, so the run is
@@ -279,7 +283,7 @@ func (l *Ledger) update(ctx context.Context, fn func(*Tx) error, optimistic bool
 	// a transaction left open would keep the one writer connection, and every later write would
 	// wait for it for ever. Rollback after a successful Commit is a no-op (sql.ErrTxDone).
 	defer func() { _ = tx.Rollback() }()
-	t := &Tx{tx: tx, l: l, now: l.Now().UTC(), stmts: make(map[string]*sqlx.Stmt, len(l.stmts)), optimistic: optimistic}
+	t := &Tx{tx: tx, l: l, now: l.Now().UTC(), stmts: make(map[string]*sqlx.Stmt, len(l.stmts)), optimistic: optimistic, schedule: l.Schedule()}
 	if err := fn(t); err != nil {
 		return classify(err)
 	}
@@ -291,6 +295,10 @@ func (l *Ledger) update(ctx context.Context, fn func(*Tx) error, optimistic bool
 	}
 	if err := tx.Commit(); err != nil {
 		return classify(fmt.Errorf("commit: %w", err))
+	}
+	if t.scheduleSet {
+		s := t.schedule
+		l.schedule.Store(&s)
 	}
 	return nil
 }

@@ -325,6 +325,10 @@ func TestBatchBadNeighbour(t *testing.T) {
 
 func TestDuePayments(t *testing.T) {
 	l := storetest.MustOpenLedger(t)
+	// Due at once when first seen (a first check after zero).
+	if err := l.SetSchedule(context.Background(), store.Schedule{}, "test"); err != nil {
+		t.Fatal(err)
+	}
 	var ins []store.Input
 	for i := 0; i < 25; i++ {
 		pid := fmt.Sprintf("pay_%02d", i)
@@ -482,8 +486,10 @@ func TestHeldRefundReleasedInOneBatch(t *testing.T) {
 // and the sweep's check moves or ends it.
 func TestVerifySchedule(t *testing.T) {
 	l := storetest.MustOpenLedger(t)
-	l.VerifyAfter = 31 * time.Hour
 	ctx := context.Background()
+	if err := l.SetSchedule(ctx, store.Schedule{FirstCheckAfter: 7 * time.Minute, VerifyAfter: 31 * time.Hour}, "test"); err != nil {
+		t.Fatal(err)
+	}
 	verifyAt := func(id string) *time.Time { t.Helper(); return mustPayment(t, l, id).VerifyAt }
 	due := func(at time.Time) []string {
 		t.Helper()
@@ -550,7 +556,7 @@ func TestVerifySchedule(t *testing.T) {
 	check("pay_1", t0.Add(2*time.Hour), next)
 	check("pay_2", t0.Add(7*time.Minute), time.Time{})
 	p1 := mustPayment(t, l, "pay_1")
-	if p1.VerifyAt == nil || !p1.VerifyAt.Equal(next) || !p1.NextCheckAt.Equal(t0.Add(time.Second+l.FirstCheckAfter)) {
+	if p1.VerifyAt == nil || !p1.VerifyAt.Equal(next) || !p1.NextCheckAt.Equal(t0.Add(time.Second+7*time.Minute)) {
 		t.Fatalf("pay_1 after its check: verify_at %v, next_check_at %s", p1.VerifyAt, p1.NextCheckAt)
 	}
 	if at := verifyAt("pay_2"); at != nil {
@@ -568,7 +574,9 @@ func TestVerifySchedule(t *testing.T) {
 	}
 
 	// Off: nothing is scheduled.
-	l.VerifyAfter = 0
+	if err := l.SetSchedule(ctx, store.Schedule{FirstCheckAfter: 7 * time.Minute}, "test"); err != nil {
+		t.Fatal(err)
+	}
 	mustApply(t, l, ev("evt_c3", payment.EventCaptured, "pay_3", "act_c3", 3000, time.Minute))
 	if at := verifyAt("pay_3"); at != nil {
 		t.Fatalf("verification off, yet pay_3 verify_at %s", at)
