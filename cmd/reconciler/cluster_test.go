@@ -87,7 +87,7 @@ func TestTwoReconcilersOneSweep(t *testing.T) {
 	poll(t, "both ledgers at the same position with the same digest", func() bool {
 		a, err1 := ms[0].Ledger().Digest(ctx)
 		b, err2 := standby.Ledger().Digest(ctx)
-		return err1 == nil && err2 == nil && a == b && a.Payments == 1
+		return err1 == nil && err2 == nil && a.Same(b) && a.Payments == 1
 	})
 	if v := testutil.ToFloat64(standby.leader); v != 0 {
 		t.Fatalf("the standby's sweep_leader gauge is %v", v)

@@ -561,14 +561,14 @@ func parseSince(s string, now time.Time, loc *time.Location) (time.Time, error) 
 	if steps, err := parseSteps(s); err == nil && len(steps) == 1 && steps[0] > 0 {
 		return now.Add(-steps[0]), nil
 	}
-	return time.Time{}, fmt.Errorf("--since %q: want a time (2026-12-01T10:00:00Z), a date (2026-12-01) or a duration ago (90m, 6h, 2d)", s)
+	return time.Time{}, badUsage("--since %q: want a time (2026-12-01T10:00:00Z), a date (2026-12-01) or a duration ago (90m, 6h, 2d)", s)
 }
 
 func cmdReplay(ctx context.Context, cfg Config, log *zap.Logger, since string, fromSeq uint64, asJSON bool, stdout io.Writer, fail func(error) int) int {
 	var from events.ReplayFrom
 	switch {
 	case since != "" && fromSeq > 0:
-		return fail(errors.New("give --since or --from-seq, not both"))
+		return fail(badUsage("give --since or --from-seq, not both"))
 	case since != "":
 		t, err := parseSince(since, time.Now(), cfg.ReportLocation)
 		if err != nil {

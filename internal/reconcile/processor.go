@@ -630,7 +630,7 @@ func (p *Processor) Replay(ctx context.Context, js jetstream.JetStream, from eve
 // replayIn applies dead letter id again in tx (after a fix in the decoder or the rules; a fact
 // once its key is known) and records the result on it. Its signature is verified again first.
 func (p *Processor) replayIn(ctx context.Context, tx *store.Tx, id int64) (store.Result, error) {
-	d, err := p.ledger.DeadLetter(ctx, id)
+	d, err := tx.DeadLetter(ctx, id) // it may have been added in this very batch
 	if err != nil {
 		return store.Result{}, err
 	}

@@ -173,3 +173,16 @@ func (l *Ledger) DeadLetterAt(ctx context.Context, seq uint64) (*DeadLetter, err
 	}
 	return &d, nil
 }
+
+// DeadLetter returns one dead letter as the transaction sees it (one added earlier in the same
+// batch included), or ErrNotFound.
+func (t *Tx) DeadLetter(ctx context.Context, id int64) (*DeadLetter, error) {
+	d, err := scanDeadLetter(t.tx.QueryRowxContext(ctx, `SELECT `+deadLetterColumns+` FROM dead_letters WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("dead letter %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dead letter %d: %w", id, err)
+	}
+	return &d, nil
+}
