@@ -614,6 +614,9 @@ type Main struct {
 	Registry *prometheus.Registry
 	// Now, when set before Run, is the clock of the ledger and the sweep (tests move it).
 	Now func() time.Time
+	// GaugesEvery, when set before Run, is how often the ledger's gauges (open discrepancies,
+	// dead letters pending, stuck payments) are refreshed; 15 s when zero.
+	GaugesEvery time.Duration
 
 	ledger  *store.Ledger
 	nc      *nats.Conn
@@ -629,6 +632,7 @@ type Main struct {
 	ops     *reconcile.Operator
 	lease   *events.Lease
 	leader  prometheus.Gauge
+	gauges  *reconcile.Gauges
 
 	sweeper      *reconcile.Sweeper
 	checker      atomic.Pointer[reconcile.Sweeper] // the sweeper, for the desk's "check now"
@@ -929,6 +933,18 @@ func (m *Main) Run(ctx context.Context) error {
 	go func() {
 		defer m.wg.Done()
 		proc.WatchLag(runCtx, m.js, cfg.Consumer.Durable, 15*time.Second)
+	}()
+	// The gauges the alerts page on come from the ledger, so every reconciler exports them,
+	// with the sweep off or another replica holding its lease.
+	m.gauges = reconcile.NewGauges(m.ledger, m.Registry)
+	gaugesEvery := m.GaugesEvery
+	if gaugesEvery <= 0 {
+		gaugesEvery = 15 * time.Second
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.gauges.Run(runCtx, gaugesEvery, m.ledger.Now, m.Log.Named("gauges"))
 	}()
 	if files := slices.DeleteFunc([]string{cfg.WebhookKeysFile, cfg.FactKeysFile}, func(f string) bool { return f == "" }); len(files) > 0 {
 		m.wg.Add(1)

@@ -35,6 +35,7 @@ func (m *Main) startSweep(ctx context.Context) error {
 	metrics := reconcile.NewSweepMetrics(m.Registry)
 	m.sweeper = reconcile.NewSweeper(m.ledger, m.facts, client, log, metrics, m.Config.Sweep)
 	m.sweeper.Leader = m.lease.Held
+	m.sweeper.Gauges = m.gauges
 	m.checker.Store(m.sweeper)
 	sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopSweepCtx = cancel

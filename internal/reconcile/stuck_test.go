@@ -81,6 +81,7 @@ func TestStuckResolvedWhileOpenReopensAtNextSweep(t *testing.T) {
 	})
 	reg := prometheus.NewRegistry()
 	e.sweeper = reconcile.NewSweeper(e.ledger, e.road.Facts, e.client, zaptest.NewLogger(t), reconcile.NewSweepMetrics(reg), cfg)
+	e.sweeper.Gauges = reconcile.NewGauges(e.ledger, reg)
 	agree := func(step string, want int, rep reconcile.Report) {
 		t.Helper()
 		if got := countStuck(t, e, reg); got != (stuckCounts{want, want, want, want}) || rep.Stuck != want {

@@ -165,6 +165,8 @@ type Sweeper struct {
 	// Leader, when set, reports whether this reconciler still holds the sweep's lease: a void is
 	// asked for only while it does (a void's idempotency key makes a second one harmless anyway).
 	Leader func() bool
+	// Gauges, when set, are refreshed from the ledger after every sweep.
+	Gauges *Gauges
 }
 
 // NewSweeper returns a Sweeper. metrics may be nil (a one-off sweep from the command line).
@@ -261,23 +263,10 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (Report, error) {
 	rep.Duration = time.Since(started).Round(time.Millisecond).String()
 	if s.metrics != nil {
 		s.metrics.duration.Observe(time.Since(started).Seconds())
-		if oldest, ok, err := s.ledger.OldestOpen(ctx); err == nil {
-			age := 0.0
-			if ok {
-				age = now.Sub(oldest).Seconds()
-			}
-			s.metrics.oldestOpen.Set(age)
-		}
-		if dl, open, err := s.ledger.OpenCounts(ctx); err == nil {
-			s.metrics.deadLetters.Set(float64(dl))
-			s.metrics.discrepancies.Reset()
-			for _, k := range AlertKinds {
-				s.metrics.discrepancies.WithLabelValues(string(k)).Set(0) // every alerted kind has a series
-			}
-			for k, n := range open {
-				s.metrics.discrepancies.WithLabelValues(string(k)).Set(float64(n))
-			}
-			s.metrics.stuck.Set(float64(open[KindStuck])) // the count `reconciler stuck` lists
+	}
+	if s.Gauges != nil {
+		if err := s.Gauges.Refresh(ctx, now); err != nil {
+			s.log.Warn("sweep done, gauges not refreshed", zap.Error(err))
 		}
 	}
 	if !dryRun && s.OnDone != nil {

@@ -2,17 +2,14 @@ package reconcile
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// SweepMetrics are the sweep's Prometheus series.
+// SweepMetrics are the sweep's Prometheus series. The ledger's open counts the alerts page on
+// are Gauges, exported whether or not this reconciler sweeps.
 type SweepMetrics struct {
-	duration      prometheus.Histogram
-	checks        *prometheus.CounterVec
-	apiErrors     *prometheus.CounterVec
-	voids         prometheus.Counter
-	stuck         prometheus.Gauge
-	oldestOpen    prometheus.Gauge
-	alerts        *prometheus.CounterVec
-	deadLetters   prometheus.Gauge
-	discrepancies *prometheus.GaugeVec
+	duration  prometheus.Histogram
+	checks    *prometheus.CounterVec
+	apiErrors *prometheus.CounterVec
+	voids     prometheus.Counter
+	alerts    *prometheus.CounterVec
 }
 
 // NewSweepMetrics creates the sweep's series and registers them with reg.
@@ -31,22 +28,10 @@ func NewSweepMetrics(reg prometheus.Registerer) *SweepMetrics {
 		voids: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "knetrecon_sweep_voids_total", Help: "Voids the sweep asked Checkout.com for.",
 		}),
-		stuck: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "knetrecon_stuck_payments", Help: "Payments marked stuck and not yet final.",
-		}),
-		oldestOpen: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "knetrecon_oldest_open_payment_age_seconds", Help: "Age of the oldest payment not yet final (0 when none).",
-		}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "knetrecon_alerts_total", Help: "Alert webhook deliveries, by result (sent, failed).",
 		}, []string{"result"}),
 	}
-	m.deadLetters = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "knetrecon_dead_letters_pending", Help: "Dead letters not yet replayed (refreshed every sweep).",
-	})
-	m.discrepancies = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "knetrecon_open_discrepancies", Help: "Discrepancies not yet resolved, by kind (refreshed every sweep).",
-	}, []string{"kind"})
-	reg.MustRegister(m.duration, m.checks, m.apiErrors, m.voids, m.stuck, m.oldestOpen, m.alerts, m.deadLetters, m.discrepancies)
+	reg.MustRegister(m.duration, m.checks, m.apiErrors, m.voids, m.alerts)
 	return m
 }
