@@ -29,7 +29,8 @@ type Schedule struct {
 // minutes, Checkout.com's retry window (about 30 hours, and an hour's margin), a day of skew.
 var DefaultSchedule = Schedule{FirstCheckAfter: 7 * time.Minute, VerifyAfter: 31 * time.Hour, MaxSkew: 24 * time.Hour}
 
-// Schedule returns the ledger's schedule as last committed.
+// Schedule returns the ledger's schedule as this process last read or committed it (another
+// process may have changed it since: ScheduleOfRecord reads the file).
 func (l *Ledger) Schedule() Schedule {
 	if s := l.schedule.Load(); s != nil {
 		return *s
@@ -48,19 +49,26 @@ func (l *Ledger) ScheduleOfRecord(ctx context.Context) (Schedule, error) {
 
 // loadSchedule reads the schedule of record into the ledger.
 func (l *Ledger) loadSchedule(ctx context.Context) error {
-	s := DefaultSchedule
-	var first, verify, skew int64
-	err := l.db().QueryRowContext(ctx, `SELECT first_check_after_ns, verify_after_ns, max_skew_ns FROM schedule_settings WHERE id = 1`).
-		Scan(&first, &verify, &skew)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return fmt.Errorf("schedule settings: %w", err)
-	default:
-		s = Schedule{FirstCheckAfter: time.Duration(first), VerifyAfter: time.Duration(verify), MaxSkew: time.Duration(skew)}
+	s, err := readSchedule(ctx, l.db())
+	if err != nil {
+		return err
 	}
 	l.schedule.Store(&s)
 	return nil
+}
+
+// readSchedule reads the schedule of record through q (the defaults when no fact set one).
+func readSchedule(ctx context.Context, q sqlx.QueryerContext) (Schedule, error) {
+	var first, verify, skew int64
+	err := q.QueryRowxContext(ctx, `SELECT first_check_after_ns, verify_after_ns, max_skew_ns FROM schedule_settings WHERE id = 1`).
+		Scan(&first, &verify, &skew)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return DefaultSchedule, nil
+	case err != nil:
+		return Schedule{}, fmt.Errorf("schedule settings: %w", err)
+	}
+	return Schedule{FirstCheckAfter: time.Duration(first), VerifyAfter: time.Duration(verify), MaxSkew: time.Duration(skew)}, nil
 }
 
 // Schedule returns the schedule the transaction applies with.

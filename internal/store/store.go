@@ -283,7 +283,12 @@ func (l *Ledger) update(ctx context.Context, fn func(*Tx) error, optimistic bool
 	// a transaction left open would keep the one writer connection, and every later write would
 	// wait for it for ever. Rollback after a successful Commit is a no-op (sql.ErrTxDone).
 	defer func() { _ = tx.Rollback() }()
-	t := &Tx{tx: tx, l: l, now: l.Now().UTC(), stmts: make(map[string]*sqlx.Stmt, len(l.stmts)), optimistic: optimistic, schedule: l.Schedule()}
+	t := &Tx{tx: tx, l: l, now: l.Now().UTC(), stmts: make(map[string]*sqlx.Stmt, len(l.stmts)), optimistic: optimistic}
+	// Read inside the write transaction: another process (a one-shot command catching up) may
+	// have applied a settings fact to this file since this process last looked.
+	if t.schedule, err = readSchedule(ctx, tx); err != nil {
+		return classify(err)
+	}
 	if err := fn(t); err != nil {
 		return classify(err)
 	}
