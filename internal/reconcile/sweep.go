@@ -301,6 +301,14 @@ func (s *Sweeper) sweepList(ctx context.Context, verify bool, now time.Time, dry
 	if verify {
 		check, left = s.verify, s.cfg.VerifyPerSweep
 	}
+	// A dry run publishes no settings fact: when this sweeper's first check comes sooner than the
+	// ledger's, it reads the payments never checked that its schedule would make due, as the
+	// real sweep would once its settings are applied.
+	due, early := now, time.Duration(0)
+	if sched, err := s.ledger.ScheduleOfRecord(ctx); err == nil && dryRun && !verify && sched.FirstCheckAfter > s.cfg.PendingTimeout {
+		early = sched.FirstCheckAfter - s.cfg.PendingTimeout
+		due = now.Add(early)
+	}
 	var cursor store.Cursor
 	for left != 0 {
 		limit := s.cfg.PageSize
@@ -308,9 +316,12 @@ func (s *Sweeper) sweepList(ctx context.Context, verify bool, now time.Time, dry
 			limit = min(limit, left)
 			left -= limit
 		}
-		page, next, err := s.ledger.DuePayments(ctx, store.DueQuery{Due: now, Verify: verify, After: cursor, Limit: limit})
+		page, next, err := s.ledger.DuePayments(ctx, store.DueQuery{Due: due, Verify: verify, After: cursor, Limit: limit})
 		if err != nil {
 			return fmt.Errorf("sweep: %w", err)
+		}
+		if early > 0 {
+			page = slices.DeleteFunc(page, func(p store.Payment) bool { return p.LastCheckedAt != nil && p.NextCheckAt.After(now) })
 		}
 		decisions := s.checkPage(ctx, page, func(p *store.Payment) Decision { return check(ctx, p, now, dryRun) })
 		for _, d := range decisions {
