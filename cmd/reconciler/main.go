@@ -145,7 +145,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.StringVar(&format, "format", "text", "text, json, csv or xlsx (binary: redirect it to a file)")
 			fs.StringVar(&since, "from", "", "with --to: the report of several days (YYYY-MM-DD), one row per payment")
 			fs.StringVar(&until, "to", "", "the last day of --from's range (included)")
-			fs.StringVar(&outDir, "out", "", "write <date>.json, .csv and .xlsx into this directory instead (a new revision if the day's money changed)")
+			fs.StringVar(&outDir, "out", "", "write <date>.json, .csv and .xlsx into this directory instead (a new revision if the day's money changed); only once the ledger holds the day")
+			fs.BoolVar(&force, "force", false, "with --out: write the files even if the ledger does not hold the day yet (not over, or the stream not applied up to its end)")
 		case "replay":
 			fs.StringVar(&since, "since", "", "replay messages stored since: a time (2026-12-01T10:00:00Z), a date (2026-12-01) or a duration ago (6h, 2d)")
 			fs.Uint64Var(&fromSeq, "from-seq", 0, "replay from this stream sequence")
@@ -244,7 +245,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "settle":
 		return cmdSettle(ctx, cfg, sf, date, asJSON, stdout, fail)
 	case "report":
-		return cmdReport(ctx, cfg, date, since, until, format, outDir, stdout, fail)
+		return cmdReport(ctx, cfg, date, since, until, format, outDir, force, stdout, stderr, fail)
 	case "discrepancies":
 		return cmdDiscrepancies(ctx, cfg, kind, all, asJSON, stdout, fail)
 	case "resolve":
@@ -780,14 +781,7 @@ func (m *Main) health(ctx context.Context) []desk.Check {
 		checks = append(checks, desk.Check{Name: "sweep", OK: false, Detail: "off (KNETRECON_SWEEP_SCHEDULE=off): Pending payments are not checked"})
 	}
 	if r := m.reportsLive.Load(); r != nil {
-		c := desk.Check{Name: "reports", OK: true, Detail: "none written by this process yet"}
-		if last := m.lastReport.Load(); last != nil {
-			c.Detail = "last at " + last.At.In(m.Config.ReportLocation).Format("2006-01-02 15:04:05") + ": " + last.Detail
-		}
-		if days := r.unwrittenDays(); len(days) > 0 {
-			c.OK, c.Detail = false, "not written yet (retried): "+strings.Join(days, ", ")
-		}
-		checks = append(checks, c)
+		checks = append(checks, r.check())
 	}
 	return checks
 }

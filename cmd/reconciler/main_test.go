@@ -349,8 +349,11 @@ func TestMainEndToEnd(t *testing.T) {
 		t.Fatalf("the report of 2026-03-01 counts money posted today: %s", out)
 	}
 	dir := t.TempDir()
-	if code, out, _ = cli("report", "--date", today, "--out", dir); code != 0 || !strings.Contains(out, filepath.Join(dir, today+".csv")) {
-		t.Fatalf("report --out: %s", out)
+	if code, _, stderr = cli("report", "--date", today, "--out", dir); code != 1 || !strings.Contains(stderr, today+" is not over") {
+		t.Fatalf("report --out of a day not over: %d %s", code, stderr)
+	}
+	if code, out, _ = cli("report", "--date", today, "--out", dir, "--force"); code != 0 || !strings.Contains(out, filepath.Join(dir, today+".csv")) {
+		t.Fatalf("report --out --force: %s", out)
 	}
 	if code, _, stderr = cli("report", "--date", "1 March"); code != 1 || !strings.Contains(stderr, "YYYY-MM-DD") {
 		t.Fatalf("report with a bad date: %d %s", code, stderr)
