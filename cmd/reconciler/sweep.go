@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
@@ -33,6 +34,7 @@ func (m *Main) startSweep(ctx context.Context) error {
 		return err
 	}
 	metrics := reconcile.NewSweepMetrics(m.Registry)
+	m.facts.Fence = func() reconcile.LeaseTerm { return reconcile.LeaseTerm{Holder: m.holder(), Term: m.lease.Term()} }
 	m.sweeper = reconcile.NewSweeper(m.ledger, m.facts, client, log, metrics, m.Config.Sweep)
 	m.sweeper.Leader = m.lease.Held
 	m.sweeper.Gauges = m.gauges
@@ -121,12 +123,33 @@ func (m *Main) startLease(ctx context.Context, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	m.lease = events.NewLease(kv, events.SweepLease, m.holder(), m.Config.SweepLeaseTTL)
+	ttl, err := leaseTTL(ctx, kv, m.Config.SweepLeaseTTL, log)
+	if err != nil {
+		return err
+	}
+	m.lease = events.NewLease(kv, events.SweepLease, m.holder(), ttl)
 	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Name: "knetrecon_reconciler_sweep_leader",
 		Help: "1 while this reconciler holds the sweep's lease (sweeps and alerts), 0 on standby."})
 	m.Registry.MustRegister(m.leader)
 	log.Info("sweep lease bucket ready", zap.String("bucket", events.LeaseBucket))
 	return nil
+}
+
+// leaseTTL is the lease bucket's TTL, which times every holder's lease; a local setting that
+// differs is said once (the bucket keeps the TTL of whoever created it).
+func leaseTTL(ctx context.Context, kv jetstream.KeyValue, local time.Duration, log *zap.Logger) (time.Duration, error) {
+	ttl, err := events.BucketTTL(ctx, kv)
+	if err != nil {
+		return 0, err
+	}
+	if ttl <= 0 {
+		return 0, fmt.Errorf("lease bucket %s has no TTL: a dead holder's lease would never expire; delete the bucket (nats kv rm %s) and restart", events.LeaseBucket, events.LeaseBucket)
+	}
+	if ttl != local {
+		log.Warn("KNETRECON_SWEEP_LEASE_TTL differs from the lease bucket's TTL; the bucket's is used (it expires the keys)",
+			zap.Duration("setting", local), zap.Duration("bucket_ttl", ttl))
+	}
+	return ttl, nil
 }
 
 // stopSweep stops scheduling, cancels the sweep in progress and waits for it, bounded by ctx.
@@ -178,13 +201,19 @@ func cmdSweep(ctx context.Context, cfg Config, log *zap.Logger, once, dryRun, as
 			return fail(err)
 		}
 		host, _ := os.Hostname()
-		lease := events.NewLease(kv, events.SweepLease, "cli:"+cfg.Consumer.Durable+"@"+host, cfg.SweepLeaseTTL)
+		ttl, err := leaseTTL(ctx, kv, cfg.SweepLeaseTTL, log)
+		if err != nil {
+			return fail(err)
+		}
+		holder := "cli:" + cfg.Consumer.Durable + "@" + host
+		lease := events.NewLease(kv, events.SweepLease, holder, ttl)
 		if held, err := lease.Try(ctx); err != nil || !held {
 			holder, _ := lease.Holder(ctx)
 			return fail(fmt.Errorf("the sweep's lease is held by %s: a running reconciler sweeps (use --dry-run to look without writing) %v", holder, err))
 		}
 		defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
 		sw.Leader = lease.Held
+		r.facts.Fence = func() reconcile.LeaseTerm { return reconcile.LeaseTerm{Holder: holder, Term: lease.Term()} }
 	}
 	rep, err := sw.Sweep(ctx, dryRun)
 	if err != nil {

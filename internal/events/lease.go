@@ -33,7 +33,34 @@ type Lease struct {
 	mu      sync.Mutex
 	rev     uint64
 	renewed time.Time
+	// term is the revision at which this holder took the lease (its Create): it stays while the
+	// lease is renewed, and a later holder's term is always higher.
+	term uint64
 }
+
+// BucketTTL returns how long the lease bucket keeps an entry unrenewed: the bucket's own TTL, set
+// by whoever created it. A lease is timed by it, never by a local setting, or a holder configured
+// with a longer TTL would go on sweeping after its key expired and another took it.
+func BucketTTL(ctx context.Context, kv jetstream.KeyValue) (time.Duration, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("lease bucket %s: %w", LeaseBucket, err)
+	}
+	return st.TTL(), nil
+}
+
+// Term returns the term of the lease this holder took last (0 when it never took it): the
+// revision at which it took it. It is kept after the lease is lost: facts made under the lease
+// carry it, so the consumer refuses those of a holder another has replaced, even when the holder
+// (paused, or cut off) has not noticed yet.
+func (l *Lease) Term() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.term
+}
+
+// TTL is how long the lease lives unrenewed.
+func (l *Lease) TTL() time.Duration { return l.ttl }
 
 // EnsureLeases opens the lease bucket, creating it when it is missing: entries living ttl, in as
 // many copies as the stream (one when there is no stream yet). Reconcilers starting together race to create it, and a JetStream cluster may
@@ -92,7 +119,7 @@ func (l *Lease) Try(ctx context.Context) (bool, error) {
 	}
 	rev, err := l.kv.Create(ctx, l.key, []byte(l.holder))
 	if err == nil {
-		l.rev, l.renewed = rev, now
+		l.rev, l.renewed, l.term = rev, now, rev
 		return true, nil
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {

@@ -70,6 +70,27 @@ type Fact struct {
 	Settle        *SettleFact `json:"settle,omitempty"`
 	// Settings is the ledger's schedule a settings fact sets.
 	Settings *store.Schedule `json:"settings,omitempty"`
+	// Lease is the sweep's lease the fact was made under (sweep facts only): a fact whose term is
+	// older than the lease of record at its point of the stream is refused (stale_lease).
+	Lease *LeaseTerm `json:"lease,omitempty"`
+}
+
+// LeaseTerm names a holder's term of the sweep's lease.
+type LeaseTerm struct {
+	Holder string `json:"holder"`
+	Term   uint64 `json:"term"`
+}
+
+// SweepLeaseName is the lease of record sweep facts are fenced by.
+const SweepLeaseName = "sweep"
+
+// fenced reports whether facts of kind are the sweep's, made only by the lease's holder.
+func fenced(kind string) bool {
+	switch kind {
+	case FactCheck, FactSchedule, FactKNET, FactStuck, FactAlerted, FactSettings:
+		return true
+	}
+	return false
 }
 
 // SettleFact is a bank statement to match, with how to read it.
@@ -176,6 +197,12 @@ type FactResult struct {
 // ledger raises is returned.
 func (p *Processor) applyFact(ctx context.Context, tx *store.Tx, f *Fact, seq uint64) (FactResult, error) {
 	var res FactResult
+	if f.Lease != nil && fenced(f.Kind) {
+		// Before anything is written: a stale holder's fact changes nothing, in every ledger.
+		if err := tx.FenceLease(ctx, SweepLeaseName, f.Lease.Holder, f.Lease.Term); err != nil {
+			return res, err
+		}
+	}
 	if first, err := tx.FactOnce(ctx, f.ID, f.Kind, seq); err != nil || !first {
 		// Delivered again (after a crash between commit and ack, a replay, a one-shot command's
 		// catch-up beside a running consumer): applied already, its result stored then.
@@ -495,6 +522,9 @@ type FactBus struct {
 	// Poll is how often the ledger's position is read while waiting for another process to apply
 	// a fact (this process's own consumer wakes the wait at once).
 	Poll time.Duration
+	// Fence, when set, returns the sweep's lease term this process holds (zero: none); the
+	// sweep's facts carry it (see Fact.Lease).
+	Fence func() LeaseTerm
 	// CatchUp, when set, applies the stream to this ledger up to its end (a one-shot command with
 	// the webhook keys); Commit calls it after publishing. A `reconciler run` on the same ledger
 	// may apply the fact first: the result is read from the ledger either way.
@@ -523,6 +553,11 @@ var ErrFactDeadLettered = errors.New("fact dead-lettered by this ledger")
 func (b *FactBus) Commit(ctx context.Context, f Fact) (FactResult, error) {
 	if f.By == "" {
 		f.By = b.By
+	}
+	if b.Fence != nil && f.Lease == nil && fenced(f.Kind) {
+		if term := b.Fence(); term.Term > 0 {
+			f.Lease = &term
+		}
 	}
 	body, err := json.Marshal(f)
 	if err != nil {

@@ -27,6 +27,8 @@ const (
 	causeInvalid     = "invalid"
 	causePanic       = "panic"
 	causeForged      = "forged"
+	// causeStaleLease: a sweep fact made by a holder another had replaced (see Fact.Lease).
+	causeStaleLease = "stale_lease"
 )
 
 // action is what happens to a message once its batch is decided.
@@ -214,8 +216,11 @@ func (p *Processor) apply(ctx context.Context, items []*item) (err error) {
 					return err
 				}
 				cause := causeInvalid
-				if errors.Is(err, errPanicked) {
+				switch {
+				case errors.Is(err, errPanicked):
 					cause = causePanic
+				case errors.Is(err, store.ErrStaleLease):
+					cause = causeStaleLease
 				}
 				p.deadLetter(it, cause, err.Error())
 			}

@@ -69,6 +69,7 @@ var digestTables = []digestTable{
 	{name: "operator_actions", omit: []string{"id"}, orderBy: "t.at, t.id"},
 	{name: "facts_applied", orderBy: "t.id"},
 	{name: "schedule_settings", orderBy: "t.id"},
+	{name: "lease_of_record", orderBy: "t.name"},
 }
 
 // Digest reads the ledger's Digest in one read transaction.
