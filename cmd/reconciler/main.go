@@ -444,9 +444,13 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 	defer l.Close()
 	id := func() (int64, error) {
 		if len(operands) != 2 {
-			return 0, fmt.Errorf("usage: reconciler dlq %s <id>", operands[0])
+			return 0, badUsage("usage: reconciler dlq %s <id>", operands[0])
 		}
-		return strconv.ParseInt(operands[1], 10, 64)
+		n, err := strconv.ParseInt(operands[1], 10, 64)
+		if err != nil {
+			return 0, badUsage("dead letter id %q: want a number (reconciler dlq list)", operands[1])
+		}
+		return n, nil
 	}
 	switch operands[0] {
 	case "list":
@@ -547,7 +551,7 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 		fmt.Fprintf(stdout, "dead letter %d replayed on every ledger (%s): %s\n", n, applied(res), res.Result)
 		return 0
 	}
-	return fail(fmt.Errorf("unknown dlq command %q (list, show, replay)", operands[0]))
+	return fail(badUsage("unknown dlq command %q (list, show, replay, discard)", operands[0]))
 }
 
 // parseSince reads a point in time as people write it: an RFC 3339 time, a date (midnight in

@@ -355,10 +355,10 @@ func TestMainEndToEnd(t *testing.T) {
 	if code, out, _ = cli("report", "--date", today, "--out", dir, "--force"); code != 0 || !strings.Contains(out, filepath.Join(dir, today+".csv")) {
 		t.Fatalf("report --out --force: %s", out)
 	}
-	if code, _, stderr = cli("report", "--date", "1 March"); code != 1 || !strings.Contains(stderr, "YYYY-MM-DD") {
+	if code, _, stderr = cli("report", "--date", "1 March"); code != ExitUsage || !strings.Contains(stderr, "YYYY-MM-DD") {
 		t.Fatalf("report with a bad date: %d %s", code, stderr)
 	}
-	if code, _, _ = cli("report", "--format", "xml"); code != 1 {
+	if code, _, _ = cli("report", "--format", "xml"); code != ExitUsage {
 		t.Fatalf("report --format xml exit %d", code)
 	}
 	// Discrepancies: listed, resolved by hand with a note, then gone from the open list.

@@ -34,16 +34,22 @@ func (c Config) ReportsOn() bool {
 // the last day.
 func cmdReportRange(ctx context.Context, cfg Config, date, from, to, format, outDir string, force bool, stdout, stderr io.Writer, fail func(error) int) int {
 	if date != "" || from == "" || to == "" {
-		return fail(fmt.Errorf("usage: reconciler report --date D | --from D --to D [--format text|json|csv|xlsx] [--out DIR] [--force]"))
+		return fail(badUsage("usage: reconciler report --date D | --from D --to D [--format text|json|csv|xlsx] [--out DIR] [--force]"))
+	}
+	if err := checkFormat(format); err != nil {
+		return fail(err)
+	}
+	if _, _, err := report.Day(from, cfg.ReportLocation); err != nil {
+		return fail(badUsage("--from: %v", err))
+	}
+	if _, _, err := report.Day(to, cfg.ReportLocation); err != nil {
+		return fail(badUsage("--to: %v", err))
 	}
 	l, err := openLedger(ctx, cfg)
 	if err != nil {
 		return fail(err)
 	}
 	defer l.Close()
-	if _, _, err := report.Day(to, cfg.ReportLocation); err != nil {
-		return fail(err)
-	}
 	if code, stop := refuseUnheld(ctx, cfg, l, to, outDir != "", force, stderr, fail); stop {
 		return code
 	}
@@ -73,6 +79,15 @@ type formatted interface {
 	WriteXLSX(io.Writer) error
 }
 
+// checkFormat refuses a --format no report is written as: a usage error, before any work.
+func checkFormat(format string) error {
+	switch format {
+	case "json", "csv", "xlsx", "text", "":
+		return nil
+	}
+	return badUsage("--format %q: want text, json, csv or xlsx", format)
+}
+
 // writeFormat writes r in format (text when empty).
 func writeFormat(r formatted, format string, w io.Writer) error {
 	switch format {
@@ -99,8 +114,11 @@ func cmdReport(ctx context.Context, cfg Config, date, from, to, format, outDir s
 	if date == "" {
 		date = report.Yesterday(time.Now(), cfg.ReportLocation)
 	}
-	if _, _, err := report.Day(date, cfg.ReportLocation); err != nil {
+	if err := checkFormat(format); err != nil {
 		return fail(err)
+	}
+	if _, _, err := report.Day(date, cfg.ReportLocation); err != nil {
+		return fail(badUsage("--date: %v", err))
 	}
 	l, err := openLedger(ctx, cfg)
 	if err != nil {

@@ -47,7 +47,7 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 	}
 	m, err := settle.ParseMapping(columns)
 	if err != nil {
-		return fail(err)
+		return fail(badUsage("--columns: %v", err))
 	}
 	steps, err := parseSteps(f.notSettledAfter)
 	if err != nil || len(steps) != 1 {
