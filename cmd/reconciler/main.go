@@ -633,7 +633,9 @@ type Main struct {
 	done    chan error
 	running atomic.Bool
 	proc    *reconcile.Processor
-	facts   *reconcile.FactBus
+	// procLive is proc for the NATS callbacks, which may run before it is set.
+	procLive atomic.Pointer[reconcile.Processor]
+	facts    *reconcile.FactBus
 	ops     *reconcile.Operator
 	lease   *events.Lease
 	leader  prometheus.Gauge
@@ -760,8 +762,13 @@ func (m *Main) health(ctx context.Context) []desk.Check {
 	if !ledger.OK {
 		ledger.Detail = "refuses writes: a batch is held and retried (see the logs)"
 	}
+	position := desk.Check{Name: "position", OK: true, Detail: "the ledger holds everything its consumer acked"}
+	if g := m.proc.Gap(); !g.Ready() {
+		position.OK, position.Detail = false, g.Why()
+	}
 	checks := []desk.Check{
 		{Name: "consumer", OK: m.running.Load(), Detail: "applies the stream (durable " + m.Config.Consumer.Durable + ")"},
+		position,
 		{Name: "NATS", OK: m.nc.IsConnected(), Detail: "connected to the stream"},
 		ledger,
 	}
@@ -853,7 +860,12 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	conn.OnDisconnect = func(err error) { m.Log.Warn("NATS disconnected", zap.Error(err)) }
-	conn.OnReconnect = func(url string) { m.Log.Info("NATS reconnected", zap.String("url", url)) }
+	conn.OnReconnect = func(url string) {
+		m.Log.Info("NATS reconnected", zap.String("url", url))
+		if p := m.procLive.Load(); p != nil {
+			p.CheckGapSoon() // the server may have come back with other acks (a cut, a new leader)
+		}
+	}
 	if m.nc, err = events.Connect(conn); err != nil {
 		return err
 	}
@@ -880,6 +892,7 @@ func (m *Main) Run(ctx context.Context) error {
 		chaosHook(proc, m.Log)
 	}
 	m.proc = proc
+	m.procLive.Store(proc)
 	if proc.Stream, err = m.js.Stream(ctx, events.StreamName); err != nil {
 		batches.Stop()
 		return fmt.Errorf("stream %s: %w", events.StreamName, err)
@@ -888,6 +901,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.ops = reconcile.NewOperator(m.ledger, m.facts)
 	loop := reconcile.NewConsumer(proc, batches, m.Log.Named("consumer"))
 	loop.Connected = m.nc.IsConnected
+	loop.FillGap = func(ctx context.Context) { proc.FillGap(ctx, m.js, cfg.Consumer.Durable, cfg.BatchSize) }
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
@@ -1001,6 +1015,10 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 	}
 	if m.proc.Failing() {
 		http.Error(w, "ledger refusing writes: a batch is held and retried (see the logs)", http.StatusServiceUnavailable)
+		return
+	}
+	if g := m.proc.Gap(); !g.Ready() {
+		http.Error(w, g.Why(), http.StatusServiceUnavailable)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

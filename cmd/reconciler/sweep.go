@@ -87,6 +87,13 @@ func (m *Main) sweepOnce(ctx context.Context, log *zap.Logger) {
 		log.Debug("not sweeping: the lease is held by another reconciler", zap.String("holder", holder))
 		return
 	}
+	if g := m.proc.Gap(); !g.Ready() {
+		// The ledger lacks what its consumer acked: the sweep would ask about payments as they
+		// were before the cut, and the check facts would compare against a ledger behind.
+		m.lastSweep.Store(&lastRun{At: time.Now(), Err: "skipped: " + g.Why()})
+		log.Warn("sweep skipped: the ledger does not hold everything its consumer acked", zap.String("why", g.Why()))
+		return
+	}
 	if m.proc.Failing() {
 		// Its facts would wait behind the held batch, and it would ask again about what it
 		// cannot yet read back: the sweep waits for the ledger.

@@ -19,6 +19,8 @@ type Metrics struct {
 	lagSeconds    prometheus.Gauge
 	applySeconds  prometheus.Histogram
 	batchSize     prometheus.Histogram
+	gapMessages   prometheus.Gauge
+	gapLost       prometheus.Gauge
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -75,10 +77,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		payment.KindAmountMismatch, payment.KindConflictingDuplicate, payment.KindCurrencyMismatch} {
 		m.discrepancies.WithLabelValues(string(k))
 	}
-	for _, c := range []string{causeQuarantined, causeUndecodable, causeInvalid, causePanic, causeForged} {
+	for _, c := range []string{causeQuarantined, causeUndecodable, causeInvalid, causePanic, causeForged, causeStaleLease} {
 		m.deadLetters.WithLabelValues(c)
 	}
+	m.gapMessages = prometheus.NewGauge(prometheus.GaugeOpts{Name: "knetrecon_reconciler_ledger_gap_messages",
+		Help: "Messages the durable consumer acked that the ledger lacks (a power cut undid their commit), not yet applied again from the stream."})
+	m.gapLost = prometheus.NewGauge(prometheus.GaugeOpts{Name: "knetrecon_reconciler_ledger_gap_lost_messages",
+		Help: "Messages the durable consumer acked that the ledger lacks and the stream no longer holds: the ledger needs a rebuild from a backup."})
 	reg.MustRegister(m.applied, m.duplicates, m.discrepancies, m.deadLetters, m.naks, m.ledgerFailing, m.ledgerRetries, m.lagMessages,
-		m.lagSeconds, m.applySeconds, m.batchSize)
+		m.lagSeconds, m.applySeconds, m.batchSize, m.gapMessages, m.gapLost)
 	return m
 }

@@ -78,6 +78,8 @@ type Processor struct {
 	// factKeys verify the reconcilers' own facts (KNETRECON_FACT_KEYS): a fact signed by no key
 	// of theirs is dead-lettered as forged.
 	factKeys atomic.Pointer[checkout.KeyRing]
+	// gap is the ledger against its consumer's acks (see FillGap).
+	gap gapWatch
 	// advCh is closed at each committed batch: it wakes the waits of FactBus.Commit.
 	advMu sync.Mutex
 	advCh chan struct{}
@@ -492,6 +494,9 @@ type Consumer struct {
 	// Connected, when set, reports whether NATS is connected: at shutdown, the drain waits for
 	// messages still in flight only while it is (a server that is down sends nothing more).
 	Connected func() bool
+	// FillGap, when set, applies again what the consumer acked and the ledger lacks (see
+	// Processor.FillGap): before the first batch, and when idle after CheckGapSoon.
+	FillGap func(context.Context)
 }
 
 // NewConsumer returns a loop applying batches from b with proc.
@@ -506,6 +511,9 @@ func NewConsumer(proc *Processor, b *events.Batches, log *zap.Logger) *Consumer 
 // commits the current batch, so JSON decoding runs while SQLite writes and syncs.
 func (c *Consumer) Run(ctx context.Context, drainTimeout time.Duration) error {
 	work := context.WithoutCancel(ctx)
+	if c.FillGap != nil {
+		c.FillGap(ctx)
+	}
 	prepared := make(chan []*item, 1)
 	pullErr := make(chan error, 1)
 	go func() {
@@ -513,6 +521,12 @@ func (c *Consumer) Run(ctx context.Context, drainTimeout time.Duration) error {
 		pullErr <- c.pull(ctx, work, drainTimeout, prepared)
 	}()
 	for items := range prepared {
+		if len(items) == 0 {
+			if c.FillGap != nil && ctx.Err() == nil {
+				c.FillGap(ctx) // idle, and asked to compare again (a reconnect)
+			}
+			continue
+		}
 		c.proc.handle(work, ctx, items)
 	}
 	return <-pullErr
@@ -536,6 +550,8 @@ func (c *Consumer) pull(ctx, work context.Context, drainTimeout time.Duration, o
 		}
 		if len(msgs) > 0 {
 			c.send(out, c.proc.prepareAll(msgs))
+		} else if c.proc.gap.due.Load() {
+			c.send(out, nil)
 		}
 	}
 	// Shutdown: no new pulls; finish what the client already holds, and what the server sends
