@@ -636,10 +636,10 @@ type Main struct {
 	// procLive is proc for the NATS callbacks, which may run before it is set.
 	procLive atomic.Pointer[reconcile.Processor]
 	facts    *reconcile.FactBus
-	ops     *reconcile.Operator
-	lease   *events.Lease
-	leader  prometheus.Gauge
-	gauges  *reconcile.Gauges
+	ops      *reconcile.Operator
+	lease    *events.Lease
+	leader   prometheus.Gauge
+	gauges   *reconcile.Gauges
 
 	sweeper      *reconcile.Sweeper
 	checker      atomic.Pointer[reconcile.Sweeper] // the sweeper, for the desk's "check now"

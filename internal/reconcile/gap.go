@@ -29,7 +29,9 @@ type GapState struct {
 }
 
 // Ready reports whether the ledger holds everything its consumer acked.
-func (g GapState) Ready() bool { return g.Checked && g.Lost == 0 && g.Err == "" && g.Position >= g.AckFloor }
+func (g GapState) Ready() bool {
+	return g.Checked && g.Lost == 0 && g.Err == "" && g.Position >= g.AckFloor
+}
 
 // Why says, for /readyz and the desk, why the ledger is not ready ("" when it is).
 func (g GapState) Why() string {
