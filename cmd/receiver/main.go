@@ -59,6 +59,7 @@ type Main struct {
 	guard     *events.Guard
 	gsync     *events.GroupSync
 	stopGuard context.CancelFunc
+	stopMeta  context.CancelFunc
 }
 
 // NewMain returns a receiver for cfg logging to log.
@@ -101,8 +102,21 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.js, err = jetstream.New(m.nc, events.PublishOptions(2*cfg.PublishTimeout)...); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	if m.ns != nil {
+		if _, err := m.js.Stream(ctx, events.StreamName); errors.Is(err, jetstream.ErrStreamNotFound) && events.StreamFilesWithoutDefinition(cfg.natsStoreDir()) {
+			// Its message blocks survived and its definition did not (written without an fsync
+			// before this release): the stream is made again from the configuration over them.
+			m.Log.Error("the stream's definition was lost (a power cut?) while its message files survived: creating it again from the configuration over them",
+				zap.String("stream", events.StreamName), zap.String("store_dir", cfg.natsStoreDir()))
+		}
+	}
 	if err := m.ensureStream(ctx); err != nil {
 		return err
+	}
+	if m.ns != nil {
+		if err := m.startMetaSync(ctx); err != nil {
+			return err
+		}
 	}
 	// A body NATS cannot carry would be refused with 503 on every retry: refuse the setting instead.
 	if max := m.nc.MaxPayload(); max > 0 && cfg.MaxBodyBytes+maxHeaderBytes > max {
@@ -192,6 +206,44 @@ func (m *Main) Run(ctx context.Context) error {
 
 // maxHeaderBytes is room for a stream message's headers beside its body.
 const maxHeaderBytes = 4096
+
+// MetaSyncEvery is how often the embedded server's stream and consumer definitions are looked at
+// and fsynced when they changed (a reconciler creating its consumer).
+var MetaSyncEvery = time.Second
+
+// startMetaSync fsyncs the embedded server's definitions now (the stream's, before the first
+// webhook is taken in) and then every MetaSyncEvery.
+func (m *Main) startMetaSync(ctx context.Context) error {
+	ms := events.NewMetaSync(m.Config.natsStoreDir())
+	if _, err := ms.Sync(); err != nil {
+		return fmt.Errorf("fsync the stream's definition: %w", err)
+	}
+	syncCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopMeta = cancel
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		t := time.NewTicker(MetaSyncEvery)
+		defer t.Stop()
+		failing := false
+		for {
+			select {
+			case <-syncCtx.Done():
+				return
+			case <-t.C:
+			}
+			n, err := ms.Sync()
+			switch {
+			case err != nil && !failing:
+				m.Log.Error("stream or consumer definitions not synced", zap.Error(err))
+			case err == nil && n > 0:
+				m.Log.Debug("stream or consumer definitions synced", zap.Int("files", n))
+			}
+			failing = err != nil
+		}
+	}()
+	return nil
+}
 
 // ensureStream creates or updates the stream, retrying until StartTimeout: an external NATS may
 // still be starting when the receiver does.
@@ -353,6 +405,9 @@ func (m *Main) Close() error {
 	}
 	if m.stopGuard != nil {
 		m.stopGuard()
+	}
+	if m.stopMeta != nil {
+		m.stopMeta()
 	}
 	m.wg.Wait()
 	if m.gsync != nil {

@@ -989,9 +989,17 @@ func (m *Main) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	defer cancel()
 	for {
 		attempt, cancelAttempt := context.WithTimeout(ctx, 5*time.Second)
-		c, err := events.EnsureConsumer(attempt, m.js, m.Config.Consumer)
+		pos, err := m.ledger.Position(attempt)
+		var c jetstream.Consumer
+		var placed string
+		if err == nil {
+			c, placed, err = events.EnsureConsumerAt(attempt, m.js, m.Config.Consumer, pos)
+		}
 		cancelAttempt()
 		if err == nil {
+			if placed != "" {
+				m.Log.Warn("durable consumer placed at the ledger's own position", zap.String("what", placed))
+			}
 			return c, nil
 		}
 		m.Log.Warn("stream or consumer not ready, retrying", zap.Error(err))

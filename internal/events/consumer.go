@@ -52,10 +52,21 @@ func (c ConsumerConfig) Validate() error {
 // EnsureConsumer creates the durable pull consumer over every subject of the stream (events and
 // quarantine), with explicit acks, or updates it to cfg. Calling it again changes nothing.
 func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig) (jetstream.Consumer, error) {
+	c, _, err := EnsureConsumerAt(ctx, js, cfg, 0)
+	return c, err
+}
+
+// EnsureConsumerAt is EnsureConsumer for a ledger that holds the stream up to position: a
+// consumer found missing (its definition lost in a power cut, or removed) is created to deliver
+// from position+1, not from the start of the retention (which would deliver weeks of events
+// again); one found further behind the ledger than its acks in flight could explain is made
+// again at position+1. placed says what was done ("" when the consumer was there and in step).
+// A stream whose last sequence is below position (made again, empty) is delivered from its start.
+func EnsureConsumerAt(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig, position uint64) (c jetstream.Consumer, placed string, err error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	c, err := js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+	want := jetstream.ConsumerConfig{
 		Durable:       cfg.Durable,
 		Description:   "knetrecon reconciler: applies every event to the ledger",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -64,11 +75,47 @@ func EnsureConsumer(ctx context.Context, js jetstream.JetStream, cfg ConsumerCon
 		MaxDeliver:    -1, // unbounded: see ConsumerConfig.MaxDeliver
 		MaxAckPending: cfg.MaxAckPending,
 		ReplayPolicy:  jetstream.ReplayInstantPolicy,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create or update consumer %s: %w", cfg.Durable, err)
 	}
-	return c, nil
+	at := func() {
+		if position == 0 {
+			return
+		}
+		s, err := js.Stream(ctx, StreamName)
+		if err != nil {
+			return
+		}
+		if last := s.CachedInfo().State.LastSeq; last < position {
+			placed = fmt.Sprintf("consumer %s: the stream ends at seq %d, before the ledger's position %d (made again?): delivered from its start", cfg.Durable, last, position)
+			return
+		}
+		want.DeliverPolicy, want.OptStartSeq = jetstream.DeliverByStartSequencePolicy, position+1
+	}
+	existing, err := js.Consumer(ctx, StreamName, cfg.Durable)
+	switch {
+	case err == nil:
+		info := existing.CachedInfo()
+		want.DeliverPolicy, want.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq // not updatable
+		if floor := info.AckFloor.Stream; position > floor+uint64(cfg.MaxAckPending) {
+			if err := js.DeleteConsumer(ctx, StreamName, cfg.Durable); err != nil {
+				return nil, "", fmt.Errorf("consumer %s behind the ledger: remove it: %w", cfg.Durable, err)
+			}
+			placed = fmt.Sprintf("consumer %s acked up to seq %d, the ledger holds up to %d: made again to deliver from seq %d", cfg.Durable, floor, position, position+1)
+			want.DeliverPolicy, want.OptStartSeq = jetstream.DeliverAllPolicy, 0
+			at()
+		}
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if position > 0 {
+			placed = fmt.Sprintf("consumer %s missing while the ledger holds the stream up to seq %d: created to deliver from seq %d", cfg.Durable, position, position+1)
+		}
+		at()
+	default:
+		return nil, "", fmt.Errorf("consumer %s: %w", cfg.Durable, err)
+	}
+	c, err = js.CreateOrUpdateConsumer(ctx, StreamName, want)
+	if err != nil {
+		return nil, "", fmt.Errorf("create or update consumer %s: %w", cfg.Durable, err)
+	}
+	return c, placed, nil
 }
 
 // Batches pulls messages from a consumer in batches: it waits up to wait for a first message,
