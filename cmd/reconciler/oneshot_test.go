@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -101,10 +102,15 @@ func oneShotAnswers(t *testing.T, running, keys bool) {
 		cmdVars = maps.Clone(vars)
 		delete(cmdVars, "KNETRECON_WEBHOOK_KEYS")
 	}
+	var took []string
+	t.Cleanup(func() { t.Logf("FIGURE one-shot commands (running %t, webhook keys %t): %s", running, keys, strings.Join(took, ", ")) })
 	cli := func(want int, args ...string) (string, string) {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		if code := run(ctx, args, env(cmdVars), &out, &errOut); code != want {
+		started := time.Now()
+		code := run(ctx, args, env(cmdVars), &out, &errOut)
+		took = append(took, fmt.Sprintf("%s %s", strings.Join(args[:min(2, len(args))], " "), time.Since(started).Round(time.Millisecond)))
+		if code != want {
 			t.Fatalf("reconciler %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, code, want, out.String(), errOut.String())
 		}
 		return out.String(), errOut.String()
