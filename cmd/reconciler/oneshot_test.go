@@ -103,7 +103,9 @@ func oneShotAnswers(t *testing.T, running, keys bool) {
 		delete(cmdVars, "KNETRECON_WEBHOOK_KEYS")
 	}
 	var took []string
-	t.Cleanup(func() { t.Logf("FIGURE one-shot commands (running %t, webhook keys %t): %s", running, keys, strings.Join(took, ", ")) })
+	t.Cleanup(func() {
+		t.Logf("FIGURE one-shot commands (running %t, webhook keys %t): %s", running, keys, strings.Join(took, ", "))
+	})
 	cli := func(want int, args ...string) (string, string) {
 		t.Helper()
 		var out, errOut bytes.Buffer
