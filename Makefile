@@ -30,7 +30,8 @@ rules-test: bin/promtool
 
 ## chaos: the fault suite against the built binaries, long version (about 20 minutes): kill -9
 ## ×50 reconciler and ×10 receiver, NATS killed, the ledger locked or its disk full for 5 minutes,
-## panics, a stream at its byte limit. Each fault prints a FIGURE line. `make test` runs the short one.
+## panics, a stream at its byte limit, 10 power cuts in each durability mode (needs /dev/fuse and
+## fusermount3). Each fault prints a FIGURE line. `make test` runs the short one.
 chaos:
 	$(GO) test -tags chaos -count=1 -timeout 60m -v ./e2e
 

@@ -1,7 +1,8 @@
 // Package e2e is the black-box fault suite: it builds the receiver, the reconciler (with the chaos
 // tag, for fault injection) and nats-server once, runs them as processes on loopback, puts them
 // under steady signed load and under the faults operators meet (kill -9, NATS stopped, a locked
-// or full ledger, panics, a stream at its byte limit), and counts: sent, 2xx, in the ledger, lost.
+// or full ledger, panics, a stream at its byte limit, power cuts on a FUSE file system that drops
+// what was not fsynced), and counts: sent, 2xx, in the ledger, lost.
 //
 // `make test` runs the short version; `make chaos` (build tag chaos) the long one.
 package e2e
