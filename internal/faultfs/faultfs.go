@@ -64,7 +64,6 @@ type FS struct {
 	mu     sync.Mutex // guards server and st
 	server *fuse.Server
 	st     *state
-	cuts   int
 }
 
 // Mount mounts at mountpoint a loopback of backing (an existing directory) whose changes reach
@@ -133,18 +132,10 @@ func (f *FS) mount() error {
 func (f *FS) Cut() {
 	f.mu.Lock()
 	st := f.st
-	f.cuts++
 	f.mu.Unlock()
 	if st != nil {
 		st.cut()
 	}
-}
-
-// Cuts counts the calls to Cut.
-func (f *FS) Cuts() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.cuts
 }
 
 // Remount brings the power back: it cuts (if Cut was not called), unmounts (every process that
