@@ -23,7 +23,31 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime 20000x ./internal/store/ ./internal/reconcile/
 func BenchmarkConsumer(b *testing.B) {
-	b.Run("end-to-end-256", func(b *testing.B) {
+	for _, sync := range []string{"FULL", "NORMAL"} {
+		name := "end-to-end-256"
+		if sync != "FULL" {
+			name += "-sync-normal" // what the ledger ran before its commits were synced
+		}
+		b.Run(name, func(b *testing.B) { benchConsumer(b, sync) })
+	}
+	b.Run("ceiling-plain-upsert-256", func(b *testing.B) {
+		ins := storetest.KNETInputs(b.N)
+		path := filepath.Join(b.TempDir(), "ledger.db")
+		l, err := store.Open(context.Background(), path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.Close()
+		b.ResetTimer()
+		start := time.Now()
+		storetest.PlainUpsert(b, path, ins, 256)
+		b.ReportMetric(float64(len(ins))/time.Since(start).Seconds(), "events/s")
+	})
+}
+
+// benchConsumer is one run of BenchmarkConsumer with the ledger's writer at synchronous.
+func benchConsumer(b *testing.B, synchronous string) {
+	{
 		ins := storetest.KNETInputs(b.N)
 		ns := eventstest.MustRunNATS(b)
 		nc, js := eventstest.MustConnect(b, ns)
@@ -40,7 +64,11 @@ func BenchmarkConsumer(b *testing.B) {
 		}
 		<-js.PublishAsyncComplete()
 		_ = nc.Flush()
-		ledger := storetest.MustOpenLedger(b)
+		ledger, err := store.OpenWith(ctx, filepath.Join(b.TempDir(), "ledger.db"), store.Options{Synchronous: synchronous})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = ledger.Close() })
 		if err := ledger.SetSchedule(ctx, store.Schedule{VerifyAfter: storetest.VerifyAfter}, "bench"); err != nil {
 			b.Fatal(err)
 		}
@@ -85,20 +113,7 @@ func BenchmarkConsumer(b *testing.B) {
 			b.ReportMetric(float64(len(ins))/float64(n), "msgs/batch")
 			b.ReportMetric(histSum(proc.metrics.applySeconds)/elapsed.Seconds(), "apply-busy")
 		}
-	})
-	b.Run("ceiling-plain-upsert-256", func(b *testing.B) {
-		ins := storetest.KNETInputs(b.N)
-		path := filepath.Join(b.TempDir(), "ledger.db")
-		l, err := store.Open(context.Background(), path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		l.Close()
-		b.ResetTimer()
-		start := time.Now()
-		storetest.PlainUpsert(b, path, ins, 256)
-		b.ReportMetric(float64(len(ins))/time.Since(start).Seconds(), "events/s")
-	})
+	}
 }
 
 func histCount(h prometheus.Histogram) uint64 {

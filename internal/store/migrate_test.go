@@ -19,7 +19,7 @@ import (
 func TestMigrateFromSchema2(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	w, err := sqlx.Open("sqlite3", dsn(path, false, DefaultBusyTimeout))
+	w, err := sqlx.Open("sqlite3", dsn(path, false, DefaultBusyTimeout, ""))
 	if err != nil {
 		t.Fatal(err)
 	}

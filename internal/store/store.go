@@ -53,7 +53,7 @@ type Ledger struct {
 // DSN returns the go-sqlite3 data source name for path with the ledger's pragmas: WAL, a busy
 // timeout, foreign keys, and immediate transactions so that a writer never upgrades a read lock.
 func DSN(path string, readOnly bool) string {
-	return dsn(path, readOnly, DefaultBusyTimeout)
+	return dsn(path, readOnly, DefaultBusyTimeout, "")
 }
 
 // DefaultBusyTimeout is how long a statement waits for a lock held by another process.
@@ -64,9 +64,15 @@ type Options struct {
 	// BusyTimeout is how long to wait for another process's lock before a transient error;
 	// 0 means DefaultBusyTimeout.
 	BusyTimeout time.Duration
+	// Synchronous overrides the writer's PRAGMA synchronous ("FULL" when empty). Benchmarks set
+	// NORMAL to measure what FULL costs in the same run; the reconciler never does.
+	Synchronous string
 }
 
-func dsn(path string, readOnly bool, busy time.Duration) string {
+func dsn(path string, readOnly bool, busy time.Duration, synchronous string) string {
+	if synchronous == "" {
+		synchronous = "FULL"
+	}
 	v := url.Values{}
 	v.Set("_busy_timeout", strconv.FormatInt(busy.Milliseconds(), 10))
 	v.Set("_foreign_keys", "on")
@@ -79,7 +85,7 @@ func dsn(path string, readOnly bool, busy time.Duration) string {
 		// FULL, not go-sqlite3's compiled default NORMAL: in WAL mode NORMAL syncs only at a
 		// checkpoint, so a power cut could undo commits whose messages were already acked. FULL
 		// syncs the WAL at every commit: one fsync per batch covers all of its messages.
-		v.Set("_synchronous", "FULL")
+		v.Set("_synchronous", synchronous)
 	}
 	return "file:" + path + "?" + v.Encode()
 }
@@ -102,7 +108,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (*Ledger, error) {
 			return nil, fmt.Errorf("open ledger: %w", err)
 		}
 	}
-	w, err := sqlx.Open("sqlite3", dsn(path, false, opts.BusyTimeout))
+	w, err := sqlx.Open("sqlite3", dsn(path, false, opts.BusyTimeout, opts.Synchronous))
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
@@ -119,7 +125,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (*Ledger, error) {
 		w.Close()
 		return nil, err
 	}
-	r, err := sqlx.Open("sqlite3", dsn(path, true, opts.BusyTimeout))
+	r, err := sqlx.Open("sqlite3", dsn(path, true, opts.BusyTimeout, ""))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open ledger %s for reading: %w", path, err)
