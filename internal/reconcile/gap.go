@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -51,9 +52,24 @@ func (g GapState) Why() string {
 
 // gapWatch is the processor's record of the gap (see FillGap).
 type gapWatch struct {
-	mu    sync.Mutex
-	state GapState
-	due   atomic.Bool // compare again when the consumer is next idle (set at a reconnect)
+	mu      sync.Mutex
+	state   GapState
+	retryAt time.Time   // a comparison that failed is tried again from then
+	due     atomic.Bool // compare again (set at a reconnect, and after a failed comparison)
+}
+
+// GapRetry is how long after a failed comparison (NATS not answering: a server lost, a leader
+// being elected) it is tried again.
+var GapRetry = 2 * time.Second
+
+// gapDue reports whether the consumer should compare the ledger with its ack floor now.
+func (p *Processor) gapDue() bool {
+	if !p.gap.due.Load() {
+		return false
+	}
+	p.gap.mu.Lock()
+	defer p.gap.mu.Unlock()
+	return !time.Now().Before(p.gap.retryAt)
 }
 
 // Gap returns where the ledger stands against its consumer's acks.
@@ -90,9 +106,19 @@ func (p *Processor) FillGap(ctx context.Context, js jetstream.JetStream, durable
 	p.gap.due.Store(false)
 	g := GapState{}
 	fail := func(err error) GapState {
+		p.gap.mu.Lock()
+		p.gap.retryAt = time.Now().Add(GapRetry)
+		prev := p.gap.state
+		p.gap.mu.Unlock()
+		p.gap.due.Store(true)
+		p.log.Warn("ledger position not compared with the consumer's acks; trying again", zap.Duration("in", GapRetry), zap.Error(err))
+		if prev.Ready() {
+			// Checked and whole before (this is a reconnect's check): NATS not answering now
+			// does not make the ledger lack anything. Kept ready; compared again soon.
+			return prev
+		}
 		g.Err = err.Error()
 		p.setGap(g)
-		p.log.Warn("ledger position not compared with the consumer's acks", zap.Error(err))
 		return g
 	}
 	c, err := js.Consumer(ctx, events.StreamName, durable)

@@ -521,10 +521,10 @@ func (c *Consumer) Run(ctx context.Context, drainTimeout time.Duration) error {
 		pullErr <- c.pull(ctx, work, drainTimeout, prepared)
 	}()
 	for items := range prepared {
+		if c.FillGap != nil && ctx.Err() == nil && c.proc.gapDue() {
+			c.FillGap(ctx) // asked to compare again (a reconnect, a failed comparison)
+		}
 		if len(items) == 0 {
-			if c.FillGap != nil && ctx.Err() == nil {
-				c.FillGap(ctx) // idle, and asked to compare again (a reconnect)
-			}
 			continue
 		}
 		c.proc.handle(work, ctx, items)
@@ -550,8 +550,8 @@ func (c *Consumer) pull(ctx, work context.Context, drainTimeout time.Duration, o
 		}
 		if len(msgs) > 0 {
 			c.send(out, c.proc.prepareAll(msgs))
-		} else if c.proc.gap.due.Load() {
-			c.send(out, nil)
+		} else if c.proc.gapDue() {
+			c.send(out, nil) // idle: let the writer compare the ledger with the consumer's acks
 		}
 	}
 	// Shutdown: no new pulls; finish what the client already holds, and what the server sends
