@@ -21,16 +21,15 @@ import (
 	"knetrecon/internal/store"
 )
 
-// What TestPowerCut holds the durable modes (default and KNETRECON_NATS_SYNC_ALWAYS) to. Tighten
-// powerCutLedgerMustKeep to true once the ledger commits durably before its acks and start-up
-// replays the gap from the ledger's own position (issue 18, items 1 and 2): until then a cut
-// undoes acked ledger rows, and the figures say how many.
+// What TestPowerCut holds the durable modes (default and KNETRECON_NATS_SYNC_ALWAYS) to: the
+// ledger commits durably before its acks (synchronous=FULL) and start-up applies again, from the
+// ledger's own position, what its consumer acked and a cut undid.
 var (
 	// powerCutStreamMustKeep: every webhook answered 2xx is in the stream after every cut.
 	powerCutStreamMustKeep = true
 	// powerCutLedgerMustKeep: every webhook answered 2xx is in the ledger after every cut, once
 	// the reconciler has caught up without new traffic.
-	powerCutLedgerMustKeep = false
+	powerCutLedgerMustKeep = true
 )
 
 // TestPowerCut: the receiver's data directory (its embedded NATS store) and the ledger on a file
