@@ -127,7 +127,20 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	service.RegisterBuildInfo(m.Registry, "receiver")
 	m.hooks = webhook.NewMetrics(m.Registry)
-	m.guard = events.NewGuard(m.js, float64(cfg.BacklogLimit)/100, cfg.BacklogCheck, m.Registry)
+	publisher := events.NewPublisher(m.js)
+	m.guard = events.NewGuard(publisher.Room(), events.GuardConfig{Limit: float64(cfg.BacklogLimit) / 100, Every: cfg.BacklogCheck,
+		OnError: func(err error) {
+			if errors.Is(err, events.ErrDiscardOld) {
+				m.Log.Error("stream configuration lets unapplied messages be discarded", zap.Error(err))
+				return
+			}
+			m.Log.Warn("stream backlog not read", zap.Error(err))
+		},
+		OnLost: func(l events.LostRange) {
+			m.Log.Error("the stream removed messages a ledger had not applied: they are lost to it",
+				zap.String("consumer", l.Consumer), zap.Uint64("ack_floor", l.Floor), zap.Uint64("stream_first_seq", l.FirstSeq),
+				zap.Uint64("lost_messages", l.Msgs()), zap.String("runbook", "README.md#stream-lost-unapplied"))
+		}}, m.Registry)
 	if _, err := m.guard.Refresh(ctx); err != nil {
 		return fmt.Errorf("read the stream's backlog: %w", err)
 	}
@@ -136,7 +149,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		m.guard.Run(guardCtx, func(err error) { m.Log.Warn("stream backlog not read", zap.Error(err)) })
+		m.guard.Run(guardCtx)
 	}()
 	if m.ns != nil && cfg.Durable && !cfg.NATSSyncAlways {
 		dir, err := events.StreamMsgsDir(cfg.natsStoreDir())
@@ -154,7 +167,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.handler = webhook.New(webhook.Config{
 		Keys:           ring,
 		Authorization:  cfg.Authorization,
-		Publisher:      events.NewPublisher(m.js),
+		Publisher:      publisher,
 		Admit:          m.guard.Admit,
 		Sync:           syncFn,
 		MaxBodyBytes:   cfg.MaxBodyBytes,

@@ -59,7 +59,7 @@ func TestEnsureStreamIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Config.Duplicates < 48*time.Hour || info.Config.Discard != jetstream.DiscardOld || info.Config.Storage != jetstream.FileStorage {
+	if info.Config.Duplicates < 48*time.Hour || info.Config.Discard != jetstream.DiscardNew || info.Config.Storage != jetstream.FileStorage {
 		t.Fatalf("stream config = %+v", info.Config)
 	}
 }
@@ -126,22 +126,23 @@ func TestPublishNotStoredWhenNATSDown(t *testing.T) {
 	}
 }
 
-// TestBacklogAndUpgradeToDiscardOld: a stream made by an earlier release (DiscardNew) is moved to
-// DiscardOld by EnsureStream; the backlog counts what lies after the slowest durable consumer's
-// ack floor (everything while there is none), and ignores ordered replays.
-func TestBacklogAndUpgradeToDiscardOld(t *testing.T) {
+// TestBacklogAndUpgradeToDiscardNew: a stream made by an earlier release (DiscardOld, which let
+// the stream discard unapplied messages) is moved to DiscardNew by EnsureStream; the backlog
+// counts what lies after the slowest durable consumer's ack floor (everything while there is
+// none, exactly in bytes) and what is applied, and ignores ordered replays.
+func TestBacklogAndUpgradeToDiscardNew(t *testing.T) {
 	ns := eventstest.MustRunNATS(t)
 	_, js := eventstest.MustConnect(t, ns)
 	ctx := context.Background()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: events.StreamName, Subjects: []string{events.SubjectPrefix + ">", events.QuarantineSubject},
-		Discard: jetstream.DiscardNew, MaxBytes: 1 << 20, Duplicates: 72 * time.Hour, MaxAge: 14 * 24 * time.Hour}); err != nil {
+		Discard: jetstream.DiscardOld, MaxBytes: 1 << 20, Duplicates: 72 * time.Hour, MaxAge: 14 * 24 * time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	s, err := events.EnsureStream(ctx, js, events.DefaultStreamConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info, err := s.Info(ctx); err != nil || info.Config.Discard != jetstream.DiscardOld {
+	if info, err := s.Info(ctx); err != nil || info.Config.Discard != jetstream.DiscardNew {
 		t.Fatalf("discard policy after EnsureStream: %v %v", info.Config.Discard, err)
 	}
 	pub := events.NewPublisher(js)
@@ -152,7 +153,7 @@ func TestBacklogAndUpgradeToDiscardOld(t *testing.T) {
 		}
 	}
 	b, err := events.ReadBacklog(ctx, js)
-	if err != nil || b.Consumers != 0 || b.UnappliedMsgs != 10 || b.UnappliedBytes != b.Bytes {
+	if err != nil || b.Consumers != 0 || b.UnappliedMsgs != 10 || b.AppliedMsgs != 0 || b.UnappliedBytes != b.Bytes || !b.DiscardNew || len(b.Lost) != 0 {
 		t.Fatalf("no consumer: %+v %v", b, err)
 	}
 	if _, err := events.Replay(ctx, js, events.ReplayFrom{}); err != nil {
@@ -172,7 +173,7 @@ func TestBacklogAndUpgradeToDiscardOld(t *testing.T) {
 		}
 	}
 	b, err = events.ReadBacklog(ctx, js)
-	if err != nil || b.Consumers != 1 || b.Floor != 4 || b.UnappliedMsgs != 6 || b.UnappliedBytes != b.Bytes/10*6 {
+	if err != nil || b.Consumers != 1 || b.Floor != 4 || b.UnappliedMsgs != 6 || b.AppliedMsgs != 4 || b.UnappliedBytes != b.Bytes*6/10 || len(b.Lost) != 0 {
 		t.Fatalf("4 of 10 acked: %+v %v", b, err)
 	}
 }

@@ -41,8 +41,33 @@ func FactMessage(kind, msgID string, body []byte, signature, keyName string) *na
 }
 
 // PublishMsg stores m in the stream and returns once JetStream acknowledged it (a duplicate is
-// success); anything else wraps ErrNotStored.
+// success); anything else wraps ErrNotStored. A message the stream refuses for want of room is
+// tried again after Room gave up applied history; ErrStreamFull when there is none to give up.
 func (p *Publisher) PublishMsg(ctx context.Context, m *nats.Msg) (Stored, error) {
+	for try := 1; ; try++ {
+		st, err := p.publish(ctx, m)
+		if err == nil || !isStreamFull(err) {
+			return st, err
+		}
+		id := m.Header.Get(HeaderMsgID)
+		if try == publishTries {
+			return Stored{}, fmt.Errorf("publish %s: %w", id, ErrStreamFull)
+		}
+		b, ok, rerr := p.room.Fit(ctx, storedSize(m))
+		if rerr != nil {
+			return Stored{}, fmt.Errorf("publish %s: %w (making room: %w)", id, ErrStreamFull, rerr)
+		}
+		if !ok {
+			return Stored{}, fmt.Errorf("publish %s: %w (%d of %d bytes, %d unapplied messages)", id, ErrStreamFull, b.Bytes, b.MaxBytes, b.UnappliedMsgs)
+		}
+	}
+}
+
+// publishTries bounds the publishes of one message the stream refuses for want of room: other
+// publishers may take the room made between two tries.
+const publishTries = 3
+
+func (p *Publisher) publish(ctx context.Context, m *nats.Msg) (Stored, error) {
 	id := m.Header.Get(HeaderMsgID)
 	fut, err := p.js.PublishMsgAsync(m, jetstream.WithExpectStream(StreamName))
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,6 +16,10 @@ import (
 // ErrNotStored means JetStream did not acknowledge the message: it may or may not be stored, so
 // the sender must be told to retry (the duplicate window makes the retry safe).
 var ErrNotStored = errors.New("event not acknowledged by JetStream")
+
+// ErrStreamFull means the stream refused the message because it does not fit under MaxBytes and
+// no applied message is left to give up: the ledgers must catch up first. It wraps ErrNotStored.
+var ErrStreamFull = fmt.Errorf("%w: the stream is full of messages a ledger has not applied", ErrNotStored)
 
 // Webhook is one verified webhook body on its way to the stream.
 type Webhook struct {
@@ -42,14 +48,20 @@ type Stored struct {
 }
 
 // Publisher stores verified webhooks in the stream and waits for JetStream's acknowledgement.
+// When the stream refuses a message for want of room, the Publisher gives up applied history
+// (Room) and tries again.
 type Publisher struct {
-	js jetstream.JetStream
+	js   jetstream.JetStream
+	room *Room
 }
 
 // NewPublisher returns a Publisher over js.
 func NewPublisher(js jetstream.JetStream) *Publisher {
-	return &Publisher{js: js}
+	return &Publisher{js: js, room: NewRoom(js)}
 }
+
+// Room is the Publisher's Room, for a Guard to share.
+func (p *Publisher) Room() *Room { return p.room }
 
 // MsgID returns the de-duplication id of w: the event id, or for a quarantined body the hex
 // SHA-256 of the body, so that the same undecodable delivery is quarantined once.
@@ -98,4 +110,38 @@ func PublishOptions(ackTimeout time.Duration) []jetstream.JetStreamOpt {
 // connections, measured).
 func (p *Publisher) Publish(ctx context.Context, w *Webhook) (Stored, error) {
 	return p.PublishMsg(ctx, w.Message())
+}
+
+// JetStream error codes the publish path tells apart (nats-server's jetstream_errors_generated.go).
+const (
+	jsErrAccountResourcesExceeded = 10002 // resource limits exceeded for account
+	jsErrInsufficientResources    = 10023 // insufficient resources
+	jsErrStorageResourcesExceeded = 10047 // insufficient storage resources available
+	jsErrStreamStoreFailed        = 10077 // the store's own error: a limit of the stream, or a write error
+)
+
+// streamLimits are the store errors (code 10077) that are the stream's own limits, not a
+// failing store.
+var streamLimits = []string{"maximum bytes exceeded", "maximum messages exceeded", "maximum messages per subject exceeded", "message too large"}
+
+// isStreamFull reports whether err is the stream refusing a message that does not fit under its
+// MaxBytes (DiscardNew).
+func isStreamFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrStreamStoreFailed && strings.Contains(apiErr.Description, "maximum bytes exceeded")
+}
+
+// storedSize is the size m takes in a file store (nats-server's fileStoreMsgSize): a record
+// header, subject, headers, body and checksum.
+func storedSize(m *nats.Msg) int64 {
+	n := 22 + len(m.Subject) + len(m.Data) + 8
+	if len(m.Header) > 0 {
+		n += len("NATS/1.0\r\n\r\n")
+		for k, vs := range m.Header {
+			for _, v := range vs {
+				n += len(k) + len(": ") + len(v) + len("\r\n")
+			}
+		}
+	}
+	return int64(n)
 }

@@ -46,10 +46,12 @@ type StreamConfig struct {
 	Replicas int
 	// MaxAge is how long messages are kept; long enough to replay a week.
 	MaxAge time.Duration
-	// MaxBytes bounds the stream's size. When it is reached the oldest messages are discarded
-	// (DiscardOld): applied history makes room, so a caught-up ledger never blocks intake. The
-	// receiver's Guard refuses new webhooks (503) before the unapplied backlog gets near it, so a
-	// message not yet applied is never discarded.
+	// MaxBytes bounds the stream's size. JetStream itself refuses a message that would not fit
+	// (DiscardNew): it counts every message's real size, from every receiver and reconciler at
+	// once, so nothing a ledger has not applied is ever discarded to make room. Applied history
+	// makes room instead: the receivers give up the oldest messages at or below the slowest
+	// ledger's ack floor (see Room), so a caught-up ledger never blocks intake. MaxAge still
+	// removes messages older than it, applied or not.
 	MaxBytes int64
 	// Duplicates is the de-duplication window; at least 48 h so that a retry days later is caught.
 	Duplicates time.Duration
@@ -96,7 +98,7 @@ func (c StreamConfig) jetStreamConfig() jetstream.StreamConfig {
 		Description: "Verified Checkout.com webhooks, exact bodies, and the reconcilers' signed facts: the knetrecon ledgers' log",
 		Subjects:    []string{SubjectPrefix + ">", QuarantineSubject, FactSubjectPrefix + ">"},
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
+		Discard:     jetstream.DiscardNew,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
 		MaxAge:      c.MaxAge,

@@ -204,7 +204,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if h.admit != nil && !h.admit(len(body)+msgOverhead) {
-		// Storing more would make the stream discard messages the ledger has not applied yet.
+		// The stream holds only messages the ledger has not applied, and they fill the limit.
 		w.Header().Set("Retry-After", h.retryAfter)
 		h.finish(w, start, http.StatusServiceUnavailable, OutcomeBacklogFull, zap.String("event_id", msg.EventID),
 			zap.String("event_type", msg.EventType), zap.String("reason", "the stream's unapplied backlog is at KNETRECON_STREAM_BACKLOG_LIMIT"))
@@ -222,8 +222,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.metrics.publishSeconds.Observe(h.now().Sub(start).Seconds())
 	fields := []zap.Field{zap.String("event_id", msg.EventID), zap.String("event_type", msg.EventType), zap.String("key", keyName)}
 	if err != nil {
-		h.failingSince.CompareAndSwap(0, start.UnixNano())
 		w.Header().Set("Retry-After", h.retryAfter)
+		if errors.Is(err, events.ErrStreamFull) {
+			// Storing it would need a message the ledger has not applied yet to go: it cannot.
+			h.finish(w, start, http.StatusServiceUnavailable, OutcomeBacklogFull, append(fields, zap.Error(err))...)
+			return
+		}
+		h.failingSince.CompareAndSwap(0, start.UnixNano())
 		h.finish(w, start, http.StatusServiceUnavailable, OutcomeUnavailable, append(fields, zap.Error(err))...)
 		return
 	}
