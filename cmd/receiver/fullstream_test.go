@@ -8,9 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -269,6 +273,102 @@ func TestTwoReceiversOneStream(t *testing.T) {
 	}
 	if first != 1 || statuses[http.StatusServiceUnavailable] == 0 || statuses[-503] != 0 {
 		t.Fatalf("want the stream from seq 1 and 503s with Retry-After: first %d, %v", first, statuses)
+	}
+}
+
+// TestNATSStoreFullFailsFastAndRecovers: the embedded NATS store's file system fills up (a
+// tmpfs of its own, filled by another file). The receiver answers 503 at once instead of after
+// the publish timeout, /readyz says not ready, and once the space is freed intake resumes within
+// seconds, in the same process. Needs root for the tmpfs; skipped otherwise.
+func TestNATSStoreFullFailsFastAndRecovers(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("the full-store case needs a small file system of its own (root, mount -t tmpfs): %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	m := mustRunReceiver(t, map[string]string{"KNETRECON_DATA_DIR": dir, "KNETRECON_STREAM_MAX_BYTES": strconv.Itoa(4 << 20),
+		"KNETRECON_PUBLISH_TIMEOUT": "2s"})
+	client := &http.Client{Timeout: 10 * time.Second}
+	got := newAnswers()
+	for i := range 10 {
+		id, body := sizedWebhook(t, "before_full", i, 1500)
+		if code := got.send(t, client, m.Addr(), id, body); code != http.StatusOK {
+			t.Fatalf("before the disk filled: %d", code)
+		}
+	}
+
+	filler := filepath.Join(dir, "filler")
+	fillFS(t, filler)
+	full := time.Now()
+	// The first webhooks meet the full disk; soon every one is refused at once.
+	n := 0
+	pollUntil(t, 15*time.Second, "/readyz 503 with the store's disk full", func() bool {
+		id, body := sizedWebhook(t, "full", n, 1500)
+		n++
+		got.send(t, client, m.Addr(), id, body)
+		code, _ := get(t, "http://"+m.Addr()+"/readyz")
+		return code == http.StatusServiceUnavailable
+	})
+	notReady := time.Since(full)
+	var slowest time.Duration
+	for i := range 20 {
+		id, body := sizedWebhook(t, "full_fast", i, 1500)
+		start := time.Now()
+		code := got.send(t, client, m.Addr(), id, body)
+		slowest = max(slowest, time.Since(start))
+		if code != http.StatusServiceUnavailable {
+			t.Fatalf("webhook with the store's disk full: %d, want 503 with Retry-After", code)
+		}
+	}
+	if slowest > 100*time.Millisecond {
+		t.Fatalf("503 with the disk full took up to %s, want at once (< 100ms)", slowest)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	freed := time.Now()
+	i := 0
+	pollUntil(t, 10*time.Second, "a 2xx after the space came back", func() bool {
+		id, body := sizedWebhook(t, "after_full", i, 1500)
+		i++
+		return got.send(t, client, m.Addr(), id, body) == http.StatusOK
+	})
+	back := time.Since(freed)
+	if code, text := get(t, "http://"+m.Addr()+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz after the space came back: %d %s", code, text)
+	}
+	lost, _ := got.missing(t, stream(t, m))
+	ok, statuses := got.count()
+	t.Logf("FIGURE NATS store's disk full: not ready %s after it filled; 20 webhooks answered 503 in at most %s; "+
+		"first 2xx %s after the space came back, same process; %d answered 2xx, %d missing from the stream; answers %v",
+		notReady.Round(time.Millisecond), slowest.Round(time.Microsecond), back.Round(time.Millisecond), ok, len(lost), statuses)
+	if len(lost) != 0 {
+		t.Fatalf("answered 2xx but not in the stream: %v", lost)
+	}
+	if back > 5*time.Second {
+		t.Fatalf("intake came back %s after the space did, want within seconds", back)
+	}
+}
+
+// fillFS writes path until its file system is full.
+func fillFS(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for _, n := range []int{64 << 10, 4096, 1} {
+		for {
+			if _, err := f.Write(buf[:n]); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
 	}
 }
 

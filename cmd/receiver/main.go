@@ -57,6 +57,7 @@ type Main struct {
 	handler   *webhook.Handler
 	hooks     *webhook.Metrics
 	guard     *events.Guard
+	circuit   *events.StoreCircuit
 	gsync     *events.GroupSync
 	stopGuard context.CancelFunc
 	stopMeta  context.CancelFunc
@@ -77,6 +78,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	conn := cfg.NATS
+	var embedded events.EmbeddedConfig
 	if conn.URL == "" {
 		// The embedded server requires a token, generated on first start into the data directory
 		// (owner-only): no other local process publishes on the bus without it.
@@ -84,8 +86,8 @@ func (m *Main) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		m.ns, err = events.RunEmbedded(events.EmbeddedConfig{Listen: cfg.NATSListen, StoreDir: cfg.natsStoreDir(),
-			SyncAlways: cfg.NATSSyncAlways, Token: token})
+		embedded = events.EmbeddedConfig{Listen: cfg.NATSListen, StoreDir: cfg.natsStoreDir(), SyncAlways: cfg.NATSSyncAlways, Token: token}
+		m.ns, err = events.RunEmbedded(embedded)
 		if err != nil {
 			return err
 		}
@@ -164,11 +166,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.gsync != nil {
 		syncFn = m.gsync.Sync
 	}
+	m.circuit = m.storeCircuit(embedded)
 	m.handler = webhook.New(webhook.Config{
 		Keys:           ring,
 		Authorization:  cfg.Authorization,
 		Publisher:      publisher,
 		Admit:          m.guard.Admit,
+		Store:          m.circuit,
 		Sync:           syncFn,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		PublishTimeout: cfg.PublishTimeout,
@@ -177,6 +181,11 @@ func (m *Main) Run(ctx context.Context) error {
 		Metrics:        m.hooks,
 	})
 	metricsHandler := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.circuit.Run(guardCtx)
+	}()
 
 	m.wg.Add(1)
 	go func() {
@@ -219,6 +228,40 @@ func (m *Main) Run(ctx context.Context) error {
 
 // maxHeaderBytes is room for a stream message's headers beside its body.
 const maxHeaderBytes = 4096
+
+// StoreCheckEvery is how often the store circuit looks at the embedded server's store (and, with
+// an external NATS, at the account's storage while the circuit is open).
+var StoreCheckEvery = 500 * time.Millisecond
+
+// storeCircuit builds the circuit that refuses webhooks at once while the NATS store refuses
+// writes. With the embedded server it looks at the store itself (its write error, its disk's
+// free space) and restarts JetStream in this process once the space is back: a full disk needs
+// no restart of the receiver. With an external NATS it opens on the store errors publishes get.
+func (m *Main) storeCircuit(embedded events.EmbeddedConfig) *events.StoreCircuit {
+	cfg := events.StoreCircuitConfig{Every: StoreCheckEvery, Hold: 4 * StoreCheckEvery, Probe: events.AccountStoreProbe(m.js),
+		OnChange: func(failing bool, reason string, lasted time.Duration) {
+			if failing {
+				m.Log.Error("NATS store refuses writes: webhooks are answered 503 at once and /readyz is 503 until it takes them again",
+					zap.String("reason", reason))
+				return
+			}
+			m.handler.StoreRecovered()
+			m.Log.Info("NATS store takes writes again: intake resumed", zap.Duration("refused_for", lasted), zap.String("reason_was", reason))
+		}}
+	if m.ns != nil {
+		store := &events.EmbeddedStore{Server: m.ns, Config: embedded,
+			MinFree: max(4<<20, 2*(m.Config.MaxBodyBytes+maxHeaderBytes)),
+			OnRestart: func(cause string) {
+				if m.gsync != nil {
+					m.gsync.Forget()
+				}
+				m.Log.Warn("JetStream restarted inside the receiver: the store had room again, and nats-server keeps a write error until then",
+					zap.String("cause", cause))
+			}}
+		cfg.Probe, cfg.Watch = store.Probe, true
+	}
+	return events.NewStoreCircuit(cfg, m.Registry)
+}
 
 // MetaSyncEvery is how often the embedded server's stream and consumer definitions are looked at
 // and fsynced when they changed (a reconciler creating its consumer).
@@ -352,7 +395,14 @@ func (m *Main) ReloadKeys(reason string) error {
 // healthy answers 200 while the process can take webhooks in, and 503 when it cannot recover by
 // itself: the NATS connection closed for good, or every publish failing for
 // KNETRECON_INTAKE_BROKEN_AFTER. A liveness probe on it restarts a receiver whose intake broke.
+// While the NATS store refuses writes it stays 200: a restart would meet the same store, and the
+// store circuit resumes intake by itself (/readyz is 503 meanwhile).
 func (m *Main) healthy(w http.ResponseWriter, _ *http.Request) {
+	if failing, reason := m.circuit.Failing(); failing {
+		// A restart would meet the same store: /readyz says not ready, the alert says why.
+		_, _ = w.Write([]byte("ok (not ready: NATS store refuses writes: " + reason + ")\n"))
+		return
+	}
 	if m.nc.IsClosed() {
 		http.Error(w, "NATS connection closed for good", http.StatusServiceUnavailable)
 		return
@@ -364,10 +414,15 @@ func (m *Main) healthy(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// ready answers 200 when NATS is connected and the stream answers, 503 otherwise.
+// ready answers 200 when NATS is connected, its store takes writes and the stream answers, 503
+// otherwise.
 func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 	if !m.nc.IsConnected() {
 		http.Error(w, "NATS not connected", http.StatusServiceUnavailable)
+		return
+	}
+	if failing, reason := m.circuit.Failing(); failing {
+		http.Error(w, "NATS store refuses writes: "+reason, http.StatusServiceUnavailable)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

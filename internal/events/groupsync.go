@@ -178,6 +178,19 @@ func (g *GroupSync) syncBlocks() error {
 	return nil
 }
 
+// Forget closes the block files kept open between rounds: the next round opens them again. Call
+// it after JetStream reloaded the stream (RestartJetStream), so that no fsync goes to a file the
+// store has let go of.
+func (g *GroupSync) Forget() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for n, f := range g.files {
+		_ = f.Close()
+		delete(g.files, n)
+	}
+	g.last = 0
+}
+
 // Close stops the syncing goroutine (waiting callers get ErrSyncClosed) and closes its files.
 // Calling it again does nothing.
 func (g *GroupSync) Close() error {

@@ -235,6 +235,45 @@ var ErrEmbeddedNotReady = errors.New("embedded nats-server not ready")
 // RunEmbedded starts an in-process nats-server with JetStream and waits until it accepts
 // connections. The caller owns it: Shutdown then WaitForShutdown, after every client is closed.
 func RunEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
+	opts, err := embeddedOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("%w at %s (is the port taken?)", ErrEmbeddedNotReady, cfg.Listen)
+	}
+	return ns, nil
+}
+
+// RestartJetStream restarts JetStream inside the embedded server ns started from cfg, the way
+// nats-server re-enables it on a configuration reload: the streams and consumers are loaded
+// again from disk, and a write error the store kept (a full disk) is forgotten. Client
+// connections stay up; JetStream requests fail for the few milliseconds it takes.
+func RestartJetStream(ns *server.Server, cfg EmbeddedConfig) error {
+	opts, err := embeddedOptions(cfg)
+	if err != nil {
+		return err
+	}
+	if err := ns.ShutdownJetStream(); err != nil {
+		return fmt.Errorf("stop JetStream: %w", err)
+	}
+	if err := ns.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("start JetStream again: %w", err)
+	}
+	if !ns.JetStreamEnabled() {
+		return errors.New("start JetStream again: still disabled (see the store's file system)")
+	}
+	return nil
+}
+
+// embeddedOptions are the embedded server's options for cfg.
+func embeddedOptions(cfg EmbeddedConfig) (*server.Options, error) {
 	host, portStr, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("KNETRECON_NATS_LISTEN %q is not host:port: %w", cfg.Listen, err)
@@ -268,14 +307,5 @@ func RunEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 		MaxPayload:    8 << 20,
 		Authorization: cfg.Token,
 	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats-server: %w", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, fmt.Errorf("%w at %s (is the port taken?)", ErrEmbeddedNotReady, cfg.Listen)
-	}
-	return ns, nil
+	return opts, nil
 }

@@ -33,6 +33,7 @@ const (
 	OutcomeBadRequest       = "bad_request"
 	OutcomeUnavailable      = "unavailable"
 	OutcomeBacklogFull      = "backlog_full"
+	OutcomeStoreFailing     = "store_failing"
 )
 
 // msgOverhead is what a stream message adds to its body (subject, headers, record): the guard
@@ -55,6 +56,7 @@ type Handler struct {
 	auth           atomic.Pointer[credentials]
 	publisher      *events.Publisher
 	admit          func(int) bool
+	store          *events.StoreCircuit
 	sync           func(context.Context) error
 	maxBody        int64
 	publishTimeout time.Duration
@@ -77,6 +79,10 @@ func (h *Handler) FailingFor(now time.Time) time.Duration {
 	return now.Sub(time.Unix(0, since))
 }
 
+// StoreRecovered forgets the failing publishes: the store takes writes again (the StoreCircuit
+// closed), so intake works until a publish says otherwise.
+func (h *Handler) StoreRecovered() { h.failingSince.Store(0) }
+
 // Config configures a Handler.
 type Config struct {
 	// Keys verify Cko-Signature. Required.
@@ -88,6 +94,9 @@ type Config struct {
 	// Admit, when set, says whether a message of n bytes may be stored now; when it says no the
 	// answer is 503 (the stream's unapplied backlog is near its limit).
 	Admit func(n int) bool
+	// Store, when set, refuses webhooks at once (503) while the NATS store refuses writes, and
+	// hears of every failed publish.
+	Store *events.StoreCircuit
 	// Sync, when set, returns once what JetStream acknowledged is on disk; the 2xx waits for it.
 	Sync func(context.Context) error
 	// MaxBodyBytes is the largest body accepted; larger ones get 413.
@@ -119,6 +128,7 @@ func New(cfg Config) *Handler {
 	h := &Handler{
 		publisher:      cfg.Publisher,
 		admit:          cfg.Admit,
+		store:          cfg.Store,
 		sync:           cfg.Sync,
 		maxBody:        cfg.MaxBodyBytes,
 		publishTimeout: cfg.PublishTimeout,
@@ -203,6 +213,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		msg.EventID, msg.EventType = head.ID, head.Type
 	}
 
+	if h.store != nil {
+		if failing, reason := h.store.Failing(); failing {
+			// Waiting for a publish timeout would tell Checkout.com nothing more.
+			w.Header().Set("Retry-After", h.retryAfter)
+			h.finish(w, start, http.StatusServiceUnavailable, OutcomeStoreFailing, zap.String("event_id", msg.EventID),
+				zap.String("event_type", msg.EventType), zap.String("reason", reason))
+			return
+		}
+	}
 	if h.admit != nil && !h.admit(len(body)+msgOverhead) {
 		// The stream holds only messages the ledger has not applied, and they fill the limit.
 		w.Header().Set("Retry-After", h.retryAfter)
@@ -211,6 +230,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.publishTimeout)
+	if h.store != nil {
+		// A publish waiting on a store that has just failed gives up at once.
+		var unbind func()
+		ctx, unbind = h.store.Bind(ctx)
+		defer unbind()
+	}
 	stored, err := h.publisher.Publish(ctx, msg)
 	if err == nil && h.sync != nil {
 		// A duplicate too: its first copy may have been stored a moment ago and not synced yet.
@@ -218,18 +243,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err = fmt.Errorf("stored but not synced to disk: %w", serr)
 		}
 	}
+	if err != nil && context.Cause(ctx) == events.ErrStoreFailing {
+		err = fmt.Errorf("%w (%w)", events.ErrStoreFailing, err)
+	}
 	cancel()
 	h.metrics.publishSeconds.Observe(h.now().Sub(start).Seconds())
 	fields := []zap.Field{zap.String("event_id", msg.EventID), zap.String("event_type", msg.EventType), zap.String("key", keyName)}
 	if err != nil {
 		w.Header().Set("Retry-After", h.retryAfter)
-		if errors.Is(err, events.ErrStreamFull) {
+		switch {
+		case errors.Is(err, events.ErrStreamFull):
 			// Storing it would need a message the ledger has not applied yet to go: it cannot.
 			h.finish(w, start, http.StatusServiceUnavailable, OutcomeBacklogFull, append(fields, zap.Error(err))...)
 			return
+		case h.store != nil:
+			h.store.Report(err)
 		}
 		h.failingSince.CompareAndSwap(0, start.UnixNano())
-		h.finish(w, start, http.StatusServiceUnavailable, OutcomeUnavailable, append(fields, zap.Error(err))...)
+		outcome := OutcomeUnavailable
+		if events.IsStoreFailure(err) {
+			outcome = OutcomeStoreFailing
+		}
+		h.finish(w, start, http.StatusServiceUnavailable, outcome, append(fields, zap.Error(err))...)
 		return
 	}
 	if h.failingSince.Load() != 0 {

@@ -27,7 +27,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "knetrecon_receiver_requests_total",
-			Help: "Webhook requests by outcome (stored, duplicate, quarantined, unauthorized, too_large, method_not_allowed, bad_request, unavailable, backlog_full).",
+			Help: "Webhook requests by outcome (stored, duplicate, quarantined, unauthorized, too_large, method_not_allowed, bad_request, unavailable, backlog_full, store_failing).",
 		}, []string{"outcome"}),
 		signatureFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "knetrecon_receiver_signature_failures_total",
@@ -55,7 +55,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Reloads of the webhook keys (SIGHUP or a changed key file), by result (ok, error: the keys in use were kept).",
 		}, []string{"result"}),
 	}
-	for _, o := range []string{OutcomeStored, OutcomeDuplicate, OutcomeQuarantined, OutcomeUnauthorized, OutcomeTooLarge, OutcomeMethodNotAllowed, OutcomeBadRequest, OutcomeUnavailable, OutcomeBacklogFull} {
+	for _, o := range []string{OutcomeStored, OutcomeDuplicate, OutcomeQuarantined, OutcomeUnauthorized, OutcomeTooLarge, OutcomeMethodNotAllowed, OutcomeBadRequest, OutcomeUnavailable, OutcomeBacklogFull, OutcomeStoreFailing} {
 		m.requests.WithLabelValues(o)
 	}
 	for _, r := range []string{ReasonSignatureMissing, ReasonSignatureMalformed, ReasonSignatureMismatch, ReasonAuthorizationMissing, ReasonAuthorizationMismatch} {
