@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -121,23 +122,66 @@ func EnsureConsumerAt(ctx context.Context, js jetstream.JetStream, cfg ConsumerC
 // Batches pulls messages from a consumer in batches: it waits up to wait for a first message,
 // then takes what follows within linger, up to size. A pull request stays open in the background
 // (Messages), so a busy stream is read without a round trip per batch.
+//
+// One goroutine waits on the client's iterator without a deadline, so that the client's heartbeat
+// check runs: when the server forgets the pull request (JetStream restarted, as the receiver does
+// after its store's disk was full), the iterator misses two heartbeats and pulls again, within
+// pullHeartbeat×2. Waiting on it with short deadlines instead restarted that check at every
+// call, and a forgotten pull was never noticed.
 type Batches struct {
 	it     jetstream.MessagesContext
 	size   int
 	wait   time.Duration
 	linger time.Duration
+
+	msgs chan jetstream.Msg
+	errs chan error
+	stop chan struct{} // closed by Stop: a message the feeder holds is left (redelivered after AckWait)
+	done chan struct{} // closed when the feeder has ended (the iterator closed)
+	once sync.Once
 }
+
+// pullHeartbeat is how often the server confirms an idle pull request; two missed mean it is
+// gone and the client pulls again.
+const pullHeartbeat = 2 * time.Second
 
 // NewBatches starts pulling from c. Stop or Drain it when done.
 func NewBatches(c jetstream.Consumer, size int, wait, linger time.Duration) (*Batches, error) {
 	if size < 1 {
 		return nil, fmt.Errorf("KNETRECON_BATCH_SIZE must be positive, got %d", size)
 	}
-	it, err := c.Messages(jetstream.PullMaxMessages(2 * size))
+	it, err := c.Messages(jetstream.PullMaxMessages(2*size), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		return nil, fmt.Errorf("pull from consumer: %w", err)
 	}
-	return &Batches{it: it, size: size, wait: wait, linger: linger}, nil
+	b := &Batches{it: it, size: size, wait: wait, linger: linger,
+		msgs: make(chan jetstream.Msg), errs: make(chan error, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go b.feed()
+	return b, nil
+}
+
+// feed hands the iterator's messages to Next until the iterator is closed.
+func (b *Batches) feed() {
+	defer close(b.done)
+	for {
+		msg, err := b.it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return
+		}
+		if err != nil {
+			// Missed heartbeats and the like: the iterator pulls again by itself; Next reports it.
+			select {
+			case b.errs <- err:
+			default:
+			}
+			continue
+		}
+		select {
+		case b.msgs <- msg:
+		case <-b.stop:
+			return
+		}
+	}
 }
 
 // ErrBatchesClosed is returned by Next once the puller is stopped or drained and empty.
@@ -148,44 +192,41 @@ var ErrBatchesClosed = errors.New("batches closed")
 // unacknowledged in a buffer.
 func (b *Batches) Next(ctx context.Context) ([]jetstream.Msg, error) {
 	var out []jetstream.Msg
-	wait := b.wait
-	var deadline time.Time
+	timer := time.NewTimer(b.wait)
+	defer timer.Stop()
 	for len(out) < b.size {
-		if len(out) > 0 {
-			// After the first message, the batch takes what arrives within linger in all: a
-			// steady trickle (1,000/s) must not hold the first one until the batch is full.
-			if wait = time.Until(deadline); wait <= 0 {
-				return out, nil
+		select {
+		case msg := <-b.msgs:
+			out = append(out, msg)
+			if len(out) == 1 {
+				// After the first message, the batch takes what arrives within linger in all: a
+				// steady trickle (1,000/s) must not hold the first one until the batch is full.
+				timer.Reset(b.linger)
 			}
-		}
-		wctx, cancel := context.WithTimeout(ctx, wait)
-		msg, err := b.it.Next(jetstream.NextContext(wctx))
-		cancel()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				if len(out) > 0 {
-					return out, nil
-				}
-				return nil, ErrBatchesClosed
-			}
-			if wctx.Err() != nil {
-				return out, nil
-			}
+		case err := <-b.errs:
 			if len(out) > 0 {
 				return out, nil
 			}
 			return nil, fmt.Errorf("pull: %w", err)
-		}
-		out = append(out, msg)
-		if len(out) == 1 {
-			deadline = time.Now().Add(b.linger)
+		case <-b.done:
+			if len(out) > 0 {
+				return out, nil
+			}
+			return nil, ErrBatchesClosed
+		case <-timer.C:
+			return out, nil
+		case <-ctx.Done():
+			return out, nil
 		}
 	}
 	return out, nil
 }
 
 // Stop stops pulling; messages buffered and not yet returned are redelivered after AckWait.
-func (b *Batches) Stop() { b.it.Stop() }
+func (b *Batches) Stop() {
+	b.once.Do(func() { close(b.stop) })
+	b.it.Stop()
+}
 
 // Drain stops asking for more; Next keeps returning what is buffered, then ErrBatchesClosed.
 func (b *Batches) Drain() { b.it.Drain() }
