@@ -35,6 +35,7 @@ const (
 type cluster struct {
 	t           *testing.T
 	dir         string
+	logs        string // the processes' logs (beside dir: a power cut must not take them)
 	nats        []*proc
 	natsURLs    []string
 	receivers   []*proc
@@ -46,9 +47,21 @@ type cluster struct {
 	simURL      string
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t *testing.T) *cluster { return newClusterWith(t, clusterOpts{}) }
+
+// clusterOpts tune a cluster: dir holds every node's store, the receivers' data and the ledgers
+// (a temporary folder when empty); syncAlways sets the NATS servers' sync_interval to always.
+type clusterOpts struct {
+	dir        string
+	syncAlways bool
+}
+
+func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dir: t.TempDir()}
+	c := &cluster{t: t, dir: o.dir, logs: t.TempDir()}
+	if c.dir == "" {
+		c.dir = t.TempDir()
+	}
 	var routes []string
 	var clientPorts []int
 	for range 3 {
@@ -63,8 +76,18 @@ func newCluster(t *testing.T) *cluster {
 				others = append(others, r)
 			}
 		}
-		n := newProc(t, c.dir, name, nil, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(clientPorts[i]), "-n", name,
-			"-sd", filepath.Join(c.dir, name), "--cluster_name", "knetrecon", "--cluster", routes[i], "--routes", strings.Join(others, ","))
+		args := []string{"-js", "-a", "127.0.0.1", "-p", strconv.Itoa(clientPorts[i]), "-n", name,
+			"--cluster_name", "knetrecon", "--cluster", routes[i], "--routes", strings.Join(others, ",")}
+		if o.syncAlways {
+			conf := filepath.Join(t.TempDir(), name+".conf")
+			if err := os.WriteFile(conf, []byte(fmt.Sprintf("jetstream {\n  store_dir: %q\n  sync_interval: always\n}\n", filepath.Join(c.dir, name))), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			args = append(args, "-c", conf)
+		} else {
+			args = append(args, "-sd", filepath.Join(c.dir, name))
+		}
+		n := newProc(t, c.logs, name, nil, args...)
 		n.start()
 		c.nats = append(c.nats, n)
 		c.natsURLs = append(c.natsURLs, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
@@ -75,7 +98,7 @@ func newCluster(t *testing.T) *cluster {
 	for i := range 2 {
 		port := freePort(t)
 		c.recvURLs = append(c.recvURLs, fmt.Sprintf("http://127.0.0.1:%d", port))
-		c.receivers = append(c.receivers, newProc(t, c.dir, fmt.Sprintf("receiver%d", i+1), map[string]string{
+		c.receivers = append(c.receivers, newProc(t, c.logs, fmt.Sprintf("receiver%d", i+1), map[string]string{
 			"KNETRECON_RECEIVER_ADDR":   fmt.Sprintf("127.0.0.1:%d", port),
 			"KNETRECON_ADMIN_ADDR":      fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 			"KNETRECON_NATS_URL":        natsURL,
@@ -88,7 +111,7 @@ func newCluster(t *testing.T) *cluster {
 	// The simulator posts its webhooks to the first receiver, holds a fifth of them back (out of
 	// order) and sends another fifth twice, fails a tenth of the API calls, and its abandoned payments' customers
 	// never come back from the KNET page: the sweep must void them.
-	c.sim = newProc(t, c.dir, "ckosim", map[string]string{
+	c.sim = newProc(t, c.logs, "ckosim", map[string]string{
 		"KNETRECON_CKOSIM_ADDR":           fmt.Sprintf("127.0.0.1:%d", simPort),
 		"KNETRECON_CKOSIM_SECRET_KEY":     simSecret,
 		"KNETRECON_CKOSIM_WEBHOOK_URL":    c.recvURLs[0] + "/webhooks/checkout",
@@ -98,7 +121,7 @@ func newCluster(t *testing.T) *cluster {
 		"KNETRECON_CKOSIM_DUPLICATE_RATE": "0.2",
 		"KNETRECON_CKOSIM_TIME_SCALE":     "0.01",
 	})
-	keys := filepath.Join(c.dir, "fact.keys")
+	keys := filepath.Join(c.logs, "fact.keys")
 	if err := os.WriteFile(keys, []byte(factKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +129,7 @@ func newCluster(t *testing.T) *cluster {
 		port := freePort(t)
 		c.adminURLs = append(c.adminURLs, fmt.Sprintf("http://127.0.0.1:%d", port))
 		c.ledgers = append(c.ledgers, filepath.Join(c.dir, fmt.Sprintf("ledger%d.db", i+1)))
-		c.reconcilers = append(c.reconcilers, newProc(t, c.dir, fmt.Sprintf("reconciler%d", i+1), map[string]string{
+		c.reconcilers = append(c.reconcilers, newProc(t, c.logs, fmt.Sprintf("reconciler%d", i+1), map[string]string{
 			"KNETRECON_LEDGER":              c.ledgers[i],
 			"KNETRECON_CONSUMER":            fmt.Sprintf("reconciler-%c", 'a'+i),
 			"KNETRECON_ADMIN_ADDR":          fmt.Sprintf("127.0.0.1:%d", port),
@@ -425,7 +448,7 @@ func TestClusterFailover(t *testing.T) {
 	})
 	cli := exec.Command(filepath.Join(bin, "reconciler"), "resolve", discrepancy, "--note", "refunded by hand, ticket 7")
 	cli.Env = []string{"PATH=" + os.Getenv("PATH"), "KNETRECON_LEDGER=" + c.ledgers[0], "KNETRECON_NATS_URL=" + strings.Join(c.natsURLs, ","),
-		"KNETRECON_FACT_KEYS_FILE=" + filepath.Join(c.dir, "fact.keys"), "KNETRECON_DATA_DIR=" + filepath.Join(c.dir, "reconciler1"), "USER=ops"}
+		"KNETRECON_FACT_KEYS_FILE=" + filepath.Join(c.logs, "fact.keys"), "KNETRECON_DATA_DIR=" + filepath.Join(c.dir, "reconciler1"), "USER=ops"}
 	if out, err := cli.CombinedOutput(); err != nil || !strings.Contains(string(out), "resolved") {
 		t.Fatalf("reconciler resolve: %v %s", err, out)
 	}

@@ -265,6 +265,12 @@ func streamMsgIDs(t *testing.T, s *stack, dataDir string) map[string]bool {
 	t.Helper()
 	js, closeNC := embeddedJS(t, s, dataDir)
 	defer closeNC()
+	return streamIDs(t, js)
+}
+
+// streamIDs reads every message id (Nats-Msg-Id) in the stream through js, headers only.
+func streamIDs(t *testing.T, js jetstream.JetStream) map[string]bool {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, events.StreamName)
