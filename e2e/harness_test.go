@@ -310,7 +310,8 @@ func (s *stack) startNATS() {
 type load struct {
 	url    string
 	prefix string
-	source string // the payment source type of every webhook (knet unless startLoadAs says)
+	source string             // the payment source type of every webhook (knet unless startLoadAs says)
+	pad    func(n int) string // webhook n's padding; about 1.5 KB in all when nil
 	client *http.Client
 
 	mu       sync.Mutex
@@ -336,12 +337,15 @@ func startLoadAs(t *testing.T, url string, rate int, prefix, source string) *loa
 	return startLoadWith(t, url, rate, prefix, source, 8)
 }
 
-// startLoadWith is startLoadAs from senders concurrent senders.
-func startLoadWith(t *testing.T, url string, rate int, prefix, source string, senders int) *load {
+// startLoadWith is startLoadAs from senders concurrent senders; opts tune the load before it starts.
+func startLoadWith(t *testing.T, url string, rate int, prefix, source string, senders int, opts ...func(*load)) *load {
 	l := &load{url: url + "/webhooks/checkout", prefix: prefix, source: source,
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
 		acked:  map[string]int64{}, statuses: map[int]int{}, okAfter: map[string]time.Time{}, sentAt: map[string]time.Time{},
 		stop: make(chan struct{})}
+	for _, o := range opts {
+		o(l)
+	}
 	work := make(chan int, 64)
 	for range senders {
 		l.done.Add(1)
@@ -382,10 +386,14 @@ var padding = strings.Repeat("knet ", 200)
 func (l *load) body(n int) (id string, amount int64, b []byte) {
 	id = fmt.Sprintf("evt_%s_%07d", l.prefix, n)
 	amount = int64(n%997+1) * 10
+	pad := padding
+	if l.pad != nil {
+		pad = l.pad(n)
+	}
 	b = fmt.Appendf(nil, `{"id":%q,"type":"payment_captured","version":"1.0.1","created_on":"2026-12-01T10:00:00.1234567Z",`+
 		`"data":{"id":"pay_%s_%07d","action_id":"act_%s_%07d","amount":%d,"currency":"KWD","reference":"ORD-%d",`+
 		`"processed_on":"2026-12-01T10:00:00Z","response_code":"10000","response_summary":"Approved","source":{"type":%q},`+
-		`"metadata":{"padding":%q}}}`, id, l.prefix, n, l.prefix, n, amount, n, l.source, padding)
+		`"metadata":{"padding":%q}}}`, id, l.prefix, n, l.prefix, n, amount, n, l.source, pad)
 	return id, amount, b
 }
 
