@@ -15,6 +15,7 @@ import (
 	"knetrecon/internal/events"
 	"knetrecon/internal/payment"
 	"knetrecon/internal/settle"
+	"knetrecon/internal/statement"
 	"knetrecon/internal/store"
 )
 
@@ -105,6 +106,30 @@ type SettleFact struct {
 	Date string `json:"date,omitempty"`
 	// NotSettledAfter: a capture or refund older than this that the statement lacks opens not_settled.
 	NotSettledAfter time.Duration `json:"not_settled_after"`
+	// The rest of the bank's layout (statement.Layout), so that every ledger reads the file alike;
+	// each is left out when it is the default, as in every fact older than layouts: the sheet of a
+	// workbook, the date format, the amounts' unit, sign, currency and decimal separator, a CSV's
+	// separator and encoding.
+	Sheet      string `json:"sheet,omitempty"`
+	DateFormat string `json:"date_format,omitempty"`
+	Unit       string `json:"unit,omitempty"`
+	Sign       string `json:"sign,omitempty"`
+	Currency   string `json:"currency,omitempty"`
+	Decimal    string `json:"decimal,omitempty"`
+	Separator  string `json:"separator,omitempty"`
+	Encoding   string `json:"encoding,omitempty"`
+}
+
+// Layout is how the fact's statement is read.
+func (s *SettleFact) Layout() statement.Layout {
+	return statement.Layout{Columns: s.Columns, Sheet: s.Sheet, DateFormat: s.DateFormat, Unit: s.Unit, Sign: s.Sign,
+		Currency: s.Currency, Decimal: s.Decimal, Separator: s.Separator, Encoding: s.Encoding}
+}
+
+// SettleFactOf is the fact of statement raw, named file, read with layout l.
+func SettleFactOf(file string, raw []byte, l statement.Layout) *SettleFact {
+	return &SettleFact{File: file, Statement: raw, Columns: l.Columns, Sheet: l.Sheet, DateFormat: l.DateFormat, Unit: l.Unit,
+		Sign: l.Sign, Currency: l.Currency, Decimal: l.Decimal, Separator: l.Separator, Encoding: l.Encoding}
 }
 
 // OperatorNote is who did an operator's action and what they wrote.
@@ -349,7 +374,7 @@ func applySettle(ctx context.Context, tx *store.Tx, f *Fact) (*settle.Report, er
 		return nil, fmt.Errorf("settle: time zone %q: %w", st.TZ, err)
 	}
 	at := f.At
-	return settle.Apply(ctx, tx, st.Statement, settle.Options{File: st.File, Mapping: settle.Mapping(st.Columns), Location: loc,
+	return settle.Apply(ctx, tx, st.Statement, settle.Options{File: st.File, Layout: st.Layout(), Location: loc,
 		Date: st.Date, NotSettledAfter: st.NotSettledAfter, Now: func() time.Time { return at }})
 }
 

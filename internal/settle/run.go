@@ -1,7 +1,6 @@
 package settle
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"knetrecon/internal/payment"
+	"knetrecon/internal/statement"
 	"knetrecon/internal/store"
 )
 
@@ -18,8 +18,11 @@ import (
 type Options struct {
 	// File names the statement in the run's record.
 	File string
-	// Mapping maps the column keys to the bank's headers.
+	// Mapping maps the column keys to the bank's headers; when set, it is the layout's columns.
 	Mapping Mapping
+	// Layout says how to read the file: its columns (unless Mapping is set), the sheet of a
+	// workbook, the date format, the amounts' unit, sign and currency.
+	Layout statement.Layout
 	// Location is the time zone of the statement's days (the report time zone).
 	Location *time.Location
 	// Date, when set (YYYY-MM-DD), is the day the statement covers; otherwise the days its lines
@@ -42,16 +45,31 @@ type Report struct {
 	Again bool `json:"again,omitempty"`
 	// NotSettled counts the not_settled discrepancies opened by this run.
 	NotSettled int `json:"not_settled_opened"`
+	// Format names the file's format as read (CSV with its encoding and separator, or xlsx and
+	// its sheet).
+	Format string `json:"format,omitempty"`
+	// Skipped are the rows below the header that are not lines: blank, total and footer rows,
+	// and rows that could not be read (Unreadable), each with its line and why.
+	Skipped []statement.Skip `json:"skipped"`
+}
+
+// read reads the statement as o says.
+func (o Options) read(raw []byte) (*Statement, error) {
+	l := o.Layout
+	if o.Mapping != nil {
+		l.Columns = o.Mapping
+	}
+	return Read(raw, l, o.Location)
 }
 
 // Check reads a statement as Apply will, and returns the error a bad one gets: a command says
 // so before it publishes anything.
 func Check(raw []byte, o Options) error {
-	lines, err := Parse(bytes.NewReader(raw), o.Mapping, o.Location)
+	st, err := o.read(raw)
 	if err != nil {
 		return err
 	}
-	_, _, err = period(lines, o)
+	_, _, err = period(st.Lines, o)
 	return err
 }
 
@@ -63,10 +81,11 @@ func Check(raw []byte, o Options) error {
 // Applying the same statement again changes nothing. It runs where the reconcilers' facts are
 // applied, so every replica of the ledger records the same run.
 func Apply(ctx context.Context, tx *store.Tx, raw []byte, o Options) (*Report, error) {
-	lines, err := Parse(bytes.NewReader(raw), o.Mapping, o.Location)
+	st, err := o.read(raw)
 	if err != nil {
 		return nil, err
 	}
+	lines := st.Lines
 	from, to, err := period(lines, o)
 	if err != nil {
 		return nil, err
@@ -85,7 +104,11 @@ func Apply(ctx context.Context, tx *store.Tx, raw []byte, o Options) (*Report, e
 			KNETPaymentID: e.KNETPaymentID, KNETTransactionID: e.KNETTransactionID, BankReference: e.BankReference, PostDate: e.PostDate,
 			PaidBefore: paidBefore(e.Paid, sha, from, to)}
 	}
-	rep := &Report{Result: Match(lines, entries, Period{From: from, To: to, Location: o.Location}), From: from, To: to}
+	rep := &Report{Result: Match(lines, entries, Period{From: from, To: to, Location: o.Location}), From: from, To: to,
+		Format: st.Format, Skipped: st.Skipped}
+	if rep.Skipped == nil {
+		rep.Skipped = []statement.Skip{}
+	}
 	result, _ := json.Marshal(rep.Result)
 	run := store.SettlementRun{SHA256: sha, File: o.File, From: from, To: to, Lines: len(lines),
 		Matched: rep.Matched, LedgerOnly: len(rep.LedgerOnly), StatementOnly: len(rep.StatementOnly), Mismatch: len(rep.AmountMismatch),

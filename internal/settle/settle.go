@@ -1,18 +1,18 @@
 // Package settle matches the acquiring bank's KNET settlement statement against the ledger. KNET
 // on Checkout.com is a gateway model: the merchant's KNET acquiring bank settles the money, so
 // the line that proves a capture was paid is on the bank's statement, keyed by KNET's own ids.
-// Reading a statement and matching are pure (this package); recording a run is the store's.
+// Reading the bank's file (CSV or xlsx, its header, layout and encoding) is package statement's;
+// what its rows mean and matching them are pure (this package); recording a run is the store's.
 package settle
 
 import (
-	"encoding/csv"
-	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"knetrecon/internal/statement"
 )
 
 // Column keys of a statement (the names --columns maps to the bank's headers).
@@ -31,6 +31,17 @@ const (
 // Keys lists every column key, in documentation order.
 var Keys = []string{ColTransactionID, ColPaymentID, ColBankReference, ColAuthCode, ColReference, ColAmount, ColAmountMinor, ColDate, ColKind}
 
+// schema is what a statement's rows are read as: an amount, and a key to find the posting by.
+var schema = statement.Schema{
+	Columns: []statement.Column{
+		{Key: ColTransactionID, ID: true}, {Key: ColPaymentID, ID: true}, {Key: ColBankReference, ID: true},
+		{Key: ColAuthCode}, {Key: ColReference, ID: true},
+		{Key: ColAmount, Kind: statement.Money}, {Key: ColAmountMinor, Kind: statement.MoneyMinor},
+		{Key: ColDate, Kind: statement.Date}, {Key: ColKind},
+	},
+	Need: [][]string{{ColAmount, ColAmountMinor}, {ColTransactionID, ColPaymentID, ColBankReference, ColReference}},
+}
+
 // Mapping maps column keys to the bank's header names (matched case-insensitively, spaces trimmed).
 type Mapping map[string]string
 
@@ -45,27 +56,32 @@ func DefaultMapping() Mapping {
 
 // ParseMapping reads "key=Header,key=Header" over the default mapping; an unknown key is an error.
 func ParseMapping(s string) (Mapping, error) {
-	m := DefaultMapping()
-	if strings.TrimSpace(s) == "" {
-		return m, nil
+	cols, err := statement.ParseColumns(s)
+	if err != nil {
+		return nil, fmt.Errorf("--columns %w", err)
 	}
-	for _, part := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(part, "=")
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if !ok || v == "" {
-			return nil, fmt.Errorf("--columns %q: want key=Header", part)
-		}
-		if _, known := m[k]; !known {
-			return nil, fmt.Errorf("--columns: unknown key %q (keys: %s)", k, strings.Join(Keys, ", "))
-		}
-		m[k] = v
+	return DefaultMapping().With(cols)
+}
+
+// With returns m with cols mapped over it (a layout file's columns, then --columns'); an unknown
+// key is an error that lists the keys.
+func (m Mapping) With(cols map[string]string) (Mapping, error) {
+	out := Mapping{}
+	for k, v := range m {
+		out[k] = v
 	}
-	return m, nil
+	for k, v := range cols {
+		if _, known := out[k]; !known {
+			return nil, fmt.Errorf("unknown column key %q (keys: %s)", k, strings.Join(Keys, ", "))
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 // Line is one line of the bank's statement.
 type Line struct {
-	// Number is the line in the file, the header being line 1.
+	// Number is the line in the file (a CSV's line, a workbook's row), so that a person finds it.
 	Number                                                       int
 	TransactionID, PaymentID, BankReference, AuthCode, Reference string
 	// Amount is in fils.
@@ -75,140 +91,75 @@ type Line struct {
 	Kind string
 }
 
-// ErrStatement wraps every reason a statement cannot be read; the message names the line.
-var ErrStatement = errors.New("statement")
+// ErrStatement wraps every reason a statement cannot be read; the message names the file's format
+// and the headers found.
+var ErrStatement = statement.ErrFormat
 
-// dateLayouts are the bank date formats accepted.
-var dateLayouts = []string{"2006-01-02", "02/01/2006", "2006/01/02", "02-01-2006", "02.01.2006", "20060102",
-	"2006-01-02 15:04:05", "02/01/2006 15:04:05", "02/01/2006 15:04", time.RFC3339}
-
-// Parse reads a CSV statement: a header line, then one line per capture or refund. Amounts are
-// read exactly (fils), never through a float. loc is the time zone of the bank's dates.
-func Parse(r io.Reader, m Mapping, loc *time.Location) ([]Line, error) {
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	cr.TrimLeadingSpace = true
-	header, err := cr.Read()
-	if err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrStatement, err)
-	}
-	col := map[string]int{}
-	for i, h := range header {
-		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
-		for k, name := range m {
-			if strings.EqualFold(h, strings.TrimSpace(name)) {
-				col[k] = i
-			}
-		}
-	}
-	_, hasMinor := col[ColAmountMinor]
-	_, hasMajor := col[ColAmount]
-	if !hasMinor && !hasMajor {
-		return nil, fmt.Errorf("%w: no amount column (%q or %q; map it with --columns amount=Header)", ErrStatement, m[ColAmount], m[ColAmountMinor])
-	}
-	if _, ok := col[ColTransactionID]; !ok {
-		if _, ok := col[ColPaymentID]; !ok {
-			if _, ok := col[ColBankReference]; !ok {
-				if _, ok := col[ColReference]; !ok {
-					return nil, fmt.Errorf("%w: no key column: map one of %s, %s, %s or %s", ErrStatement,
-						ColTransactionID, ColPaymentID, ColBankReference, ColReference)
-				}
-			}
-		}
-	}
-	var out []Line
-	for n := 2; ; n++ {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: line %d: %v", ErrStatement, n, err)
-		}
-		get := func(k string) string {
-			if i, ok := col[k]; ok && i < len(rec) {
-				return strings.TrimSpace(rec[i])
-			}
-			return ""
-		}
-		if strings.Join(rec, "") == "" {
-			continue // a blank line
-		}
-		l := Line{Number: n, TransactionID: get(ColTransactionID), PaymentID: get(ColPaymentID), BankReference: get(ColBankReference),
-			AuthCode: get(ColAuthCode), Reference: get(ColReference), Kind: "capture"}
-		if hasMinor && get(ColAmountMinor) != "" {
-			if l.Amount, err = strconv.ParseInt(get(ColAmountMinor), 10, 64); err != nil {
-				return nil, fmt.Errorf("%w: line %d: amount_minor %q is not a whole number of fils", ErrStatement, n, get(ColAmountMinor))
-			}
-		} else if l.Amount, err = ParseKWD(get(ColAmount)); err != nil {
-			return nil, fmt.Errorf("%w: line %d: %v", ErrStatement, n, err)
-		}
-		if l.Amount < 0 {
-			l.Amount, l.Kind = -l.Amount, "refund" // banks often show refunds as negative amounts
-		}
-		switch k := strings.ToLower(get(ColKind)); {
-		case k == "":
-		case strings.HasPrefix(k, "ref") || k == "credit" || k == "return":
-			l.Kind = "refund"
-		case strings.HasPrefix(k, "cap") || k == "sale" || k == "purchase" || k == "debit":
-			l.Kind = "capture"
-		default:
-			return nil, fmt.Errorf("%w: line %d: kind %q is neither capture nor refund", ErrStatement, n, k)
-		}
-		if d := get(ColDate); d != "" {
-			if l.Date, err = parseDate(d, loc); err != nil {
-				return nil, fmt.Errorf("%w: line %d: %v", ErrStatement, n, err)
-			}
-		}
-		out = append(out, l)
-	}
-	return out, nil
+// Statement is a bank's statement as read: its lines, and the rows below its header that are not
+// lines (blank, total and footer rows, rows that could not be read), never silently dropped.
+type Statement struct {
+	// Format names the file's format: CSV with its encoding and separator, or xlsx and its sheet.
+	Format  string
+	Lines   []Line
+	Skipped []statement.Skip
 }
 
-func parseDate(s string, loc *time.Location) (time.Time, error) {
-	for _, layout := range dateLayouts {
-		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
-			return t, nil
+// Read reads a statement (CSV or xlsx) laid out as l says; l.Columns map the column keys (Keys)
+// to the bank's headers, and a key it does not map is looked up under its own name. loc is the
+// time zone of the bank's dates. A negative amount is a refund, unless a kind column says
+// otherwise. Amounts are read exactly (fils), never through a float.
+func Read(raw []byte, l statement.Layout, loc *time.Location) (*Statement, error) {
+	cols := map[string]string{}
+	for k, h := range l.Columns {
+		if !strings.EqualFold(strings.TrimSpace(h), k) { // a key under its own name is looked for, not required
+			cols[k] = h
 		}
 	}
-	return time.Time{}, fmt.Errorf("date %q: not one of the bank formats (2026-12-01, 01/12/2026, 2026/12/01, 01-12-2026, 20261201)", s)
+	if _, err := DefaultMapping().With(cols); err != nil {
+		return nil, err
+	}
+	l.Columns = cols
+	t, err := statement.Read(raw, l, schema, loc)
+	if err != nil {
+		return nil, err
+	}
+	st := &Statement{Format: t.Format, Lines: make([]Line, 0, len(t.Rows)), Skipped: t.Skipped}
+	for _, r := range t.Rows {
+		line := Line{Number: r.Line, TransactionID: r.Text(ColTransactionID), PaymentID: r.Text(ColPaymentID), BankReference: r.Text(ColBankReference),
+			AuthCode: r.Text(ColAuthCode), Reference: r.Text(ColReference), Kind: "capture"}
+		var ok bool
+		if line.Amount, ok = r.Amount(ColAmountMinor); !ok {
+			line.Amount, _ = r.Amount(ColAmount)
+		}
+		if line.Amount < 0 {
+			line.Amount, line.Kind = -line.Amount, "refund" // banks often show refunds as negative amounts
+		}
+		switch k := strings.ToLower(r.Text(ColKind)); {
+		case k == "":
+		case strings.HasPrefix(k, "ref") || k == "credit" || k == "return":
+			line.Kind = "refund"
+		case strings.HasPrefix(k, "cap") || k == "sale" || k == "purchase" || k == "debit":
+			line.Kind = "capture"
+		default:
+			st.Skipped = append(st.Skipped, statement.Skip{Line: r.Line, Reason: fmt.Sprintf("kind %q is neither capture nor refund", r.Text(ColKind)),
+				Unreadable: true})
+			continue
+		}
+		line.Date, _ = r.Date(ColDate)
+		st.Lines = append(st.Lines, line)
+	}
+	sort.SliceStable(st.Skipped, func(a, b int) bool { return st.Skipped[a].Line < st.Skipped[b].Line })
+	return st, nil
 }
 
 // ParseKWD reads an amount in Kuwaiti dinars (major units, at most 3 decimals, an optional sign
 // and thousands separators) into fils, exactly: "3.5" and "3.500" are 3500, "1,234.250" 1234250.
 func ParseKWD(s string) (int64, error) {
-	s = strings.ReplaceAll(strings.TrimSpace(s), ",", "")
-	s = strings.TrimSuffix(strings.TrimSuffix(s, "KWD"), " ")
-	if s == "" {
-		return 0, errors.New("amount missing")
+	n, err := statement.ParseAmount(s, "KWD", '.', false)
+	if err != nil {
+		return 0, fmt.Errorf("amount %q: %w", s, err)
 	}
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
-	whole, frac, _ := strings.Cut(s, ".")
-	if len(frac) > 3 || whole == "" && frac == "" {
-		return 0, fmt.Errorf("amount %q: KWD has at most 3 decimals", s)
-	}
-	frac += strings.Repeat("0", 3-len(frac))
-	if whole == "" {
-		whole = "0"
-	}
-	for _, part := range []string{whole, frac} {
-		for _, c := range part {
-			if c < '0' || c > '9' {
-				return 0, fmt.Errorf("amount %q is not a number", s)
-			}
-		}
-	}
-	w, err := strconv.ParseInt(whole, 10, 64)
-	if err != nil || w > 999_999_999 {
-		return 0, fmt.Errorf("amount %q is too large", s)
-	}
-	f, _ := strconv.ParseInt(frac, 10, 64)
-	v := w*1000 + f
-	if neg {
-		v = -v
-	}
-	return v, nil
+	return n, nil
 }
 
 // MaxPostingLagDays is how many days after a capture's (or refund's) day the acquiring bank may

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"knetrecon/internal/settle"
+	"knetrecon/internal/statement"
 )
 
 var kuwait = time.FixedZone("Asia/Kuwait", 3*3600)
@@ -33,35 +34,54 @@ func TestParseKWD(t *testing.T) {
 }
 
 // Two banks, two layouts: one in the default column names with amounts in KWD, one with its own
-// headers (mapped with --columns), amounts in fils, refunds as negative amounts, dates d/m/y.
-func TestParseTwoLayouts(t *testing.T) {
+// headers (mapped with --columns), amounts in fils, refunds as negative amounts, dates d/m/y,
+// separated by semicolons.
+func TestReadTwoLayouts(t *testing.T) {
 	a := "\ufeffknet_transaction_id,knet_payment_id,bank_reference,reference,amount,date,kind\n" +
 		"211,101,B1,ORD-1,3.500,2026-12-01,capture\n" +
 		",102,,ORD-2,1.000,2026-12-01,refund\n"
-	lines, err := settle.Parse(strings.NewReader(a), settle.DefaultMapping(), kuwait)
-	if err != nil || len(lines) != 2 || lines[0].Amount != 3500 || lines[0].Number != 2 || lines[1].Kind != "refund" ||
-		lines[0].TransactionID != "211" || !lines[0].Date.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, kuwait)) {
-		t.Fatalf("layout A: %+v %v", lines, err)
+	st, err := settle.Read([]byte(a), statement.Layout{Columns: settle.DefaultMapping()}, kuwait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := st.Lines
+	if len(lines) != 2 || lines[0].Amount != 3500 || lines[0].Number != 2 || lines[1].Kind != "refund" ||
+		lines[0].TransactionID != "211" || !lines[0].Date.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, kuwait)) || len(st.Skipped) != 0 {
+		t.Fatalf("layout A: %+v", st)
 	}
 	m, err := settle.ParseMapping("knet_transaction_id=Trans ID, amount_minor=Amount (fils), date=Post Date,reference=Merchant Ref")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := "Post Date;Trans ID;Merchant Ref;Amount (fils)\n01/12/2026;211;ORD-1;3500\n02/12/2026;212;ORD-3;-750\n"
-	_, err = settle.Parse(strings.NewReader(b), m, kuwait)
-	if err == nil {
-		t.Fatal("a ';' file read as ','")
+	for _, sep := range []string{";", ","} {
+		st, err = settle.Read([]byte(strings.ReplaceAll(b, ";", sep)), statement.Layout{Columns: m}, kuwait)
+		if err != nil {
+			t.Fatalf("%q: %v", sep, err)
+		}
+		lines = st.Lines
+		if len(lines) != 2 || lines[1].Amount != 750 || lines[1].Kind != "refund" || lines[1].Reference != "ORD-3" ||
+			!lines[1].Date.Equal(time.Date(2026, 12, 2, 0, 0, 0, 0, kuwait)) {
+			t.Fatalf("layout B %q: %+v", sep, lines)
+		}
 	}
-	b = strings.ReplaceAll(b, ";", ",")
-	lines, err = settle.Parse(strings.NewReader(b), m, kuwait)
-	if err != nil || len(lines) != 2 || lines[1].Amount != 750 || lines[1].Kind != "refund" || lines[1].Reference != "ORD-3" ||
-		!lines[1].Date.Equal(time.Date(2026, 12, 2, 0, 0, 0, 0, kuwait)) {
-		t.Fatalf("layout B: %+v %v", lines, err)
+	// No amount column, no key column: the file is not read, and the error names the headers.
+	for _, bad := range []string{"reference,date\nORD-1,2026-12-01\n", "amount\n3.500\n"} {
+		if _, err := settle.Read([]byte(bad), statement.Layout{Columns: settle.DefaultMapping()}, kuwait); !errors.Is(err, settle.ErrStatement) ||
+			!strings.Contains(err.Error(), "CSV") || !strings.Contains(err.Error(), "its headers") {
+			t.Errorf("%q: %v, want ErrStatement naming the format and the headers", bad, err)
+		}
 	}
-	for _, bad := range []string{"reference,date\nORD-1,2026-12-01\n", "amount\n3.500\n", "reference,amount\nORD-1,3.5001\n",
-		"reference,amount,date\nORD-1,1.000,yesterday\n", "reference,amount,kind\nORD-1,1.000,chargeback\n"} {
-		if _, err := settle.Parse(strings.NewReader(bad), settle.DefaultMapping(), kuwait); !errors.Is(err, settle.ErrStatement) {
-			t.Errorf("%q: %v, want ErrStatement", bad, err)
+	// A line that cannot be read is listed, and the others are read.
+	for _, tt := range []struct{ give, reason string }{
+		{"reference,amount\nORD-1,3.5001\nORD-2,1.000\n", "KWD has 3 decimals"},
+		{"reference,amount,date\nORD-1,1.000,yesterday\nORD-2,1.000,2026-12-01\n", "not a date"},
+		{"reference,amount,kind\nORD-1,1.000,chargeback\nORD-2,1.000,capture\n", "neither capture nor refund"},
+	} {
+		st, err := settle.Read([]byte(tt.give), statement.Layout{Columns: settle.DefaultMapping()}, kuwait)
+		if err != nil || len(st.Lines) != 1 || st.Lines[0].Reference != "ORD-2" || len(st.Skipped) != 1 || st.Skipped[0].Line != 2 ||
+			!st.Skipped[0].Unreadable || !strings.Contains(st.Skipped[0].Reason, tt.reason) {
+			t.Errorf("%q: %+v %v, want line 2 skipped (%s)", tt.give, st, err, tt.reason)
 		}
 	}
 	if _, err := settle.ParseMapping("nonsense=X"); err == nil {
