@@ -10,7 +10,7 @@
 //	reconciler stuck [--json]                the payments the sweep could not resolve
 //	reconciler report [--date D] [--format text|json|csv] [--out DIR]  finance's report of a day
 //	reconciler reconcile --from D --to D [--apply] [--json]  the ledger against Checkout.com over days
-//	reconciler settle --statement FILE [--columns K=Header,…] [--date D] [--json]  the bank's statement against the ledger
+//	reconciler settle --statement FILE [--layout FILE] [--columns K=Header,…] [--sheet S] [--date D] [--json]  the bank's statement against the ledger
 //	reconciler discrepancies [--all] [--kind K] [--json]  what an operator must look at
 //	reconciler resolve <id> --note "…"       mark one discrepancy handled
 package main
@@ -135,8 +135,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.BoolVar(&apply, "apply", false, "record what is learned and the differences (default: show them, write nothing)")
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "settle":
-			fs.StringVar(&sf.statement, "statement", "", "the acquiring bank's KNET statement (CSV)")
-			fs.StringVar(&sf.columns, "columns", "", "map column keys to the bank's headers: key=Header,… or @file with one key=Header a line (keys: "+strings.Join(settle.Keys, ", ")+")")
+			fs.StringVar(&sf.statement, "statement", "", "the acquiring bank's KNET statement: CSV (comma or semicolon, UTF-8 or Windows-1256) or .xlsx")
+			fs.StringVar(&sf.layout, "layout", "", "the bank's layout FILE: settings (sheet, date_format, unit, sign, currency, …) and a [columns] section (see the README)")
+			fs.StringVar(&sf.columns, "columns", "", "map column keys to the bank's headers (over --layout's): key=Header,… or @file with one key=Header a line (keys: "+strings.Join(settle.Keys, ", ")+")")
+			fs.StringVar(&sf.sheet, "sheet", "", "the workbook's sheet to read (over --layout's; default: the first)")
 			fs.StringVar(&date, "date", "", "the day the statement covers, YYYY-MM-DD in KNETRECON_REPORT_TZ (default: the days its lines name)")
 			fs.StringVar(&sf.notSettledAfter, "not-settled-after", "3d", "a capture or refund older than this that the statement does not show opens not_settled")
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")

@@ -17,18 +17,38 @@ import (
 	"knetrecon/internal/payment"
 	"knetrecon/internal/reconcile"
 	"knetrecon/internal/settle"
+	"knetrecon/internal/statement"
 )
 
 // settleFlags are the settle subcommand's own flags.
 type settleFlags struct {
 	statement, columns string
+	layout, sheet      string
 	notSettledAfter    string
 }
+
+// settleUsage is settle's synopsis.
+const settleUsage = "reconciler settle --statement FILE [--layout FILE] [--columns KEY=Header,...] [--sheet NAME] [--date D] [--json]"
 
 // cmdSettle matches the acquiring bank's KNET statement against the ledger and records the run.
 func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJSON bool, stdout io.Writer, fail func(error) int) int {
 	if f.statement == "" {
-		return fail(badUsage("usage: reconciler settle --statement FILE [--columns KEY=Header,...] [--date YYYY-MM-DD] [--json] (keys: %v)", settle.Keys))
+		return fail(badUsage("usage: %s (keys: %v)", settleUsage, settle.Keys))
+	}
+	// The bank's layout: a --layout file, then --columns and --sheet over it.
+	var layout statement.Layout
+	if f.layout != "" {
+		raw, err := os.ReadFile(f.layout)
+		if err != nil {
+			return fail(badUsage("--layout: %v", err))
+		}
+		if layout, err = statement.ParseLayout(raw); err != nil {
+			return fail(badUsage("--layout %s: %v", f.layout, err))
+		}
+	}
+	m, err := settle.DefaultMapping().With(layout.Columns)
+	if err != nil {
+		return fail(badUsage("--layout %s: %v", f.layout, err))
 	}
 	columns := f.columns
 	if path, ok := strings.CutPrefix(columns, "@"); ok {
@@ -45,9 +65,16 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 		}
 		columns = strings.Join(parts, ",")
 	}
-	m, err := settle.ParseMapping(columns)
+	cols, err := statement.ParseColumns(columns)
+	if err == nil {
+		m, err = m.With(cols)
+	}
 	if err != nil {
 		return fail(badUsage("--columns: %v", err))
+	}
+	layout.Columns = m
+	if f.sheet != "" {
+		layout.Sheet = f.sheet
 	}
 	steps, err := parseSteps(f.notSettledAfter)
 	if err != nil || len(steps) != 1 {
@@ -58,7 +85,7 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 	if err != nil {
 		return fail(err)
 	}
-	o := settle.Options{File: filepath.Base(f.statement), Mapping: m, Location: cfg.ReportLocation, Date: date, NotSettledAfter: after}
+	o := settle.Options{File: filepath.Base(f.statement), Layout: layout, Location: cfg.ReportLocation, Date: date, NotSettledAfter: after}
 	if err := settle.Check(raw, o); err != nil {
 		return fail(err)
 	}
@@ -70,9 +97,10 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 	defer r.close()
 	now := r.ledger.Now()
 	sum := sha256.Sum256(raw)
+	sf := reconcile.SettleFactOf(o.File, raw, layout)
+	sf.TZ, sf.Date, sf.NotSettledAfter = cfg.ReportLocation.String(), date, after
 	res, err := r.facts.Commit(ctx, reconcile.Fact{Kind: reconcile.FactSettle, ID: "settle:" + hex.EncodeToString(sum[:8]) + ":" + now.UTC().Format(time.RFC3339Nano),
-		At: now, Operator: &reconcile.OperatorNote{Who: operatorName()}, Settle: &reconcile.SettleFact{File: o.File, Statement: raw,
-			Columns: m, TZ: cfg.ReportLocation.String(), Date: date, NotSettledAfter: after}})
+		At: now, Operator: &reconcile.OperatorNote{Who: operatorName()}, Settle: sf})
 	if res, err = r.outcome(res, err); err != nil {
 		return fail(err)
 	}
@@ -107,6 +135,16 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 	if rep.Again {
 		fmt.Fprintln(stdout, "(this statement was recorded before: nothing written again)")
 	}
+	if len(rep.Skipped) > 0 {
+		fmt.Fprintf(stdout, "rows read as no line (%s):\n", rep.Format)
+		for _, s := range rep.Skipped {
+			mark := ""
+			if s.Unreadable {
+				mark = "  (could not be read: look at it)"
+			}
+			fmt.Fprintf(stdout, "  line %-5d %s%s\n", s.Line, s.Reason, mark)
+		}
+	}
 	for _, s := range []struct {
 		title string
 		items []settle.Item
@@ -132,10 +170,16 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 	return settleExit(rep)
 }
 
-// settleExit is settle's exit status: ExitDifferences when the statement and the ledger differ.
+// settleExit is settle's exit status: ExitDifferences when the statement and the ledger differ, or
+// a row of the statement could not be read (a blank, total or footer row is no difference).
 func settleExit(rep settle.Report) int {
 	if len(rep.LedgerOnly)+len(rep.StatementOnly)+len(rep.AmountMismatch)+rep.NotSettled > 0 {
 		return ExitDifferences
+	}
+	for _, s := range rep.Skipped {
+		if s.Unreadable {
+			return ExitDifferences
+		}
 	}
 	return ExitOK
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -278,5 +279,86 @@ func TestHelpTree(t *testing.T) {
 		if code, out, _ := call(c.name, "--help"); code != 0 || !strings.HasPrefix(out, "Usage: "+c.usage) {
 			t.Errorf("%s --help: %d %q", c.name, code, out)
 		}
+	}
+}
+
+// TestSettleBankLayout: `settle --layout FILE` reads the sample bank's statement as it sends it,
+// as xlsx (--sheet) and as CSV (title rows, a byte-order mark before quoted fields, a blank and a
+// Total row): every line matched, the blank and total rows listed in `skipped` and in the text,
+// exit 0. A layout that does not parse is a usage error.
+func TestSettleBankLayout(t *testing.T) {
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	ledger := filepath.Join(t.TempDir(), "ledger.db")
+	vars := p.env(t, ledger, map[string]string{"KNETRECON_SWEEP_SCHEDULE": "off"})
+	l, err := store.Open(ctx, ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kuwait := time.FixedZone("Asia/Kuwait", 3*3600)
+	day := time.Date(2026, 12, 3, 10, 0, 0, 0, kuwait)
+	for i, a := range []int64{89_890, 23_988, 20_204, 118_677, 149_453, 37_453, 21_216, 62_955, 2_716, 85_866, 157_462, 30_540} {
+		kind, typ := "capture", payment.EventCaptured
+		if i == 8 { // ORD-0009 is a refund on the statement
+			kind, typ = "refund", payment.EventRefunded
+			at := day.AddDate(0, 0, -5)
+			if _, err := l.Apply(ctx, store.Input{EventID: "evt_cap_9", Type: payment.EventCaptured, Origin: store.OriginWebhook, PaymentID: "pay_9",
+				ActionID: "act_cap_9", Amount: 5_000, Currency: "KWD", Reference: "ORD-0009", Method: "knet", OccurredAt: at, ReceivedAt: at,
+				Body: []byte(`{"id":"evt_cap_9"}`)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		at := day.Add(time.Duration(i) * time.Minute)
+		id := fmt.Sprintf("%s_%d", kind, i+1)
+		if _, err := l.Apply(ctx, store.Input{EventID: "evt_" + id, Type: typ, Origin: store.OriginWebhook, PaymentID: fmt.Sprintf("pay_%d", i+1),
+			ActionID: "act_" + id, Amount: a, Currency: "KWD", Reference: fmt.Sprintf("ORD-%04d", i+1), Method: "knet", OccurredAt: at,
+			ReceivedAt: at, Body: []byte(`{"id":"evt_` + id + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	layout := filepath.Join(dir, "example-bank.layout")
+	if err := os.WriteFile(layout, []byte("# Example Bank K.S.C.P.\ndate_format = dd/mm/yyyy\nunit = major\nsign = normal\ncurrency = KWD\n\n[columns]\n"+
+		"date = Transaction Date\namount = Amount\nreference = Track ID\nbank_reference = Reference No\nauth_code = Auth Code\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(ctx, args, env(vars), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	var res struct {
+		Matched int    `json:"matched"`
+		Format  string `json:"format"`
+		Skipped []struct {
+			Line   int    `json:"line"`
+			Reason string `json:"reason"`
+		} `json:"skipped"`
+	}
+	code, out, stderr := cli("settle", "--statement", "../../internal/statement/testdata/knet-statement-example.xlsx", "--layout", layout,
+		"--sheet", "Settlement", "--json")
+	if code != ExitOK || json.Unmarshal([]byte(out), &res) != nil || res.Matched != 12 || res.Format != `xlsx, sheet "Settlement"` ||
+		len(res.Skipped) != 2 || res.Skipped[0].Line != 17 || res.Skipped[1].Line != 18 || res.Skipped[1].Reason != `a total row ("Total")` {
+		t.Fatalf("xlsx: %d %s %s", code, out, stderr)
+	}
+	code, out, stderr = cli("settle", "--statement", "../../internal/statement/testdata/knet-statement-example.csv", "--layout", layout)
+	if code != ExitOK || !strings.Contains(out, "12 matched") || !strings.Contains(out, `line 18    a total row ("Total")`) {
+		t.Fatalf("csv: %d %s %s", code, out, stderr)
+	}
+	for _, bad := range []string{"unit = fils\n", "[columns]\nnonsense = X\n"} {
+		if err := os.WriteFile(layout, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, stderr := cli("settle", "--statement", "../../internal/statement/testdata/knet-statement-example.csv", "--layout", layout); code != ExitUsage ||
+			!strings.Contains(stderr, "--layout") {
+			t.Errorf("layout %q: %d %s", bad, code, stderr)
+		}
+	}
+	if code, _, stderr := cli("settle", "--statement", "../../internal/statement/testdata/knet-statement-example.xlsx", "--sheet", "Summary"); code == ExitOK ||
+		!strings.Contains(stderr, `no sheet "Summary"`) {
+		t.Errorf("a sheet the workbook lacks: %d %s", code, stderr)
 	}
 }
