@@ -110,8 +110,8 @@ func (r *Range) WriteCSV(w io.Writer) error {
 	}
 	for _, p := range r.Payments {
 		if err := cw.Write([]string{p.ID, cell(p.Reference), p.Status, p.Currency, decimal(p.Amount, p.Currency),
-			decimal(p.Captured, p.Currency), decimal(p.Refunded, p.Currency), p.RefundKind, p.KNETPaymentID,
-			p.KNETTransactionID, p.BankReference, p.PostDate, p.FirstSeenAt.In(loc).Format(ExcelTime), p.Settlement}); err != nil {
+			decimal(p.Captured, p.Currency), decimal(p.Refunded, p.Currency), p.RefundKind, cell(p.KNETPaymentID),
+			cell(p.KNETTransactionID), cell(p.BankReference), cell(p.PostDate), p.FirstSeenAt.In(loc).Format(ExcelTime), p.Settlement}); err != nil {
 			return err
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"knetrecon/internal/payment"
 	"knetrecon/internal/store"
@@ -79,12 +80,29 @@ func (d *Daily) WriteCSV(w io.Writer) error {
 	return cw.Error()
 }
 
-// cell keeps a text a spreadsheet would run as a formula inert (a leading ', as OWASP advises).
+// cell keeps a text a spreadsheet would run as a formula inert, with a ' as OWASP advises: before
+// a text that starts with =, +, -, @, a tab or a line break, also after spaces or no-break spaces
+// (spreadsheets trim them on import); and after each ; followed by one, since a spreadsheet whose
+// list separator is ; (as in Kuwait's Arabic locales) splits the comma-separated line there, quotes
+// or not, and would start a cell with it: "a;=1+1" is written "a;'=1+1".
 func cell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
+	if !strings.ContainsAny(s, "=+-@\t\r\n") {
+		return s
 	}
-	return s
+	parts := strings.Split(s, ";")
+	for i, p := range parts {
+		if formula(p) {
+			parts[i] = "'" + p
+		}
+	}
+	return strings.Join(parts, ";")
+}
+
+// formula reports whether a spreadsheet may read s as a formula: its first character, after any
+// spaces (a no-break space too) or quotes, is =, +, -, @, a tab or a line break.
+func formula(s string) bool {
+	s = strings.TrimLeftFunc(s, func(r rune) bool { return r == ' ' || r == '"' || unicode.Is(unicode.Zs, r) })
+	return s != "" && strings.ContainsRune("=+-@\t\r\n", rune(s[0]))
 }
 
 // decimal writes minor units as the currency's decimal amount (1000 KWD → 1.000), or the integer
