@@ -542,3 +542,36 @@ func TestTotalRows(t *testing.T) {
 		}
 	}
 }
+
+// TestReadAccountStatement: the merchant's account statement (a title row, debits and credits in
+// two columns, a running balance) reads with the same reader and another schema, as the deposits
+// leg will.
+func TestReadAccountStatement(t *testing.T) {
+	raw, err := os.ReadFile("testdata/account-statement-example.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := statement.Schema{
+		Columns: []statement.Column{{Key: "date", Kind: statement.Date}, {Key: "reference", ID: true},
+			{Key: "debit", Kind: statement.Money}, {Key: "credit", Kind: statement.Money}},
+		Need: [][]string{{"debit", "credit"}},
+	}
+	l := statement.Layout{Columns: map[string]string{"date": "Value Date", "reference": "Description", "debit": "Debit", "credit": "Credit"}}
+	tab, err := statement.Read(raw, l, s, kuwait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab.HeaderLine != 3 || len(tab.Rows) != 3 || len(tab.Skipped) != 0 {
+		t.Fatalf("header line %d, %d rows, skipped %+v", tab.HeaderLine, len(tab.Rows), tab.Skipped)
+	}
+	knet := tab.Rows[0]
+	credit, ok := knet.Amount("credit")
+	day, _ := knet.Date("date")
+	if _, debit := knet.Amount("debit"); !ok || credit != 792_992 || debit || knet.Text("reference") != "KNET SETTLEMENT 100200300 03/12" ||
+		!day.Equal(time.Date(2026, 12, 4, 0, 0, 0, 0, kuwait)) {
+		t.Fatalf("the KNET credit: %d %v %q %s", credit, ok, knet.Text("reference"), day)
+	}
+	if debit, ok := tab.Rows[1].Amount("debit"); !ok || debit != 2_500_000 {
+		t.Fatalf("the salary debit: %d %v", debit, ok)
+	}
+}
