@@ -398,13 +398,13 @@ func (m *Main) ReloadKeys(reason string) error {
 // While the NATS store refuses writes it stays 200: a restart would meet the same store, and the
 // store circuit resumes intake by itself (/readyz is 503 meanwhile).
 func (m *Main) healthy(w http.ResponseWriter, _ *http.Request) {
+	if m.nc.IsClosed() {
+		http.Error(w, "NATS connection closed for good", http.StatusServiceUnavailable)
+		return
+	}
 	if failing, reason := m.circuit.Failing(); failing {
 		// A restart would meet the same store: /readyz says not ready, the alert says why.
 		_, _ = w.Write([]byte("ok (not ready: NATS store refuses writes: " + reason + ")\n"))
-		return
-	}
-	if m.nc.IsClosed() {
-		http.Error(w, "NATS connection closed for good", http.StatusServiceUnavailable)
 		return
 	}
 	if d := m.handler.FailingFor(time.Now()); d > m.Config.IntakeBrokenAfter {

@@ -143,10 +143,12 @@ func (r *Room) Make(ctx context.Context, want int64) (Backlog, bool, error) {
 }
 
 // Fit makes room for a message of n bytes, the stream's refusal of which was just heard: it
-// gives up applied history until n bytes and 2 % of MaxBytes are free (so that the next messages
-// do not each purge), and reports whether n bytes are free.
+// gives up applied history until n bytes and some more are free, so that the next messages do not
+// each purge: 2 % of MaxBytes, or on a small stream room for 64 such messages (at most an eighth of
+// it). It reports whether n bytes are free.
 func (r *Room) Fit(ctx context.Context, n int64) (Backlog, bool, error) {
-	return r.makeRoom(ctx, func(b Backlog) int64 { return n + b.MaxBytes/50 }, func(b Backlog) bool { return b.MaxBytes-int64(b.Bytes) >= n })
+	want := func(b Backlog) int64 { return n + max(b.MaxBytes/50, min(b.MaxBytes/8, 64*n)) }
+	return r.makeRoom(ctx, want, func(b Backlog) bool { return b.MaxBytes-int64(b.Bytes) >= n })
 }
 
 func (r *Room) makeRoom(ctx context.Context, wantOf func(Backlog) int64, fits func(Backlog) bool) (Backlog, bool, error) {
