@@ -640,7 +640,7 @@ type Main struct {
 	facts    *reconcile.FactBus
 	ops      *reconcile.Operator
 	lease    *events.Lease
-	leader   prometheus.Gauge
+	leader   prometheus.GaugeFunc
 	gauges   *reconcile.Gauges
 
 	sweeper      *reconcile.Sweeper

@@ -45,7 +45,6 @@ func (m *Main) startSweep(ctx context.Context) error {
 	go func() {
 		defer m.wg.Done()
 		m.lease.Run(sweepCtx, func(held bool, err error) {
-			m.leader.Set(map[bool]float64{true: 1}[held])
 			switch {
 			case err != nil:
 				log.Warn("sweep lease not renewed", zap.Bool("held", held), zap.Error(err))
@@ -135,8 +134,11 @@ func (m *Main) startLease(ctx context.Context, log *zap.Logger) error {
 		return err
 	}
 	m.lease = events.NewLease(kv, events.SweepLease, m.holder(), ttl)
-	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{Name: "knetrecon_reconciler_sweep_leader",
-		Help: "1 while this reconciler holds the sweep's lease (sweeps and alerts), 0 on standby."})
+	// Read at each scrape from the lease itself (timed by the bucket's TTL): a holder paused past
+	// its lease says 0 the moment it runs again, before its next renewal tells it so.
+	m.leader = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "knetrecon_reconciler_sweep_leader",
+		Help: "1 while this reconciler holds the sweep's lease (sweeps and alerts), 0 on standby."},
+		func() float64 { return map[bool]float64{true: 1}[m.lease.Held()] })
 	m.Registry.MustRegister(m.leader)
 	log.Info("sweep lease bucket ready", zap.String("bucket", events.LeaseBucket))
 	return nil
