@@ -57,9 +57,13 @@ func TestSweepLeaseFenced(t *testing.T) {
 	}
 	holder := func(name string) (*events.Lease, *reconcile.FactBus) {
 		l := events.NewLease(kv, events.SweepLease, name, 300*time.Millisecond)
+		epoch, err := events.BucketEpoch(ctx, kv)
+		if err != nil {
+			t.Fatal(err)
+		}
 		bus := reconcile.NewFactBus(js, m.Ledger(), nil, ring, name)
 		bus.Wait = 10 * time.Second
-		bus.Fence = func() reconcile.LeaseTerm { return reconcile.LeaseTerm{Holder: name, Term: l.Term()} }
+		bus.Fence = func() reconcile.LeaseTerm { return reconcile.LeaseTerm{Holder: name, Epoch: epoch, Term: l.Term()} }
 		return l, bus
 	}
 	leaseA, busA := holder("reconciler-a")
@@ -103,6 +107,22 @@ func TestSweepLeaseFenced(t *testing.T) {
 	dls, err := m.Ledger().DeadLetters(ctx, true, 10)
 	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].Reason, "stale lease") {
 		t.Fatalf("dead letters %+v %v", dls, err)
+	}
+	// An operator deletes the lease bucket; made again, its revisions start low, yet its holder's
+	// facts apply: terms compare by the bucket's creation first.
+	if err := js.DeleteKeyValue(ctx, events.LeaseBucket); err != nil {
+		t.Fatal(err)
+	}
+	if kv, err = events.EnsureLeases(ctx, js, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	leaseC, busC := holder("reconciler-c")
+	if held, err := leaseC.Try(ctx); !held || err != nil || leaseC.Term() >= leaseB.Term() {
+		t.Fatalf("C on the new bucket: held %v (%v), term %d (B's %d)", held, err, leaseC.Term(), leaseB.Term())
+	}
+	atC := time.Now().Add(4 * time.Hour).UTC().Truncate(time.Second)
+	if err := schedule(busC, atC); err != nil {
+		t.Fatalf("the new bucket's holder refused: %v", err)
 	}
 	// An operator's fact is not the sweep's: no lease needed.
 	if _, err := busA.Commit(ctx, reconcile.Fact{Kind: reconcile.FactDiscard, ID: "discard:test", At: time.Now(),

@@ -641,7 +641,9 @@ type Main struct {
 	ops      *reconcile.Operator
 	lease    *events.Lease
 	leader   prometheus.GaugeFunc
-	gauges   *reconcile.Gauges
+	// leaseEpoch is when the lease bucket was made: with the lease's term, it fences sweep facts.
+	leaseEpoch int64
+	gauges     *reconcile.Gauges
 
 	sweeper      *reconcile.Sweeper
 	checker      atomic.Pointer[reconcile.Sweeper] // the sweeper, for the desk's "check now"

@@ -34,7 +34,9 @@ func (m *Main) startSweep(ctx context.Context) error {
 		return err
 	}
 	metrics := reconcile.NewSweepMetrics(m.Registry)
-	m.facts.Fence = func() reconcile.LeaseTerm { return reconcile.LeaseTerm{Holder: m.holder(), Term: m.lease.Term()} }
+	m.facts.Fence = func() reconcile.LeaseTerm {
+		return reconcile.LeaseTerm{Holder: m.holder(), Epoch: m.leaseEpoch, Term: m.lease.Term()}
+	}
 	m.sweeper = reconcile.NewSweeper(m.ledger, m.facts, client, log, metrics, m.Config.Sweep)
 	m.sweeper.Leader = m.lease.Held
 	m.sweeper.Gauges = m.gauges
@@ -134,6 +136,9 @@ func (m *Main) startLease(ctx context.Context, log *zap.Logger) error {
 		return err
 	}
 	m.lease = events.NewLease(kv, events.SweepLease, m.holder(), ttl)
+	if m.leaseEpoch, err = events.BucketEpoch(ctx, kv); err != nil {
+		return err
+	}
 	// Read at each scrape from the lease itself (timed by the bucket's TTL): a holder paused past
 	// its lease says 0 the moment it runs again, before its next renewal tells it so.
 	m.leader = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "knetrecon_reconciler_sweep_leader",
@@ -222,7 +227,13 @@ func cmdSweep(ctx context.Context, cfg Config, log *zap.Logger, once, dryRun, as
 		}
 		defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
 		sw.Leader = lease.Held
-		r.facts.Fence = func() reconcile.LeaseTerm { return reconcile.LeaseTerm{Holder: holder, Term: lease.Term()} }
+		epoch, err := events.BucketEpoch(ctx, kv)
+		if err != nil {
+			return fail(err)
+		}
+		r.facts.Fence = func() reconcile.LeaseTerm {
+			return reconcile.LeaseTerm{Holder: holder, Epoch: epoch, Term: lease.Term()}
+		}
 	}
 	rep, err := sw.Sweep(ctx, dryRun)
 	if err != nil {

@@ -49,6 +49,20 @@ func BucketTTL(ctx context.Context, kv jetstream.KeyValue) (time.Duration, error
 	return st.TTL(), nil
 }
 
+// BucketEpoch returns when the lease bucket was created (Unix nanoseconds): a term is a revision
+// of the bucket, and a bucket made again (deleted by an operator) starts its revisions low, so
+// terms compare by (epoch, revision).
+func BucketEpoch(ctx context.Context, kv jetstream.KeyValue) (int64, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("lease bucket %s: %w", LeaseBucket, err)
+	}
+	if s, ok := st.(interface{ StreamInfo() *jetstream.StreamInfo }); ok && s.StreamInfo() != nil {
+		return s.StreamInfo().Created.UnixNano(), nil
+	}
+	return 0, nil
+}
+
 // Term returns the term of the lease this holder took last (0 when it never took it): the
 // revision at which it took it. It is kept after the lease is lost: facts made under the lease
 // carry it, so the consumer refuses those of a holder another has replaced, even when the holder

@@ -79,7 +79,9 @@ type Fact struct {
 // LeaseTerm names a holder's term of the sweep's lease.
 type LeaseTerm struct {
 	Holder string `json:"holder"`
-	Term   uint64 `json:"term"`
+	// Epoch is when the lease bucket was made (a bucket made again restarts its revisions).
+	Epoch int64  `json:"epoch,omitempty"`
+	Term  uint64 `json:"term"`
 }
 
 // SweepLeaseName is the lease of record sweep facts are fenced by.
@@ -224,7 +226,7 @@ func (p *Processor) applyFact(ctx context.Context, tx *store.Tx, f *Fact, seq ui
 	var res FactResult
 	if f.Lease != nil && fenced(f.Kind) {
 		// Before anything is written: a stale holder's fact changes nothing, in every ledger.
-		if err := tx.FenceLease(ctx, SweepLeaseName, f.Lease.Holder, f.Lease.Term); err != nil {
+		if err := tx.FenceLease(ctx, SweepLeaseName, f.Lease.Holder, f.Lease.Epoch, f.Lease.Term); err != nil {
 			return res, err
 		}
 	}

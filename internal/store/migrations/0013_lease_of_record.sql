@@ -5,6 +5,7 @@
 CREATE TABLE lease_of_record (
     name   TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
+    epoch  INTEGER NOT NULL DEFAULT 0, -- when the lease bucket was made (a bucket made again restarts its revisions)
     term   INTEGER NOT NULL,
     at     TEXT NOT NULL
 );
