@@ -20,6 +20,11 @@ import (
 // the stream and, once caught up without new traffic, in both ledgers. With the servers' default
 // (a sync every 2 minutes) the figures say what a coordinated cut costs a replicated stream.
 func TestClusterPowerCut(t *testing.T) {
+	if !long {
+		// Once, on a fresh clone, a reconciler hung at start on the mount and never logged a line;
+		// until that is understood the case runs in make chaos only, where its failure is seen.
+		t.Skip("the cluster power-cut case runs in make chaos (go test -tags chaos -run TestClusterPowerCut ./e2e)")
+	}
 	if err := faultfs.Available(); err != nil {
 		t.Skipf("the cluster power-cut case needs FUSE: %v", err)
 	}
