@@ -163,11 +163,11 @@ func (l *Ledger) Backup(ctx context.Context, dest string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("backup: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(abs), 0o750); err != nil {
-		return 0, fmt.Errorf("backup: %w", err)
-	}
 	tmp := abs + ".partial"
 	_ = os.Remove(tmp)
+	if err := makePrivate(tmp); err != nil { // the backup holds every payment, like the ledger
+		return 0, fmt.Errorf("backup: %w", err)
+	}
 	dst, err := sql.Open("sqlite3", "file:"+tmp)
 	if err != nil {
 		return 0, fmt.Errorf("backup: %w", err)

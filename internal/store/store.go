@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,10 +101,8 @@ func OpenWith(ctx context.Context, path string, opts Options) (*Ledger, error) {
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
 		return nil, fmt.Errorf("open ledger: a file path is required, got %q", path)
 	}
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("open ledger: %w", err)
-		}
+	if err := makePrivate(path); err != nil {
+		return nil, fmt.Errorf("open ledger: %w", err)
 	}
 	w, err := sqlx.Open("sqlite3", dsn(path, false, opts.BusyTimeout, opts.Synchronous))
 	if err != nil {
