@@ -28,6 +28,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		os.Exit(healthcheck(os.Args[2:], os.Getenv))
+	}
 	if service.VersionRequested(os.Args[1:]) {
 		fmt.Println("receiver", service.BuildOf())
 		return
