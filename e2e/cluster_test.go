@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,10 +63,11 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 	if c.dir == "" {
 		c.dir = t.TempDir()
 	}
-	var routes []string
+	var routes, monitors []string
 	var clientPorts []int
 	for range 3 {
 		clientPorts = append(clientPorts, freePort(t))
+		monitors = append(monitors, fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", freePort(t)))
 	}
 	for i := range 3 {
@@ -76,7 +78,7 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 				others = append(others, r)
 			}
 		}
-		args := []string{"-js", "-a", "127.0.0.1", "-p", strconv.Itoa(clientPorts[i]), "-n", name,
+		args := []string{"-js", "-a", "127.0.0.1", "-p", strconv.Itoa(clientPorts[i]), "-n", name, "-m", strings.TrimPrefix(monitors[i], "http://127.0.0.1:"),
 			"--cluster_name", "knetrecon", "--cluster", routes[i], "--routes", strings.Join(others, ",")}
 		if o.syncAlways {
 			conf := filepath.Join(t.TempDir(), name+".conf")
@@ -93,12 +95,18 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 		c.natsURLs = append(c.natsURLs, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
 	}
 	natsURL := strings.Join(c.natsURLs, ",")
+	// The receivers read every server's sync setting from its /varz: with sync_interval always a
+	// 2xx is on disk (KNETRECON_DURABLE holds); without, they are told they may answer before.
+	durable := map[string]string{"KNETRECON_DURABLE": "false"}
+	if o.syncAlways {
+		durable = map[string]string{"KNETRECON_NATS_MONITOR_URL": strings.Join(monitors, ",")}
+	}
 	simPort := freePort(t)
 	c.simURL = fmt.Sprintf("http://127.0.0.1:%d", simPort)
 	for i := range 2 {
 		port := freePort(t)
 		c.recvURLs = append(c.recvURLs, fmt.Sprintf("http://127.0.0.1:%d", port))
-		c.receivers = append(c.receivers, newProc(t, c.logs, fmt.Sprintf("receiver%d", i+1), map[string]string{
+		env := map[string]string{
 			"KNETRECON_RECEIVER_ADDR":   fmt.Sprintf("127.0.0.1:%d", port),
 			"KNETRECON_ADMIN_ADDR":      fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 			"KNETRECON_NATS_URL":        natsURL,
@@ -106,7 +114,9 @@ func newClusterWith(t *testing.T, o clusterOpts) *cluster {
 			"KNETRECON_DATA_DIR":        filepath.Join(c.dir, fmt.Sprintf("receiver%d", i+1)),
 			"KNETRECON_WEBHOOK_KEYS":    webhookKey,
 			"KNETRECON_START_TIMEOUT":   "60s",
-		}))
+		}
+		maps.Copy(env, durable)
+		c.receivers = append(c.receivers, newProc(t, c.logs, fmt.Sprintf("receiver%d", i+1), env))
 	}
 	// The simulator posts its webhooks to the first receiver, holds a fifth of them back (out of
 	// order) and sends another fifth twice, fails a tenth of the API calls, and its abandoned payments' customers

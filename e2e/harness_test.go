@@ -260,6 +260,7 @@ func newStack(t *testing.T, o stackOpts) *stack {
 		s.nats = newProc(t, dir, "nats", nil, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(natsPort), "-sd", s.natsStoreDir)
 		s.nats.start()
 		renv["KNETRECON_NATS_URL"] = s.natsURL
+		renv["KNETRECON_DURABLE"] = "false" // this nats-server fsyncs every 2 minutes: the receiver is told it may answer before
 	} else {
 		renv["KNETRECON_NATS_LISTEN"] = fmt.Sprintf("127.0.0.1:%d", natsPort)
 	}

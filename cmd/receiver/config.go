@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -39,7 +40,11 @@ type Config struct {
 	NATS           events.ConnConfig
 	NATSListen     string
 	NATSSyncAlways bool
-	// Durable makes a 2xx wait until the webhook is fsynced (embedded server; group commit).
+	// NATSMonitorURLs are the external servers' monitoring addresses (comma-separated in
+	// KNETRECON_NATS_MONITOR_URL): their /varz says whether they fsync before acknowledging.
+	NATSMonitorURLs []string
+	// Durable promises that a 2xx survives a power cut: group commit on the embedded server; on
+	// an external one the receiver refuses to start unless the servers fsync before acknowledging.
 	Durable bool
 	Stream  events.StreamConfig
 	// BacklogLimit is the percentage of the stream's MaxBytes the unapplied backlog may reach
@@ -76,8 +81,10 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	b.String(&c.DataDir, "data-dir", "KNETRECON_DATA_DIR", "./data", "local data: the embedded NATS store lives in <dir>/nats")
 	b.String(&c.NATS.URL, "nats-url", "KNETRECON_NATS_URL", "", "external NATS URL(s); empty runs an embedded nats-server")
 	b.String(&c.NATSListen, "nats-listen", "KNETRECON_NATS_LISTEN", "127.0.0.1:4222", "embedded nats-server's client address")
-	b.Bool(&c.Durable, "durable", "KNETRECON_DURABLE", true, "embedded server: answer 2xx only once the webhook is fsynced to disk; webhooks answered together share one fsync (false: a power cut may lose webhooks already answered)")
-	b.Bool(&c.NATSSyncAlways, "nats-sync-always", "KNETRECON_NATS_SYNC_ALWAYS", false, "embedded server: fsync every message before acknowledging")
+	b.Bool(&c.Durable, "durable", "KNETRECON_DURABLE", true, "answer 2xx only once the webhook is on disk: the embedded server fsyncs before the 2xx (webhooks answered together share one fsync); an external NATS must fsync before acknowledging (sync_interval: always, read from KNETRECON_NATS_MONITOR_URL) or the receiver refuses to start (false: accept that a power cut may lose webhooks already answered)")
+	b.Bool(&c.NATSSyncAlways, "nats-sync-always", "KNETRECON_NATS_SYNC_ALWAYS", false, "embedded server: fsync every message before acknowledging; external NATS without KNETRECON_NATS_MONITOR_URL: the operator declares its servers run with sync_interval: always")
+	var monitor string
+	b.String(&monitor, "nats-monitor-url", "KNETRECON_NATS_MONITOR_URL", "", "external NATS: the servers' monitoring addresses (http://nats:8222, comma-separated in a cluster): the receiver reads /varz at start to learn whether they fsync before acknowledging")
 	c.NATS.BindSecurity(b)
 	b.Int(&c.Stream.Replicas, "stream-replicas", "KNETRECON_STREAM_REPLICAS", def.Replicas, "stream replicas (3 in a NATS cluster)")
 	b.Duration(&c.Stream.MaxAge, "stream-max-age", "KNETRECON_STREAM_MAX_AGE", def.MaxAge, "how long the stream keeps events (at least a week)")
@@ -97,6 +104,11 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	c.WebhookKeysFile, c.AuthorizationFile = b.FileOf("KNETRECON_WEBHOOK_KEYS"), b.FileOf("KNETRECON_WEBHOOK_AUTHORIZATION")
 	c.NATS.Name = "knetrecon-receiver"
+	for _, u := range strings.Split(monitor, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			c.NATSMonitorURLs = append(c.NATSMonitorURLs, u)
+		}
+	}
 	return c, c.Validate()
 }
 
@@ -130,6 +142,14 @@ func (c Config) Validate() error {
 		if c.DataDir == "" {
 			errs = append(errs, errors.New("KNETRECON_DATA_DIR must not be empty with the embedded NATS"))
 		}
+	}
+	for _, m := range c.NATSMonitorURLs {
+		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("KNETRECON_NATS_MONITOR_URL %q is not an http(s) URL", m))
+		}
+	}
+	if len(c.NATSMonitorURLs) > 0 && c.NATS.URL == "" {
+		errs = append(errs, errors.New("KNETRECON_NATS_MONITOR_URL is for an external NATS: set KNETRECON_NATS_URL too, or unset it (the embedded server needs none)"))
 	}
 	for name, d := range map[string]time.Duration{
 		"KNETRECON_READ_HEADER_TIMEOUT": c.ReadHeaderTimeout, "KNETRECON_READ_TIMEOUT": c.ReadTimeout,

@@ -64,6 +64,8 @@ type Main struct {
 	gsync     *events.GroupSync
 	stopGuard context.CancelFunc
 	stopMeta  context.CancelFunc
+	// durable is what a 2xx means on this NATS (checkDurability).
+	durable events.Durability
 }
 
 // NewMain returns a receiver for cfg logging to log.
@@ -78,6 +80,10 @@ func (m *Main) Run(ctx context.Context) error {
 	ring, err := checkout.NewKeyRing(checkout.ParseKeys(cfg.WebhookKeys)...)
 	if err != nil {
 		return fmt.Errorf("KNETRECON_WEBHOOK_KEYS: %w", err)
+	}
+	// What a 2xx means on this NATS, decided before any webhook is taken in.
+	if m.durable, err = m.checkDurability(ctx); err != nil {
+		return err
 	}
 
 	conn := cfg.NATS

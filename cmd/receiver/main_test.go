@@ -334,7 +334,7 @@ func TestNATSOutage503ThenRecovery(t *testing.T) {
 	dir := t.TempDir()
 	ns := eventstest.MustRunNATSAt(t, listen, dir)
 	m := mustRunReceiver(t, map[string]string{"KNETRECON_NATS_URL": ns.ClientURL(), "KNETRECON_PUBLISH_TIMEOUT": "500ms",
-		"KNETRECON_INTAKE_BROKEN_AFTER": "300ms"})
+		"KNETRECON_INTAKE_BROKEN_AFTER": "300ms", "KNETRECON_DURABLE": "false"})
 
 	body := sample(t, "webhook_payment_expired.json")
 	if resp, text := post(t, m, body, signed(oldKey, body)); resp.StatusCode != http.StatusOK {
@@ -624,7 +624,7 @@ func TestBodyLimitMustFitNATS(t *testing.T) {
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	cfg, err := ParseConfig(nil, func(k string) string {
 		return map[string]string{"KNETRECON_RECEIVER_ADDR": "127.0.0.1:0", "KNETRECON_WEBHOOK_KEYS": oldKey,
-			"KNETRECON_NATS_URL": ns.ClientURL(), "KNETRECON_START_TIMEOUT": "5s"}[k]
+			"KNETRECON_NATS_URL": ns.ClientURL(), "KNETRECON_START_TIMEOUT": "5s", "KNETRECON_DURABLE": "false"}[k]
 	})
 	if err != nil {
 		t.Fatal(err)
