@@ -1,8 +1,15 @@
-// Package desk is the operator's web page, served on the reconciler's admin address: the health
-// of the road, what is stuck or open, the money of the last 30 days as a chart, a search by
-// payment id, merchant reference or KNET id, a payment's whole story, resolving a discrepancy,
-// and the daily reports to download. Server-rendered (html/template, embedded: no CDN, works
-// offline); its actions go through the same store functions as their CLI twins.
+// Package desk is the operator's web page, served on the reconciler's admin address. Its home
+// page answers "does anything need me?": payments open past KNET's window with what the sweep
+// does next, stuck payments, open discrepancies by kind with the money at stake, dead letters,
+// and the road's health; then the money of the last 30 days as a chart and the daily reports to
+// download. A search over payment, event and action ids, references and KNET ids; a payment's
+// whole story; lists of payments and discrepancies with filters. Its actions (resolve, replay,
+// discard, ask Checkout.com) go through the same facts as their CLI twins, each confirmed on a
+// page of its own first, so they work without JavaScript.
+//
+// Server-rendered (html/template, embedded: no CDN, works offline). Every request passes the
+// guard (guard.go): the desk's own Host only, and the operator the audit trail records is the
+// one the request authenticated as. Times are shown in the report time zone with its offset.
 package desk
 
 import (
@@ -71,6 +78,24 @@ type Config struct {
 	// CheckNow asks Checkout.com about a payment now and records what it learns (the sweep's
 	// check); nil leaves the action out (no API key configured, or not this reconciler's to do).
 	CheckNow func(ctx context.Context, paymentID, who, note string) (string, error)
+
+	// Sweep is the sweep's configuration, from which the home page says what the sweep does
+	// next about a payment open past KNET's window, and when; nil: the sweep is off here.
+	Sweep *reconcile.SweepConfig
+	// SweepSchedule is the sweep's cron spec, named on the page (KNETRECON_SWEEP_SCHEDULE).
+	SweepSchedule string
+
+	// Hosts are the Host values the desk answers besides loopback names (KNETRECON_DESK_HOSTS):
+	// host, or host:port; any other Host is refused (a DNS-rebinding page's, say).
+	Hosts []string
+	// Tokens are the operators' tokens by operator name (KNETRECON_DESK_TOKENS_FILE, and
+	// KNETRECON_DESK_TOKEN as DefaultOperator's): with any, a request needs one, as a bearer
+	// token or a basic-auth password, and the audit trail records its name.
+	Tokens map[string]string
+	// OperatorHeader names the header an authenticating proxy sets to the operator
+	// (KNETRECON_DESK_OPERATOR_HEADER); empty: no header is trusted. Set it only when the
+	// desk is reachable through that proxy alone.
+	OperatorHeader string
 }
 
 // Operate wires the page's resolve, discard and replay to ops: facts on the stream.
@@ -103,6 +128,8 @@ type Desk struct {
 	cfg  Config
 	tmpl *template.Template
 	csrf string
+	// tokenNames are cfg.Tokens' names, sorted: every token is compared on every request.
+	tokenNames []string
 
 	// closed caches the chart's days before today: a posting counts on the day it is posted
 	// (store.PostingLines), so a day's net is final once the day is over.
@@ -136,19 +163,16 @@ func New(cfg Config) (*Desk, error) {
 			}
 			return s
 		},
-		"when": func(t time.Time) string {
-			if t.IsZero() {
-				return ""
-			}
-			return t.In(cfg.Location).Format("2006-01-02 15:04:05")
-		},
+		"when": func(t time.Time) string { return stamp(t, cfg.Location) },
 		"whenp": func(t *time.Time) string {
 			if t == nil {
 				return ""
 			}
-			return t.In(cfg.Location).Format("2006-01-02 15:04:05")
+			return stamp(*t, cfg.Location)
 		},
-		"query": url.QueryEscape,
+		"query":  url.QueryEscape,
+		"fields": func(details []byte, currency string) []Field { return fields(details, currency, cfg.Location) },
+		"words":  words,
 	}
 	t, err := template.New("").Funcs(funcs).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
@@ -160,26 +184,51 @@ func New(cfg Config) (*Desk, error) {
 	}
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte("knetrecon desk"))
-	return &Desk{cfg: cfg, tmpl: t, csrf: hex.EncodeToString(mac.Sum(nil))}, nil
+	names := slices.Sorted(maps.Keys(cfg.Tokens))
+	for i, h := range cfg.Hosts {
+		cfg.Hosts[i] = strings.ToLower(h)
+	}
+	return &Desk{cfg: cfg, tmpl: t, csrf: hex.EncodeToString(mac.Sum(nil)), tokenNames: names}, nil
 }
 
-// Routes mounts the page on mux.
+// TimeLayout is how the desk writes a time: in the report time zone, with its offset.
+const TimeLayout = "2006-01-02 15:04:05 -07:00"
+
+// stamp writes t in loc with its offset; "" for the zero time.
+func stamp(t time.Time, loc *time.Location) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.In(loc).Format(TimeLayout)
+}
+
+// Routes mounts the page on mux, every route behind the guard (the desk's Host, an operator's
+// credentials when configured): mux may be shared with other handlers (the admin address's
+// probes and metrics), which the guard leaves alone.
 func (d *Desk) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /{$}", d.home)
-	mux.HandleFunc("GET /search", d.search)
-	mux.HandleFunc("GET /payments", d.payments)
-	mux.HandleFunc("GET /payments/{id}", d.payment)
-	mux.HandleFunc("GET /payments/{id}/events/{event}", d.eventBody)
-	mux.HandleFunc("POST /payments/{id}/check", d.checkNow)
-	mux.HandleFunc("GET /dead-letters", d.deadLetters)
-	mux.HandleFunc("POST /dead-letters/{id}/{action}", d.deadLetterAction)
-	mux.HandleFunc("POST /discrepancies/{id}/resolve", d.resolve)
-	mux.HandleFunc("GET /reports/{file}", d.reportFile)
-	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "image/svg+xml")
-		w.Header().Set("Cache-Control", "max-age=86400")
-		_, _ = w.Write([]byte(`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#17324d"/><path d="M4 11h2V7H4zm3 0h2V4H7zm3 0h2V8h-2z" fill="#fff"/></svg>`))
-	})
+	for pattern, h := range map[string]http.HandlerFunc{
+		"GET /{$}":                          d.home,
+		"GET /search":                       d.search,
+		"GET /payments":                     d.payments,
+		"GET /payments/{id}":                d.payment,
+		"GET /payments/{id}/events/{event}": d.eventBody,
+		"POST /payments/{id}/check":         d.checkNow,
+		"GET /discrepancies":                d.discrepancies,
+		"POST /discrepancies/{id}/resolve":  d.resolve,
+		"GET /dead-letters":                 d.deadLetters,
+		"GET /dead-letters/{id}":            d.deadLetter,
+		"GET /dead-letters/{id}/body":       d.deadLetterBody,
+		"POST /dead-letters/{id}/{action}":  d.deadLetterAction,
+		"POST /dead-letters/bulk":           d.deadLetterBulk,
+		"GET /reports/{file}":               d.reportFile,
+		"GET /favicon.ico": func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "image/svg+xml")
+			w.Header().Set("Cache-Control", "max-age=86400")
+			_, _ = w.Write([]byte(`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#17324d"/><path d="M4 11h2V7H4zm3 0h2V4H7zm3 0h2V8h-2z" fill="#fff"/></svg>`))
+		},
+	} {
+		mux.Handle(pattern, d.guard(h))
+	}
 }
 
 // addNet adds the net of the postings counted in [from, to) to c, by day in the page's zone.
@@ -210,6 +259,7 @@ type Bar struct {
 
 func (d *Desk) render(w http.ResponseWriter, name string, status int, data map[string]any) {
 	data["CSRF"] = d.csrf
+	data["Zone"] = d.zone()
 	var b bytes.Buffer
 	if err := d.tmpl.ExecuteTemplate(&b, name, data); err != nil {
 		http.Error(w, "page: "+err.Error(), http.StatusInternalServerError)
@@ -236,43 +286,6 @@ func (d *Desk) failRead(w http.ResponseWriter, err error) {
 		return
 	}
 	d.fail(w, http.StatusInternalServerError, err)
-}
-
-func (d *Desk) home(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	dead, open, err := d.cfg.Ledger.OpenCounts(ctx)
-	if err != nil {
-		d.fail(w, http.StatusInternalServerError, err)
-		return
-	}
-	var health []Check
-	if d.cfg.Health != nil {
-		health = d.cfg.Health(ctx)
-	}
-	bars, currency, err := d.chart(ctx, 30)
-	if err != nil {
-		d.fail(w, http.StatusInternalServerError, err)
-		return
-	}
-	stuck, err := d.cfg.Ledger.Discrepancies(ctx, store.DiscrepancyFilter{Kind: "stuck", Limit: 20})
-	if err != nil {
-		d.fail(w, http.StatusInternalServerError, err)
-		return
-	}
-	openList, err := d.cfg.Ledger.Discrepancies(ctx, store.DiscrepancyFilter{Limit: 50})
-	if err != nil {
-		d.fail(w, http.StatusInternalServerError, err)
-		return
-	}
-	today := d.cfg.Now().In(d.cfg.Location).Format(time.DateOnly)
-	actions, err := d.cfg.Ledger.Actions(ctx, "", 10)
-	if err != nil {
-		d.fail(w, http.StatusInternalServerError, err)
-		return
-	}
-	d.render(w, "home.html", http.StatusOK, map[string]any{"Title": "knetrecon", "Health": health, "DeadLetters": dead, "Actions": actions,
-		"Open": open, "Bars": bars, "Currency": currency, "Stuck": stuck, "OpenList": openList, "Today": today,
-		"Yesterday": report.Yesterday(d.cfg.Now(), d.cfg.Location)})
 }
 
 // chart is the net money per day of the last days, in the busiest currency, as SVG bars.
@@ -318,39 +331,6 @@ func (d *Desk) chart(ctx context.Context, days int) ([]Bar, string, error) {
 	return bars, currency, nil
 }
 
-func (d *Desk) search(w http.ResponseWriter, r *http.Request) {
-	q := strings.TrimSpace(r.URL.Query().Get("q"))
-	if q == "" {
-		http.Redirect(w, r, "/", http.StatusSeeOther)
-		return
-	}
-	ids, err := d.cfg.Ledger.FindPayments(r.Context(), q, 50)
-	if err != nil {
-		d.fail(w, http.StatusInternalServerError, err)
-		return
-	}
-	if len(ids) == 1 {
-		http.Redirect(w, r, "/payments/"+url.PathEscape(ids[0]), http.StatusSeeOther)
-		return
-	}
-	d.render(w, "search.html", http.StatusOK, map[string]any{"Title": "search " + q, "Q": q, "IDs": ids})
-}
-
-func (d *Desk) payment(w http.ResponseWriter, r *http.Request) {
-	p, err := d.cfg.Ledger.Payment(r.Context(), r.PathValue("id"))
-	if err != nil {
-		d.failRead(w, err)
-		return
-	}
-	actions, err := d.cfg.Ledger.Actions(r.Context(), "payment:"+p.ID, 50)
-	if err != nil {
-		d.fail(w, http.StatusInternalServerError, err)
-		return
-	}
-	d.render(w, "payment.html", http.StatusOK, map[string]any{"Title": p.ID, "P": p, "CanCheck": d.cfg.CheckNow != nil, "Actions": actions,
-		"Flash": r.URL.Query().Get("flash")})
-}
-
 // payments lists payments by status, day (first seen, in the report time zone) and open
 // discrepancy kind, newest first, 50 a page (?before= the last one's time).
 func (d *Desk) payments(w http.ResponseWriter, r *http.Request) {
@@ -393,7 +373,7 @@ func (d *Desk) payments(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.Sort(statuses)
 	d.render(w, "payments.html", http.StatusOK, map[string]any{"Title": "payments", "List": list, "Next": next,
-		"Status": q.Get("status"), "Kind": q.Get("kind"), "Day": q.Get("day"), "Statuses": statuses})
+		"Status": q.Get("status"), "Kind": q.Get("kind"), "Day": q.Get("day"), "Statuses": statuses, "Kinds": kinds})
 }
 
 // eventBody shows the exact body an event was applied from, as text.
@@ -406,151 +386,6 @@ func (d *Desk) eventBody(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(b)
-}
-
-// formOK checks a POST's token and origin; it answers 403 itself when they are wrong.
-func (d *Desk) formOK(w http.ResponseWriter, r *http.Request) bool {
-	if err := r.ParseForm(); err != nil {
-		d.fail(w, http.StatusBadRequest, err)
-		return false
-	}
-	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(d.csrf)) || !sameOrigin(r) {
-		d.fail(w, http.StatusForbidden, errors.New("the form's token is missing or stale, or it came from another site: reload the page"))
-		return false
-	}
-	return true
-}
-
-// record logs what an operator did; the audit trail itself is kept by the fact that did it.
-func (d *Desk) record(r *http.Request, action, subject, note, result string) {
-	d.cfg.Log.Info("operator action", zap.String("who", who(r)), zap.String("action", action), zap.String("subject", subject),
-		zap.String("note", note), zap.String("result", result))
-}
-
-// who names the operator: the basic-auth user when the page asks for one, else "desk".
-func who(r *http.Request) string {
-	if u, _, ok := r.BasicAuth(); ok && u != "" {
-		return u
-	}
-	return "desk"
-}
-
-// checkNow asks Checkout.com about one payment now, as `reconciler reconcile` does for a window.
-func (d *Desk) checkNow(w http.ResponseWriter, r *http.Request) {
-	if !d.formOK(w, r) {
-		return
-	}
-	if d.cfg.CheckNow == nil {
-		d.fail(w, http.StatusNotFound, errors.New("checks need KNETRECON_CHECKOUT_SECRET_KEY"))
-		return
-	}
-	id := r.PathValue("id")
-	note := strings.TrimSpace(r.PostForm.Get("note"))
-	outcome, err := d.cfg.CheckNow(r.Context(), id, who(r), note)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			d.fail(w, http.StatusNotFound, err)
-			return
-		}
-		if errors.Is(err, reconcile.ErrRefused) {
-			d.fail(w, http.StatusConflict, err)
-			return
-		}
-		d.record(r, "check", "payment:"+id, note, "failed: "+err.Error())
-		d.fail(w, http.StatusBadGateway, err)
-		return
-	}
-	d.record(r, "check", "payment:"+id, note, outcome)
-	http.Redirect(w, r, "/payments/"+url.PathEscape(id)+"?flash="+url.QueryEscape("checked with Checkout.com: "+outcome), http.StatusSeeOther)
-}
-
-// deadLetters lists the dead letters pending (all with ?all=1), with replay and discard forms.
-func (d *Desk) deadLetters(w http.ResponseWriter, r *http.Request) {
-	all := r.URL.Query().Get("all") != ""
-	dls, err := d.cfg.Ledger.DeadLetters(r.Context(), !all, 200)
-	if err != nil {
-		d.fail(w, http.StatusInternalServerError, err)
-		return
-	}
-	d.render(w, "deadletters.html", http.StatusOK, map[string]any{"Title": "dead letters", "List": dls, "All": all,
-		"CanReplay": d.cfg.Replay != nil, "Flash": r.URL.Query().Get("flash")})
-}
-
-// deadLetterAction replays or discards a dead letter (discard with a note, kept with who).
-func (d *Desk) deadLetterAction(w http.ResponseWriter, r *http.Request) {
-	if !d.formOK(w, r) {
-		return
-	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		d.fail(w, http.StatusBadRequest, fmt.Errorf("dead letter id %q: want a number", r.PathValue("id")))
-		return
-	}
-	var flash string
-	switch r.PathValue("action") {
-	case "replay":
-		if d.cfg.Replay == nil {
-			d.fail(w, http.StatusNotFound, errors.New("replay is not available here"))
-			return
-		}
-		res, err := d.cfg.Replay(r.Context(), id, who(r), strings.TrimSpace(r.PostForm.Get("note")))
-		if err != nil {
-			flash = fmt.Sprintf("dead letter %d not applied: %v", id, err)
-			res = "failed: " + err.Error()
-		} else {
-			flash = fmt.Sprintf("dead letter %d: %s", id, res)
-		}
-		d.record(r, "replay", fmt.Sprintf("dead_letter:%d", id), strings.TrimSpace(r.PostForm.Get("note")), res)
-	case "discard":
-		note := strings.TrimSpace(r.PostForm.Get("note"))
-		if note == "" {
-			d.fail(w, http.StatusBadRequest, errors.New("a note is required: say why it is set aside"))
-			return
-		}
-		if err := d.cfg.Discard(r.Context(), id, who(r), note); err != nil {
-			d.fail(w, http.StatusConflict, err)
-			return
-		}
-		d.record(r, "discard", fmt.Sprintf("dead_letter:%d", id), note, "discarded")
-		flash = fmt.Sprintf("dead letter %d discarded", id)
-	default:
-		d.fail(w, http.StatusNotFound, fmt.Errorf("action %q: want replay or discard", r.PathValue("action")))
-		return
-	}
-	http.Redirect(w, r, "/dead-letters?flash="+url.QueryEscape(flash), http.StatusSeeOther)
-}
-
-// resolve closes a discrepancy with the operator's note: a POST carrying the page's CSRF token
-// from the page's own origin, like `reconciler resolve <id> --note`.
-func (d *Desk) resolve(w http.ResponseWriter, r *http.Request) {
-	if !d.formOK(w, r) {
-		return
-	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil {
-		d.fail(w, http.StatusBadRequest, fmt.Errorf("discrepancy id %q: want a number", r.PathValue("id")))
-		return
-	}
-	note := strings.TrimSpace(r.PostForm.Get("note"))
-	if note == "" {
-		d.fail(w, http.StatusBadRequest, errors.New("a note is required: say what was done"))
-		return
-	}
-	err = d.cfg.Resolve(r.Context(), id, who(r), note)
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, reconcile.ErrRefused) {
-		d.fail(w, http.StatusConflict, fmt.Errorf("discrepancy %d: not found or already resolved", id))
-		return
-	}
-	if err != nil {
-		d.fail(w, http.StatusInternalServerError, err)
-		return
-	}
-	d.record(r, "resolve", fmt.Sprintf("discrepancy:%d", id), note, "resolved")
-	back := r.PostForm.Get("back")
-	if !strings.HasPrefix(back, "/") || strings.HasPrefix(back, "//") {
-		back = "/"
-	}
-	http.Redirect(w, r, back, http.StatusSeeOther)
 }
 
 // reportRange serves the report of several days: /reports/range?from=D&to=D&format=csv|json|xlsx.
@@ -596,21 +431,6 @@ func (d *Desk) download(w http.ResponseWriter, rep interface {
 	w.Header().Set("Content-Type", reportTypes[ext])
 	w.Header().Set("Content-Disposition", `attachment; filename="knetrecon-`+name+"."+ext+`"`)
 	_, _ = w.Write(b.Bytes())
-}
-
-// sameOrigin refuses a browser request whose Origin (or Referer) is another site.
-func sameOrigin(r *http.Request) bool {
-	for _, h := range []string{r.Header.Get("Origin"), r.Header.Get("Referer")} {
-		if h == "" {
-			continue
-		}
-		u, err := url.Parse(h)
-		if err != nil || u.Host != r.Host {
-			return false
-		}
-		return true
-	}
-	return true
 }
 
 // reportFile serves a day's report as a download: /reports/2026-12-01.csv (or .json, .xlsx).

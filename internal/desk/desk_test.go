@@ -85,7 +85,7 @@ func TestHomeSearchPaymentResolveReport(t *testing.T) {
 	p := newPage(t)
 	code, home, _ := p.get(t, "/")
 	if code != 200 || !strings.Contains(home, `<form action="/search" method="get"`) || !strings.Contains(home, `<svg id="chart"`) ||
-		strings.Count(home, "<rect ") != 30 || !strings.Contains(home, "captured_after_expiry 1") || !strings.Contains(home, "lag 0") {
+		strings.Count(home, "<rect ") != 30 || !strings.Contains(home, `captured_after_expiry</a></td><td class="num">1</td><td>0.700 KWD</td>`) || !strings.Contains(home, "lag 0") {
 		t.Fatalf("home %d:\n%s", code, home)
 	}
 	// Today's bar follows new money; the closed days come from the chart's cache.
@@ -138,13 +138,20 @@ func TestHomeSearchPaymentResolveReport(t *testing.T) {
 	if c := post(url.Values{"csrf": {csrf}}, p.srv.URL); c != 400 {
 		t.Fatalf("without a note: %d", c)
 	}
-	if c := post(url.Values{"note": {"customer refunded by hand"}, "csrf": {csrf}, "back": {"/payments/pay_2"}}, p.srv.URL); c != http.StatusSeeOther {
+	// Asked first: the answer is a page saying what it will do; nothing is resolved yet.
+	if c := post(url.Values{"note": {"customer refunded by hand"}, "csrf": {csrf}, "back": {"/payments/pay_2"}}, p.srv.URL); c != http.StatusOK {
+		t.Fatalf("resolve unconfirmed: %d", c)
+	}
+	if ds, _ := p.ledger.Discrepancies(context.Background(), store.DiscrepancyFilter{PaymentID: "pay_2"}); len(ds) != 1 {
+		t.Fatalf("resolved without confirmation: %+v", ds)
+	}
+	if c := post(url.Values{"note": {"customer refunded by hand"}, "csrf": {csrf}, "back": {"/payments/pay_2"}, "confirm": {"yes"}}, p.srv.URL); c != http.StatusSeeOther {
 		t.Fatalf("resolve: %d", c)
 	}
 	if _, pay, _ = p.get(t, "/payments/pay_2"); !strings.Contains(pay, "by hand (desk): customer refunded by hand") {
 		t.Fatalf("not resolved:\n%s", pay)
 	}
-	if c := post(url.Values{"note": {"again"}, "csrf": {csrf}}, p.srv.URL); c != http.StatusConflict {
+	if c := post(url.Values{"note": {"again"}, "csrf": {csrf}, "confirm": {"yes"}}, p.srv.URL); c != http.StatusConflict {
 		t.Fatalf("resolve twice: %d", c)
 	}
 	// Kept in the audit trail with who and the note, shown on the home page.
@@ -230,11 +237,11 @@ func TestListsRawBodyDeadLettersRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, list, _ := p.get(t, "/dead-letters")
-	if code != 200 || strings.Count(list, "Replay</button>") != 2 || !strings.Contains(list, "decoder bug") {
+	if code != 200 || strings.Count(list, "Replay…</button>") != 2 || !strings.Contains(list, "decoder bug") {
 		t.Fatalf("dead letters %d:\n%s", code, list)
 	}
 	withToken := list
-	if c, h := p.post(t, fmt.Sprintf("/dead-letters/%d/replay", ids[0]), list, url.Values{"note": {"decoder fixed in 1.4"}}); c != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "applied") {
+	if c, h := p.post(t, fmt.Sprintf("/dead-letters/%d/replay", ids[0]), list, url.Values{"note": {"decoder fixed in 1.4"}, "confirm": {"yes"}}); c != http.StatusSeeOther || !strings.Contains(h.Get("Location"), "applied") {
 		t.Fatalf("replay: %d %v", c, h)
 	}
 	if pay, err := p.ledger.Payment(ctx, "pay_9"); err != nil || pay.Captured != 1250 {
@@ -246,10 +253,10 @@ func TestListsRawBodyDeadLettersRange(t *testing.T) {
 	if c, _ := p.post(t, fmt.Sprintf("/dead-letters/%d/discard", ids[1]), "", url.Values{"note": {"x"}}); c != 403 {
 		t.Fatalf("discard without the token: %d", c)
 	}
-	if c, _ := p.post(t, fmt.Sprintf("/dead-letters/%d/discard", ids[1]), list, url.Values{"note": {"garbage from a test tool"}}); c != http.StatusSeeOther {
+	if c, _ := p.post(t, fmt.Sprintf("/dead-letters/%d/discard", ids[1]), list, url.Values{"note": {"garbage from a test tool"}, "confirm": {"yes"}}); c != http.StatusSeeOther {
 		t.Fatalf("discard: %d", c)
 	}
-	if c, _ := p.post(t, fmt.Sprintf("/dead-letters/%d/discard", ids[1]), list, url.Values{"note": {"again"}}); c != http.StatusConflict {
+	if c, _ := p.post(t, fmt.Sprintf("/dead-letters/%d/discard", ids[1]), list, url.Values{"note": {"again"}, "confirm": {"yes"}}); c != http.StatusConflict {
 		t.Fatalf("discard twice: %d", c)
 	}
 	acts, err := p.ledger.Actions(ctx, "", 0)
