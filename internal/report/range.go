@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/xuri/excelize/v2"
-
 	"knetrecon/internal/store"
 )
 
@@ -38,8 +36,8 @@ func (r *Range) location() *time.Location {
 	return locationOf(r.TimeZone)
 }
 
-// WriteRangeFiles writes the range report into dir as range-<from>_<to>.json, .csv and .xlsx
-// (each whole or not at all) and returns their paths.
+// WriteRangeFiles writes the range report into dir as range-<from>_<to>.json, .csv, .xlsx and
+// .totals.csv (each whole or not at all) and returns their paths.
 func WriteRangeFiles(dir string, r *Range) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("report range: %w", err)
@@ -48,7 +46,7 @@ func WriteRangeFiles(dir string, r *Range) ([]string, error) {
 	for _, f := range []struct {
 		ext   string
 		write func(io.Writer) error
-	}{{".json", r.WriteJSON}, {".csv", r.WriteCSV}, {".xlsx", r.WriteXLSX}} {
+	}{{".json", r.WriteJSON}, {".csv", r.WriteCSV}, {".xlsx", r.WriteXLSX}, {TotalsExt, r.WriteTotalsCSV}} {
 		path := filepath.Join(dir, "range-"+r.From+"_"+r.To+f.ext)
 		if err := writeAtomic(path, f.write); err != nil {
 			return paths, fmt.Errorf("report range: %w", err)
@@ -97,8 +95,9 @@ func (r *Range) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// WriteCSV writes one row per payment (amounts as decimals with the currency's digits), then a
-// total row per currency, with a UTF-8 byte order mark and local Excel-readable times.
+// WriteCSV writes one row per payment and nothing else (the totals are WriteTotalsCSV's):
+// amounts as decimals with the currency's digits, refunded negative; a UTF-8 byte order mark and
+// local Excel-readable times.
 func (r *Range) WriteCSV(w io.Writer) error {
 	if _, err := io.WriteString(w, "\ufeff"); err != nil {
 		return err
@@ -110,19 +109,18 @@ func (r *Range) WriteCSV(w io.Writer) error {
 	}
 	for _, p := range r.Payments {
 		if err := cw.Write([]string{p.ID, cell(p.Reference), p.Status, p.Currency, decimal(p.Amount, p.Currency),
-			decimal(p.Captured, p.Currency), decimal(p.Refunded, p.Currency), p.RefundKind, cell(p.KNETPaymentID),
+			decimal(p.Captured, p.Currency), decimal(-p.Refunded, p.Currency), p.RefundKind, cell(p.KNETPaymentID),
 			cell(p.KNETTransactionID), cell(p.BankReference), cell(p.PostDate), p.FirstSeenAt.In(loc).Format(ExcelTime), p.Settlement}); err != nil {
-			return err
-		}
-	}
-	for _, t := range r.Totals {
-		if err := cw.Write([]string{"total", "", "", t.Currency, "", decimal(t.Captured, t.Currency), decimal(t.Refunded, t.Currency),
-			"net " + decimal(t.Net, t.Currency), "", "", "", "", "", ""}); err != nil {
 			return err
 		}
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// WriteTotalsCSV writes the range's money per currency (see TotalsHeader), section "range".
+func (r *Range) WriteTotalsCSV(w io.Writer) error {
+	return writeTotalsCSV(w, r.From, r.To, []section{{"range", r.Totals}})
 }
 
 // WriteText writes the totals and a line per payment.
@@ -140,36 +138,65 @@ func (r *Range) WriteText(w io.Writer) error {
 	return nil
 }
 
-// WriteXLSX writes the range as a workbook: Summary (totals) and Payments sheets, typed cells.
+// WriteXLSX writes the range as a workbook: Summary (the money per currency), Payments (one row
+// per payment: amount, captured, refunded negative, per currency) and About (the period). See
+// WriteXLSX of Daily for the form of the sheets.
 func (r *Range) WriteXLSX(w io.Writer) error {
-	f := excelize.NewFile()
-	defer f.Close()
-	if err := f.SetSheetName("Sheet1", "Summary"); err != nil {
-		return err
-	}
-	set := func(sheet string, row int, vals ...any) {
-		for c, v := range vals {
-			ref, _ := excelize.CoordinatesToCellName(c+1, row)
-			_ = f.SetCellValue(sheet, ref, v)
-		}
-	}
-	set("Summary", 1, "from", r.From, "to", r.To, "time zone", r.TimeZone)
-	set("Summary", 3, "currency", "captures", "captured (minor units)", "refunds", "refunded (minor units)", "net (minor units)")
-	for i, t := range r.Totals {
-		set("Summary", 4+i, t.Currency, t.Captures, t.Captured, t.Refunds, t.Refunded, t.Net)
-	}
-	if _, err := f.NewSheet("Payments"); err != nil {
-		return err
-	}
+	b := newBook()
+	defer b.f.Close()
 	loc := r.location()
-	set("Payments", 1, "payment_id", "reference", "status", "currency", "amount_minor", "captured_minor", "refunded_minor",
-		"refund_kind", "knet_payment_id", "knet_transaction_id", "bank_reference", "post_date", "first_seen_at", "settlement")
-	for i, p := range r.Payments {
-		set("Payments", 2+i, p.ID, p.Reference, p.Status, p.Currency, p.Amount, p.Captured, p.Refunded, p.RefundKind,
-			p.KNETPaymentID, p.KNETTransactionID, p.BankReference, p.PostDate, p.FirstSeenAt.In(loc), p.Settlement)
+	var cs []string
+	for _, t := range r.Totals {
+		cs = append(cs, t.Currency)
 	}
-	_, err := f.WriteTo(w)
-	return err
+	for _, p := range r.Payments {
+		cs = append(cs, p.Currency)
+	}
+	curs := currencies(cs)
+	if err := writeTable(b, summaryTable(r.Totals, nil), curs); err != nil {
+		return err
+	}
+	text := func(get func(store.PaymentRow) string) func(store.PaymentRow) any {
+		return func(p store.PaymentRow) any { return get(p) }
+	}
+	if err := writeTable(b, table[store.PaymentRow]{
+		sheet: "Payments", rows: r.Payments, currency: func(p store.PaymentRow) string { return p.Currency },
+		lead: []column[store.PaymentRow]{
+			{"payment_id", text(func(p store.PaymentRow) string { return p.ID })},
+			{"reference", text(func(p store.PaymentRow) string { return p.Reference })},
+			{"status", text(func(p store.PaymentRow) string { return p.Status })},
+			{"currency", text(func(p store.PaymentRow) string { return p.Currency })},
+		},
+		money: []money[store.PaymentRow]{
+			{"amount", func(p store.PaymentRow) (int64, bool) { return p.Amount, true }},
+			{"captured", func(p store.PaymentRow) (int64, bool) { return p.Captured, true }},
+			{"refunded", func(p store.PaymentRow) (int64, bool) { return -p.Refunded, true }},
+		},
+		tail: []column[store.PaymentRow]{
+			{"refund_kind", text(func(p store.PaymentRow) string { return p.RefundKind })},
+			{"knet_payment_id", text(func(p store.PaymentRow) string { return p.KNETPaymentID })},
+			{"knet_transaction_id", text(func(p store.PaymentRow) string { return p.KNETTransactionID })},
+			{"bank_reference", text(func(p store.PaymentRow) string { return p.BankReference })},
+			{"post_date", text(func(p store.PaymentRow) string { return p.PostDate })},
+			{"first_seen_at", func(p store.PaymentRow) any { return p.FirstSeenAt.In(loc) }},
+			{"settlement", text(func(p store.PaymentRow) string { return p.Settlement })},
+		},
+	}, curs); err != nil {
+		return err
+	}
+	var about []fact
+	if from, _, err := Day(r.From, loc); err == nil {
+		about = append(about, fact{"from", dateOnly(from)})
+	}
+	if to, _, err := Day(r.To, loc); err == nil {
+		about = append(about, fact{"to (included)", dateOnly(to)})
+	}
+	about = append(about, fact{"time zone", r.TimeZone}, fact{"generated at", r.GeneratedAt.In(loc)},
+		fact{"payments", int64(len(r.Payments))})
+	if err := writeTable(b, aboutTable(about), nil); err != nil {
+		return err
+	}
+	return b.write(w)
 }
 
 // locationOf loads a time zone by name, UTC when it is unknown.

@@ -24,13 +24,26 @@ import (
 )
 
 // CSVHeader is the first row of WriteCSV: one row per posting that counts on the day, "late" in
-// the line column for those Checkout.com made on an earlier day ("day" for the others), then a
-// "total" row per currency and figure (captured, refunded, net). Times are in the report's time
-// zone as 2006-01-02 15:04:05 (a form spreadsheets read as a date), amounts in minor units and as
-// decimals with the currency's digits. The file starts with a UTF-8 byte order mark, so that
-// Excel reads it as UTF-8.
+// the line column for those Checkout.com made on an earlier day ("day" for the others), and
+// nothing else: the totals are in their own file (WriteTotalsCSV). Times are in the report's time
+// zone as 2006-01-02 15:04:05 (a form spreadsheets read as a date). Amounts are signed as they move
+// the merchant's money, a capture positive and a refund negative, so that the column's SUM (per
+// currency) is the day's net; in minor units and as decimals with the currency's digits. A held
+// refund moves nothing yet: its amount is blank and held_minor and held say what it will take.
+// The file starts with a UTF-8 byte order mark, so that Excel reads it as UTF-8.
 var CSVHeader = []string{"date", "line", "occurred_at", "learned_at", "payment_id", "reference", "action_id",
-	"kind", "state", "amount_minor", "amount", "currency", "origin", "event_id", "counted_at"}
+	"kind", "state", "amount_minor", "amount", "currency", "origin", "event_id", "counted_at", "held_minor", "held"}
+
+// TotalsHeader is the first row of the totals files (WriteTotalsCSV): one row per section and
+// currency, the counts and the money as decimals with the currency's digits, refunded and held
+// negative, net = captured + refunded. A daily report's sections are "day" (the money that counts
+// on the day) and "late (included in day)" (the part of it Checkout.com made on an earlier day);
+// a range's is "range".
+var TotalsHeader = []string{"from", "to", "section", "currency", "captures", "captured", "refunds", "refunded", "net",
+	"held_refunds", "held"}
+
+// TotalsExt ends the name of a report's totals file: 2026-11-25.totals.csv beside 2026-11-25.csv.
+const TotalsExt = ".totals.csv"
 
 // WriteJSON writes the report as indented JSON.
 func (d *Daily) WriteJSON(w io.Writer) error {
@@ -43,7 +56,7 @@ func (d *Daily) WriteJSON(w io.Writer) error {
 // spreadsheets as a date and time.
 const ExcelTime = "2006-01-02 15:04:05"
 
-// WriteCSV writes the report's postings, one row each, and its totals (see CSVHeader).
+// WriteCSV writes the report's postings, one row each (see CSVHeader).
 func (d *Daily) WriteCSV(w io.Writer) error {
 	if _, err := io.WriteString(w, "\ufeff"); err != nil {
 		return err
@@ -54,24 +67,49 @@ func (d *Daily) WriteCSV(w io.Writer) error {
 	}
 	loc := d.From.Location()
 	for _, pl := range d.Postings {
-		line := "day"
-		if pl.OccurredAt.Before(d.From) {
-			line = "late"
+		minor, amount, heldMinor, heldAmount := "", "", "", ""
+		if v, ok := signed(pl); ok {
+			minor, amount = strconv.FormatInt(v, 10), decimal(v, pl.Currency)
 		}
-		if err := cw.Write([]string{d.Date, line, pl.OccurredAt.In(loc).Format(ExcelTime),
+		if v, ok := held(pl); ok {
+			heldMinor, heldAmount = strconv.FormatInt(v, 10), decimal(v, pl.Currency)
+		}
+		if err := cw.Write([]string{d.Date, lineOf(pl, d.From), pl.OccurredAt.In(loc).Format(ExcelTime),
 			pl.LearnedAt.In(loc).Format(ExcelTime), pl.PaymentID, cell(pl.Reference), pl.ActionID,
-			pl.Kind, pl.State, strconv.FormatInt(pl.Amount, 10), decimal(pl.Amount, pl.Currency), pl.Currency,
-			pl.Origin, pl.EventID, pl.CountedAt.In(loc).Format(ExcelTime)}); err != nil {
+			pl.Kind, pl.State, minor, amount, pl.Currency,
+			pl.Origin, pl.EventID, pl.CountedAt.In(loc).Format(ExcelTime), heldMinor, heldAmount}); err != nil {
 			return err
 		}
 	}
-	for _, t := range d.Totals {
-		for _, f := range []struct {
-			name string
-			v    int64
-		}{{"captured", t.Captured}, {"refunded", t.Refunded}, {"net", t.Net}} {
-			if err := cw.Write([]string{d.Date, "total", "", "", "", "", "", f.name, "", strconv.FormatInt(f.v, 10),
-				decimal(f.v, t.Currency), t.Currency, "", "", ""}); err != nil {
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteTotalsCSV writes the day's money per currency (see TotalsHeader).
+func (d *Daily) WriteTotalsCSV(w io.Writer) error {
+	return writeTotalsCSV(w, d.Date, d.Date, []section{{"day", d.Totals}, {"late (included in day)", d.Late}})
+}
+
+// section is a titled list of totals, a row each in a totals file.
+type section struct {
+	name   string
+	totals []Totals
+}
+
+// writeTotalsCSV writes the totals file of the period from..to (see TotalsHeader).
+func writeTotalsCSV(w io.Writer, from, to string, sections []section) error {
+	if _, err := io.WriteString(w, "\ufeff"); err != nil {
+		return err
+	}
+	cw := csv.NewWriter(w)
+	if err := cw.Write(TotalsHeader); err != nil {
+		return err
+	}
+	for _, s := range sections {
+		for _, t := range s.totals {
+			if err := cw.Write([]string{from, to, s.name, t.Currency, strconv.FormatInt(t.Captures, 10), decimal(t.Captured, t.Currency),
+				strconv.FormatInt(t.Refunds, 10), decimal(-t.Refunded, t.Currency), decimal(t.Net, t.Currency),
+				strconv.FormatInt(t.HeldRefunds, 10), decimal(-t.Held, t.Currency)}); err != nil {
 				return err
 			}
 		}
@@ -168,11 +206,11 @@ func kinds(m map[payment.Kind]int64) string {
 	return strings.Join(parts, ", ")
 }
 
-// WriteFiles writes the report into dir as <date>.json, <date>.csv and <date>.xlsx and returns
-// their paths. A report once written is kept: if the day's latest revision in dir holds the same
+// WriteFiles writes the report into dir as <date>.json, <date>.csv, <date>.xlsx and
+// <date>.totals.csv and returns their paths, in that order. A report once written is kept: if the day's latest revision in dir holds the same
 // money (totals and postings), nothing is written and its paths are returned; if the money differs
 // (the report was built before the ledger held the day, or postings landed on the day since), a
-// new revision is written beside it, <date>.r2.json and .csv, …, listing what changed since. Never
+// new revision is written beside it, <date>.r2.json, .csv, .xlsx and .totals.csv, listing what changed since. Never
 // a silent rewrite. Each file is written whole or not at all: a temporary file, synced, then
 // renamed.
 func WriteFiles(dir string, d *Daily) ([]string, error) {
@@ -197,7 +235,11 @@ func WriteRevision(dir string, d *Daily) (paths []string, written bool, err erro
 		changes := diff(prev, d)
 		if changes == nil {
 			d.Revision = max(prev.Revision, 1)
-			return []string{filepath.Join(dir, prevName+".json"), filepath.Join(dir, prevName+".csv"), filepath.Join(dir, prevName+".xlsx")}, false, nil
+			paths = []string{filepath.Join(dir, prevName+".json"), filepath.Join(dir, prevName+".csv"), filepath.Join(dir, prevName+".xlsx")}
+			if totals := filepath.Join(dir, prevName+TotalsExt); exists(totals) {
+				paths = append(paths, totals) // revisions written before the totals had their own file have none
+			}
+			return paths, false, nil
 		}
 		d.Revision, d.Changes = max(prev.Revision, 1)+1, changes
 		name = fmt.Sprintf("%s.r%d", d.Date, d.Revision)
@@ -205,7 +247,7 @@ func WriteRevision(dir string, d *Daily) (paths []string, written bool, err erro
 	for _, f := range []struct {
 		ext   string
 		write func(io.Writer) error
-	}{{".json", d.WriteJSON}, {".csv", d.WriteCSV}, {".xlsx", d.WriteXLSX}} {
+	}{{".json", d.WriteJSON}, {".csv", d.WriteCSV}, {".xlsx", d.WriteXLSX}, {TotalsExt, d.WriteTotalsCSV}} {
 		path := filepath.Join(dir, name+f.ext)
 		if err := writeAtomic(path, f.write); err != nil {
 			return paths, false, fmt.Errorf("report %s: %w", d.Date, err)
@@ -255,7 +297,7 @@ type Changes struct {
 }
 
 // Written returns the path of the latest written revision of date's report in format ext
-// ("csv", "json" or "xlsx") in dir; ok is false when none was written.
+// ("csv", "json", "xlsx" or "totals.csv") in dir; ok is false when none was written.
 func Written(dir, date, ext string) (path string, ok bool) {
 	if _, _, err := Day(date, time.UTC); err != nil || dir == "" {
 		return "", false
@@ -331,6 +373,12 @@ func normal(t []Totals) []Totals {
 		return nil
 	}
 	return t
+}
+
+// exists reports whether path is a regular file.
+func exists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }
 
 func writeAtomic(path string, write func(io.Writer) error) error {
