@@ -1,7 +1,9 @@
 package report_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -66,5 +68,33 @@ func BenchmarkDaily(b *testing.B) {
 		if len(d.Postings) < 9_000 || !d.Balanced {
 			b.Fatalf("%d postings, balanced %v", len(d.Postings), d.Balanced)
 		}
+	}
+}
+
+// BenchmarkWriteXLSX writes the workbook of a busy day: 10,000 postings in two currencies (a
+// tenth refunds), as many in the Late sheet's worst case.
+func BenchmarkWriteXLSX(b *testing.B) {
+	day := time.Date(2026, 10, 15, 0, 0, 0, 0, kuwait)
+	d := &report.Daily{Date: "2026-10-15", TimeZone: "Asia/Kuwait", From: day, To: day.AddDate(0, 0, 1), GeneratedAt: day.AddDate(0, 0, 1)}
+	for i := range 10_000 {
+		kind, cur := "capture", "KWD"
+		if i%10 == 9 {
+			kind = "refund"
+		}
+		if i%50 == 0 {
+			cur = "USD"
+		}
+		at := day.Add(time.Duration(i) * 8 * time.Second)
+		d.Postings = append(d.Postings, store.PostingLine{ActionID: fmt.Sprintf("act_%020d", i), PaymentID: fmt.Sprintf("pay_%020d", i),
+			Reference: fmt.Sprintf("ORD-%d", i), Kind: kind, State: "posted", Amount: int64(1000 + i), Currency: cur, Origin: "webhook",
+			EventID: fmt.Sprintf("evt_%020d", i), OccurredAt: at, LearnedAt: at, CountedAt: at})
+	}
+	b.ResetTimer()
+	for range b.N {
+		var buf bytes.Buffer
+		if err := d.WriteXLSX(&buf); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(buf.Len()), "bytes/file")
 	}
 }
