@@ -28,6 +28,8 @@ var commands = []command{
 		"A dry run unless --apply. Needs KNETRECON_CHECKOUT_SECRET_KEY."},
 	{"settle", settleUsage, "the acquiring bank's KNET statement against the ledger",
 		"The statement is CSV or .xlsx; its header row is found below any title rows, and blank, total and\nfooter rows are listed as skipped. A bank's layout is written once in a --layout file."},
+	{"deposits", depositsUsage, "the merchant's bank account against the nets the bank's statements promise",
+		"For each posting day of the settled statements, one credit of that day's net (one per batch when the\naccount statement has a batch column) within --days. Missing and short deposits open deposit_missing\nand deposit_amount_mismatch; a later account statement showing the money resolves them."},
 	{"sweep", "reconciler sweep --once [--dry-run] [--json]", "one seven-minute sweep by hand", "Needs KNETRECON_CHECKOUT_SECRET_KEY."},
 	{"dlq", "reconciler dlq list [--all] [--json] | show <id> | replay <id> | discard <id> --note \"…\"", "the dead letters: look, replay, set aside", ""},
 	{"replay", "reconciler replay --since <time> | --from-seq <n> [--json]", "apply the stream again from a point (idempotent)",
@@ -64,8 +66,8 @@ func printCommands(w io.Writer) {
 		"  0  done, and clean\n"+
 		"  1  failed (or not known to be done: a fact published and not applied to this ledger within the wait)\n"+
 		"  2  usage or configuration error: nothing was done\n"+
-		"  3  done, and differences found (settle, reconcile)\n\n"+
-		"Commands that act (settle, resolve, dlq discard and replay, reconcile --apply, sweep --once) publish\n"+
+		"  3  done, and differences found (settle, deposits, reconcile)\n\n"+
+		"Commands that act (settle, deposits, resolve, dlq discard and replay, reconcile --apply, sweep --once) publish\n"+
 		"a fact on the stream and print what applying it did to this ledger, whoever applied it: the\n"+
 		"running reconciler, or the command itself when it has KNETRECON_WEBHOOK_KEYS.")
 }

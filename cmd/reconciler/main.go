@@ -142,6 +142,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.StringVar(&date, "date", "", "the day the statement covers, YYYY-MM-DD in KNETRECON_REPORT_TZ (default: the days its lines name)")
 			fs.StringVar(&sf.notSettledAfter, "not-settled-after", "3d", "a capture or refund older than this that the statement does not show opens not_settled")
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
+		case "deposits":
+			fs.StringVar(&sf.statement, "statement", "", "the merchant's bank-account statement: CSV or .xlsx")
+			fs.StringVar(&sf.layout, "layout", "", "the account statement's layout FILE (as settle's)")
+			fs.StringVar(&sf.columns, "columns", "", "map column keys to the account statement's headers: key=Header,… or @file (keys: "+strings.Join(settle.DepositKeys, ", ")+")")
+			fs.StringVar(&sf.sheet, "sheet", "", "the workbook's sheet to read (default: the first)")
+			fs.IntVar(&sf.days, "days", settle.DefaultDepositDays, "how many days after its posting day a deposit may arrive")
+			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "report":
 			fs.StringVar(&date, "date", "", "the day, YYYY-MM-DD in KNETRECON_REPORT_TZ (default: yesterday)")
 			fs.StringVar(&format, "format", "text", "text, json, csv or xlsx (binary: redirect it to a file)")
@@ -246,6 +253,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdReconcile(ctx, cfg, log, since, date, apply, asJSON, stdout, fail)
 	case "settle":
 		return cmdSettle(ctx, cfg, sf, date, asJSON, stdout, fail)
+	case "deposits":
+		return cmdDeposits(ctx, cfg, sf, asJSON, stdout, fail)
 	case "report":
 		return cmdReport(ctx, cfg, date, since, until, format, outDir, force, stdout, stderr, fail)
 	case "discrepancies":

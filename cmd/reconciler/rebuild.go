@@ -187,7 +187,8 @@ func cmdDigest(ctx context.Context, cfg Config, asJSON bool, stdout io.Writer, f
 	if asJSON {
 		return exitOf(writeJSON(stdout, d), fail)
 	}
-	fmt.Fprintf(stdout, "%s  payments %d  postings %d  discrepancies %d  captured %d  refunded %d  (stream seq %d)\n",
+	// Captured and refunded are sums over every currency: minor units, a check figure, not money.
+	fmt.Fprintf(stdout, "%s  payments %d  postings %d  discrepancies %d  captured %d  refunded %d minor units, all currencies  (stream seq %d)\n",
 		d.SHA256, d.Payments, d.Postings, d.Discrepancies, d.Captured, d.Refunded, d.StreamSeq)
 	return 0
 }

@@ -11,13 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"knetrecon/internal/payment"
 	"knetrecon/internal/reconcile"
 	"knetrecon/internal/settle"
-	"knetrecon/internal/statement"
 )
 
 // settleFlags are the settle subcommand's own flags.
@@ -25,6 +23,8 @@ type settleFlags struct {
 	statement, columns string
 	layout, sheet      string
 	notSettledAfter    string
+	// days: deposits' --days.
+	days int
 }
 
 // settleUsage is settle's synopsis.
@@ -36,46 +36,15 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 		return fail(badUsage("usage: %s (keys: %v)", settleUsage, settle.Keys))
 	}
 	// The bank's layout: a --layout file, then --columns and --sheet over it.
-	var layout statement.Layout
-	if f.layout != "" {
-		raw, err := os.ReadFile(f.layout)
-		if err != nil {
-			return fail(badUsage("--layout: %v", err))
-		}
-		if layout, err = statement.ParseLayout(raw); err != nil {
-			return fail(badUsage("--layout %s: %v", f.layout, err))
-		}
+	layout, err := layoutOf(f, settle.Keys)
+	if err != nil {
+		return fail(err)
 	}
 	m, err := settle.DefaultMapping().With(layout.Columns)
-	if err != nil {
-		return fail(badUsage("--layout %s: %v", f.layout, err))
-	}
-	columns := f.columns
-	if path, ok := strings.CutPrefix(columns, "@"); ok {
-		// A mapping file: one key=Header a line (or comma-separated), # comments.
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return fail(badUsage("--columns @file: %v", err))
-		}
-		var parts []string
-		for _, line := range strings.Split(string(raw), "\n") {
-			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-				parts = append(parts, line)
-			}
-		}
-		columns = strings.Join(parts, ",")
-	}
-	cols, err := statement.ParseColumns(columns)
-	if err == nil {
-		m, err = m.With(cols)
-	}
 	if err != nil {
 		return fail(badUsage("--columns: %v", err))
 	}
 	layout.Columns = m
-	if f.sheet != "" {
-		layout.Sheet = f.sheet
-	}
 	steps, err := parseSteps(f.notSettledAfter)
 	if err != nil || len(steps) != 1 {
 		return fail(badUsage("--not-settled-after %q: one duration, like 72h or 3d", f.notSettledAfter))

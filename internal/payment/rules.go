@@ -342,11 +342,17 @@ const (
 	// KindClockSkew: an event dated further ahead of its receipt than the ledger's skew allows;
 	// it is applied, timed by its receipt.
 	KindClockSkew Kind = "clock_skew"
+	// KindDepositMissing: a posting day's net that the settlement statements promise and that
+	// did not reach the merchant's bank account within the days allowed (reconciler deposits).
+	// It is not a payment's: its subject is the posting day (and batch).
+	KindDepositMissing Kind = "deposit_missing"
+	// KindDepositAmountMismatch: the credit for a posting day's net arrived with another amount.
+	KindDepositAmountMismatch Kind = "deposit_amount_mismatch"
 )
 
 // MoneyKinds are the discrepancy kinds that mean money is wrong or unposted: each is alerted.
 var MoneyKinds = []Kind{KindAmountMismatch, KindStatusMismatch, KindCurrencyMismatch, KindOverRefund,
-	KindCapturedAfterExpiry, KindCapturedAfterVoid, KindWebhookMissing, KindNotSettled}
+	KindCapturedAfterExpiry, KindCapturedAfterVoid, KindWebhookMissing, KindNotSettled, KindDepositMissing, KindDepositAmountMismatch}
 
 // Conflict is a discrepancy found by the rules, before the ledger stores it.
 type Conflict struct {

@@ -43,6 +43,9 @@ const (
 	// FactSettle is an operator's import of the acquiring bank's statement: every ledger matches
 	// it against its postings and records the run alike.
 	FactSettle = "settle"
+	// FactDeposits is an operator's import of the merchant's account statement: every ledger
+	// matches its credits against the nets the settled statements promise.
+	FactDeposits = "deposits"
 	// FactSettings sets the ledger's schedule (store.Schedule) from its point of the stream on:
 	// the settings that shape what applying writes travel in the stream, so replicas configured
 	// differently still write the same rows. The sweep's holder publishes its own when they differ.
@@ -69,6 +72,8 @@ type Fact struct {
 	// DeadLetterSeq names the dead letter of a discard or a replay by its stream sequence.
 	DeadLetterSeq uint64      `json:"dead_letter_seq,omitempty"`
 	Settle        *SettleFact `json:"settle,omitempty"`
+	// Deposits is an account statement to match (its Days say how late a credit may be).
+	Deposits *SettleFact `json:"deposits,omitempty"`
 	// Settings is the ledger's schedule a settings fact sets.
 	Settings *store.Schedule `json:"settings,omitempty"`
 	// Lease is the sweep's lease the fact was made under (sweep facts only): a fact whose term is
@@ -120,6 +125,8 @@ type SettleFact struct {
 	Decimal    string `json:"decimal,omitempty"`
 	Separator  string `json:"separator,omitempty"`
 	Encoding   string `json:"encoding,omitempty"`
+	// Days is, for an account statement, how many days after its posting day a credit may arrive.
+	Days int `json:"days,omitempty"`
 }
 
 // Layout is how the fact's statement is read.
@@ -214,6 +221,8 @@ type FactResult struct {
 	Seq uint64 `json:"seq,omitempty"`
 	// Settle is a settlement run's report, as settle.Report in JSON.
 	Settle json.RawMessage `json:"settle,omitempty"`
+	// Deposits is a deposits run's report, as settle.DepositsReport in JSON.
+	Deposits json.RawMessage `json:"deposits,omitempty"`
 
 	// again: this ledger had applied the fact already; nothing was written.
 	again bool
@@ -363,6 +372,35 @@ func (p *Processor) applyFact(ctx context.Context, tx *store.Tx, f *Fact, seq ui
 		}
 		done, derr := operatorDone(ctx, tx, f, "settle", "statement:"+st.File, result, err)
 		done.Settle = res.Settle
+		return done, derr
+	case FactDeposits:
+		st := f.Deposits
+		if st == nil || f.Operator == nil {
+			return res, errors.New("deposits fact without its statement or operator")
+		}
+		var rep *settle.DepositsReport
+		err := tx.Savepoint(ctx, func() error {
+			loc, err := time.LoadLocation(st.TZ)
+			if err != nil {
+				return fmt.Errorf("deposits: time zone %q: %w", st.TZ, err)
+			}
+			rep, err = settle.ApplyDeposits(ctx, tx, st.Statement, settle.DepositOptions{File: st.File, Layout: st.Layout(), Location: loc, Days: st.Days})
+			return err
+		})
+		if store.IsTransient(err) {
+			return res, err
+		}
+		result := ""
+		if err == nil {
+			res.Deposits, _ = json.Marshal(rep)
+			result = fmt.Sprintf("%d matched, %d missing, %d with another amount, %d unexpected, %d waiting",
+				len(rep.Matched), len(rep.Missing), len(rep.AmountMismatch), len(rep.Unexpected), len(rep.Waiting))
+			if rep.Again {
+				result = "recorded before: nothing written again"
+			}
+		}
+		done, derr := operatorDone(ctx, tx, f, "deposits", "account_statement:"+st.File, result, err)
+		done.Deposits = res.Deposits
 		return done, derr
 	}
 	return res, fmt.Errorf("fact kind %q unknown to this reconciler (newer than it?)", f.Kind)

@@ -51,6 +51,10 @@ type Report struct {
 	// Skipped are the rows below the header that are not lines: blank, total and footer rows,
 	// and rows that could not be read (Unreadable), each with its line and why.
 	Skipped []statement.Skip `json:"skipped"`
+	// Totals are the statement's gross, the bank's commission and the net it pays, signed.
+	Totals Totals `json:"totals"`
+	// NetMismatch lists the lines whose amount less fee is not their net.
+	NetMismatch []NetMismatch `json:"net_mismatch"`
 }
 
 // read reads the statement as o says.
@@ -105,19 +109,34 @@ func Apply(ctx context.Context, tx *store.Tx, raw []byte, o Options) (*Report, e
 			PaidBefore: paidBefore(e.Paid, sha, from, to)}
 	}
 	rep := &Report{Result: Match(lines, entries, Period{From: from, To: to, Location: o.Location}), From: from, To: to,
-		Format: st.Format, Skipped: st.Skipped}
+		Format: st.Format, Skipped: st.Skipped, Totals: st.Totals(), NetMismatch: st.NetMismatch}
 	if rep.Skipped == nil {
 		rep.Skipped = []statement.Skip{}
+	}
+	if rep.NetMismatch == nil {
+		rep.NetMismatch = []NetMismatch{}
 	}
 	result, _ := json.Marshal(rep.Result)
 	run := store.SettlementRun{SHA256: sha, File: o.File, From: from, To: to, Lines: len(lines),
 		Matched: rep.Matched, LedgerOnly: len(rep.LedgerOnly), StatementOnly: len(rep.StatementOnly), Mismatch: len(rep.AmountMismatch),
 		Result: result}
-	var matches []store.SettlementMatch
+	// Every line met a posting or not; each is kept with its day, so that the deposits it
+	// promises can be matched against the merchant's account.
+	matches := make([]store.SettlementMatch, 0, len(rep.Matches))
+	matchOf := map[int]string{}
 	for _, m := range rep.Matches {
-		if *m.LedgerAmount == *m.StatementAmount {
-			matches = append(matches, store.SettlementMatch{PaymentID: m.PaymentID, ActionID: m.ActionID, Line: m.Line, StatementAmount: *m.StatementAmount})
+		matches = append(matches, store.SettlementMatch{PaymentID: m.PaymentID, ActionID: m.ActionID, Line: m.Line, StatementAmount: *m.StatementAmount,
+			Fee: m.Fee, Net: m.Net, OK: *m.LedgerAmount == *m.StatementAmount})
+		matchOf[m.Line] = m.ActionID
+	}
+	stLines := make([]store.StatementLine, len(lines))
+	for i, l := range lines {
+		day := from
+		if !l.Date.IsZero() {
+			day = l.Date
 		}
+		stLines[i] = store.StatementLine{Line: l.Number, PostingDate: day.In(o.Location).Format(time.DateOnly), Batch: l.Batch, Kind: l.Kind,
+			Gross: l.Signed(), Net: l.Net, Fee: l.fee(), ActionID: matchOf[l.Number]}
 	}
 	now := tx.Now()
 	if o.Now != nil {
@@ -127,14 +146,22 @@ func Apply(ctx context.Context, tx *store.Tx, raw []byte, o Options) (*Report, e
 	for _, e := range entries {
 		at[e.ActionID] = e.At
 	}
-	_, again, err := tx.RecordSettlement(ctx, run, matches)
+	_, again, err := tx.RecordSettlement(ctx, run, matches, stLines...)
 	if err != nil || again {
 		rep.Again = again
 		return rep, err
 	}
+	// A line of the posting's amount pays it: what an earlier statement left open about it (not
+	// on the statement, another amount) is settled by this line.
 	for _, m := range matches {
-		if _, err := tx.ResolveOpenSubject(ctx, m.PaymentID, payment.KindNotSettled, m.ActionID,
-			fmt.Sprintf("paid: statement line %d", m.Line)); err != nil {
+		if !m.OK {
+			continue
+		}
+		by := fmt.Sprintf("settled by %s line %d", o.File, m.Line)
+		if _, err := tx.ResolveOpenSubject(ctx, m.PaymentID, payment.KindNotSettled, m.ActionID, by); err != nil {
+			return nil, err
+		}
+		if _, err := tx.ResolveOpenSubject(ctx, m.PaymentID, payment.KindAmountMismatch, "settlement:"+m.ActionID, by); err != nil {
 			return nil, err
 		}
 	}
@@ -164,9 +191,10 @@ func Apply(ctx context.Context, tx *store.Tx, raw []byte, o Options) (*Report, e
 
 // paidBefore names the line that paid a posting when it is another statement's, of other days
 // than [from, to): the bank posted that money already, on another day. A statement of the same
-// days (this one applied again, or the bank's corrected copy) meets its postings afresh.
+// days (this one applied again, or the bank's corrected copy) meets its postings afresh, and so
+// does any statement when the earlier line had another amount (a correction).
 func paidBefore(p *store.SettlementPaid, sha string, from, to time.Time) string {
-	if p == nil || p.SHA256 == sha || p.From.Before(to) && from.Before(p.To) {
+	if p == nil || !p.OK || p.SHA256 == sha || p.From.Before(to) && from.Before(p.To) {
 		return ""
 	}
 	file := p.File

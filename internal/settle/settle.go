@@ -26,10 +26,19 @@ const (
 	ColAmountMinor   = "amount_minor" // fils
 	ColDate          = "date"
 	ColKind          = "kind" // capture or refund; capture when absent
+	// ColFee is the bank's commission on the line (major units, like amount); never a difference.
+	ColFee = "fee"
+	// ColNet is what the bank pays the merchant for the line: amount less fee (negative for a
+	// refund). With fee and no amount, the gross is net + fee.
+	ColNet = "net"
+	// ColBatch is the bank's batch or terminal: the merchant's account gets one credit per batch
+	// of a day when its statement says so.
+	ColBatch = "batch"
 )
 
 // Keys lists every column key, in documentation order.
-var Keys = []string{ColTransactionID, ColPaymentID, ColBankReference, ColAuthCode, ColReference, ColAmount, ColAmountMinor, ColDate, ColKind}
+var Keys = []string{ColTransactionID, ColPaymentID, ColBankReference, ColAuthCode, ColReference, ColAmount, ColAmountMinor, ColDate, ColKind,
+	ColFee, ColNet, ColBatch}
 
 // schema is what a statement's rows are read as: an amount, and a key to find the posting by.
 var schema = statement.Schema{
@@ -38,8 +47,9 @@ var schema = statement.Schema{
 		{Key: ColAuthCode}, {Key: ColReference, ID: true},
 		{Key: ColAmount, Kind: statement.Money}, {Key: ColAmountMinor, Kind: statement.MoneyMinor},
 		{Key: ColDate, Kind: statement.Date}, {Key: ColKind},
+		{Key: ColFee, Kind: statement.Money}, {Key: ColNet, Kind: statement.Money}, {Key: ColBatch},
 	},
-	Need: [][]string{{ColAmount, ColAmountMinor}, {ColTransactionID, ColPaymentID, ColBankReference, ColReference}},
+	Need: [][]string{{ColAmount, ColAmountMinor, ColNet}, {ColTransactionID, ColPaymentID, ColBankReference, ColReference}},
 }
 
 // Mapping maps column keys to the bank's header names (matched case-insensitively, spaces trimmed).
@@ -84,11 +94,41 @@ type Line struct {
 	// Number is the line in the file (a CSV's line, a workbook's row), so that a person finds it.
 	Number                                                       int
 	TransactionID, PaymentID, BankReference, AuthCode, Reference string
-	// Amount is in fils.
+	// Amount is the gross, in fils, positive for a capture and for a refund alike.
 	Amount int64
 	Date   time.Time
 	// Kind is capture or refund.
 	Kind string
+	// Fee is the bank's commission (never negative); HasFee says the statement gives it.
+	Fee    int64
+	HasFee bool
+	// Net is what the bank pays for the line, signed: the gross less the fee for a capture,
+	// minus the gross less the fee for a refund. Without net and fee columns it is the signed
+	// gross.
+	Net int64
+	// Batch is the bank's batch or terminal, when the statement has one.
+	Batch string
+}
+
+func (l *Line) fee() *int64 {
+	if !l.HasFee {
+		return nil
+	}
+	f := l.Fee
+	return &f
+}
+
+func (l *Line) net() *int64 {
+	n := l.Net
+	return &n
+}
+
+// Signed is the line's gross, negative for a refund.
+func (l Line) Signed() int64 {
+	if l.Kind == "refund" {
+		return -l.Amount
+	}
+	return l.Amount
 }
 
 // ErrStatement wraps every reason a statement cannot be read; the message names the file's format
@@ -102,6 +142,39 @@ type Statement struct {
 	Format  string
 	Lines   []Line
 	Skipped []statement.Skip
+	// NetMismatch lists the lines whose amount less fee is not their net (the bank's own
+	// arithmetic): matched on the gross all the same, and listed for a person to look at.
+	NetMismatch []NetMismatch
+	// HasFee says the statement carries the bank's commission.
+	HasFee bool
+}
+
+// NetMismatch is a line whose amount, fee and net do not add up.
+type NetMismatch struct {
+	Line   int    `json:"line"`
+	Amount int64  `json:"amount"`
+	Fee    int64  `json:"fee"`
+	Net    int64  `json:"net"`
+	Reason string `json:"reason"`
+}
+
+// Totals are a statement's money in minor units, signed (refunds negative): gross, the bank's
+// commission, and the net it pays (gross less fee).
+type Totals struct {
+	Gross int64 `json:"gross"`
+	Fee   int64 `json:"fee"`
+	Net   int64 `json:"net"`
+}
+
+// Totals sums the statement's lines.
+func (st *Statement) Totals() Totals {
+	var t Totals
+	for _, l := range st.Lines {
+		t.Gross += l.Signed()
+		t.Fee += l.Fee
+		t.Net += l.Net
+	}
+	return t
 }
 
 // Read reads a statement (CSV or xlsx) laid out as l says; l.Columns map the column keys (Keys)
@@ -123,13 +196,30 @@ func Read(raw []byte, l statement.Layout, loc *time.Location) (*Statement, error
 	if err != nil {
 		return nil, err
 	}
-	st := &Statement{Format: t.Format, Lines: make([]Line, 0, len(t.Rows)), Skipped: t.Skipped}
+	st := &Statement{Format: t.Format, Lines: make([]Line, 0, len(t.Rows)), Skipped: t.Skipped, HasFee: t.Has(ColFee)}
+	hasGross := t.Has(ColAmount) || t.Has(ColAmountMinor)
+	if !hasGross && !st.HasFee {
+		return nil, fmt.Errorf("%w: %s: a %q column without %q or %q: map the gross (amount) or the commission (fee) too, so that the gross is known (headers found: %s)",
+			ErrStatement, t.Format, ColNet, ColAmount, ColFee, strings.Join(t.Header, ", "))
+	}
 	for _, r := range t.Rows {
 		line := Line{Number: r.Line, TransactionID: r.Text(ColTransactionID), PaymentID: r.Text(ColPaymentID), BankReference: r.Text(ColBankReference),
-			AuthCode: r.Text(ColAuthCode), Reference: r.Text(ColReference), Kind: "capture"}
-		var ok bool
-		if line.Amount, ok = r.Amount(ColAmountMinor); !ok {
-			line.Amount, _ = r.Amount(ColAmount)
+			AuthCode: r.Text(ColAuthCode), Reference: r.Text(ColReference), Kind: "capture", Batch: r.Text(ColBatch)}
+		gross, hasAmount := r.Amount(ColAmountMinor)
+		if !hasAmount {
+			gross, hasAmount = r.Amount(ColAmount)
+		}
+		fee, hasFee := r.Amount(ColFee)
+		net, hasNet := r.Amount(ColNet)
+		line.Fee, line.HasFee = abs(fee), hasFee
+		switch {
+		case hasAmount:
+			line.Amount = gross
+		case hasNet:
+			line.Amount = net // its sign, until the kind is known
+		default:
+			st.Skipped = append(st.Skipped, statement.Skip{Line: r.Line, Reason: "no amount and no net", Unreadable: true})
+			continue
 		}
 		if line.Amount < 0 {
 			line.Amount, line.Kind = -line.Amount, "refund" // banks often show refunds as negative amounts
@@ -145,11 +235,40 @@ func Read(raw []byte, l statement.Layout, loc *time.Location) (*Statement, error
 				Unreadable: true})
 			continue
 		}
+		if hasNet {
+			// The net carries the line's sign (a bank may show every amount positive, with a kind
+			// column): a capture pays the merchant, a refund takes the gross and the fee back.
+			net = abs(net)
+			if line.Kind == "refund" {
+				net = -net
+			}
+		}
+		switch {
+		case !hasAmount:
+			// Only net and fee: the gross is the net plus the commission.
+			line.Net = net
+			line.Amount = abs(net + line.Fee)
+		case hasNet:
+			line.Net = net
+			if want := line.Signed() - line.Fee; want != net {
+				st.NetMismatch = append(st.NetMismatch, NetMismatch{Line: r.Line, Amount: line.Signed(), Fee: line.Fee, Net: net,
+					Reason: fmt.Sprintf("amount less fee is %d, the statement's net is %d", want, net)})
+			}
+		default:
+			line.Net = line.Signed() - line.Fee
+		}
 		line.Date, _ = r.Date(ColDate)
 		st.Lines = append(st.Lines, line)
 	}
 	sort.SliceStable(st.Skipped, func(a, b int) bool { return st.Skipped[a].Line < st.Skipped[b].Line })
 	return st, nil
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 // ParseKWD reads an amount in Kuwaiti dinars (major units, at most 3 decimals, an optional sign
@@ -205,8 +324,12 @@ type Item struct {
 	LedgerAmount    *int64 `json:"ledger_amount,omitempty"`
 	StatementAmount *int64 `json:"statement_amount,omitempty"`
 	Line            int    `json:"line,omitempty"`
-	By              string `json:"matched_by,omitempty"`
-	Reason          string `json:"reason,omitempty"`
+	// Fee and Net are the bank's commission on the line and what it pays for it (negative for a
+	// refund), when the statement says.
+	Fee    *int64 `json:"fee,omitempty"`
+	Net    *int64 `json:"net,omitempty"`
+	By     string `json:"matched_by,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Result is a statement matched against the ledger.
@@ -429,10 +552,10 @@ func (m *matcher) settle(res *Result, claims []claim) {
 			if reason == "" {
 				reason = "no ledger " + l.Kind + " has these keys"
 			}
-			res.StatementOnly = append(res.StatementOnly, Item{Kind: l.Kind, StatementAmount: &stmt, Line: l.Number, Reason: reason})
+			res.StatementOnly = append(res.StatementOnly, Item{Kind: l.Kind, StatementAmount: &stmt, Fee: l.fee(), Net: l.net(), Line: l.Number, Reason: reason})
 			continue
 		case len(c.cands) > 1 && !alike(m.entries, c.cands, l.Amount):
-			res.StatementOnly = append(res.StatementOnly, Item{PaymentID: m.entries[c.cands[0]].PaymentID, Kind: l.Kind, StatementAmount: &stmt,
+			res.StatementOnly = append(res.StatementOnly, Item{PaymentID: m.entries[c.cands[0]].PaymentID, Kind: l.Kind, StatementAmount: &stmt, Fee: l.fee(), Net: l.net(),
 				Line: l.Number, By: c.by, Reason: fmt.Sprintf("matches %d ledger entries: not guessed", len(c.cands))})
 			continue
 		}
@@ -441,14 +564,14 @@ func (m *matcher) settle(res *Result, claims []claim) {
 			e := m.entries[c.cands[0]]
 			ledger := e.Amount
 			res.StatementOnly = append(res.StatementOnly, Item{PaymentID: e.PaymentID, ActionID: e.ActionID, Kind: l.Kind,
-				StatementAmount: &stmt, LedgerAmount: &ledger, Line: l.Number, By: c.by, Reason: m.taken[c.cands[0]]})
+				StatementAmount: &stmt, Fee: l.fee(), Net: l.net(), LedgerAmount: &ledger, Line: l.Number, By: c.by, Reason: m.taken[c.cands[0]]})
 			continue
 		}
 		i := free[0]
 		e := m.entries[i]
 		m.taken[i] = takenByLine
 		ledger := e.Amount
-		it := Item{PaymentID: e.PaymentID, ActionID: e.ActionID, Kind: e.Kind, LedgerAmount: &ledger, StatementAmount: &stmt, Line: l.Number, By: c.by}
+		it := Item{PaymentID: e.PaymentID, ActionID: e.ActionID, Kind: e.Kind, LedgerAmount: &ledger, StatementAmount: &stmt, Fee: l.fee(), Net: l.net(), Line: l.Number, By: c.by}
 		res.Matches = append(res.Matches, it)
 		if e.Amount != l.Amount {
 			res.AmountMismatch = append(res.AmountMismatch, it)

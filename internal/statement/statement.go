@@ -387,7 +387,7 @@ func (x *index) row(rec record, vr *values, s Schema) (Row, *Skip) {
 			continue
 		}
 		switch {
-		case x.id[i] && !isTotal(r.text[i]):
+		case x.id[i] && !isTotal(r.text[i]) && !isBalance(r.text[i]):
 			hasID = true
 		case x.kind[i] == Money || x.kind[i] == MoneyMinor:
 			hasMoney = true
@@ -400,6 +400,9 @@ func (x *index) row(rec record, vr *values, s Schema) (Row, *Skip) {
 		for _, c := range rec.cells {
 			if c = clean(c); isTotal(c) {
 				return Row{}, &Skip{Line: rec.line, Reason: fmt.Sprintf("a total row (%q)", short(c))}
+			}
+			if isBalance(c) {
+				return Row{}, &Skip{Line: rec.line, Reason: fmt.Sprintf("a balance row (%q)", short(c))}
 			}
 		}
 		if !hasMoney {
@@ -489,6 +492,19 @@ func short(s string) string {
 		return string([]rune(s)[:60]) + "…"
 	}
 	return s
+}
+
+// isBalance reports whether a cell labels an account statement's balance row: "Opening
+// balance", "Closing Balance", "Balance b/f", "Balance carried forward", "الرصيد الافتتاحي".
+func isBalance(s string) bool {
+	s = norm(s)
+	for _, p := range []string{"opening balance", "closing balance", "balance b/f", "balance c/f", "balance brought forward",
+		"balance carried forward", "available balance", "ledger balance", "الرصيد"} {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // isTotal reports whether a cell labels a total: "Total", "TOTAL:", "Grand Total", "Sub-total",

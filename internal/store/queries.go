@@ -74,6 +74,13 @@ type SettledBy struct {
 	Line            int       `json:"line"`
 	StatementAmount int64     `json:"statement_amount"`
 	MatchedAt       time.Time `json:"matched_at"`
+	// Fee is the bank's commission on the line and Net what it pays for it (negative for a
+	// refund), when the statement says; Gross is the line's amount, signed like Net.
+	Gross int64  `json:"gross"`
+	Fee   *int64 `json:"fee,omitempty"`
+	Net   *int64 `json:"net,omitempty"`
+	// Paid says the line had the posting's amount; false: it is an amount_mismatch.
+	Paid bool `json:"paid"`
 }
 
 // JournalLine is one side of a posting.
@@ -184,7 +191,7 @@ func (l *Ledger) Payment(ctx context.Context, id string) (*PaymentDetail, error)
 
 func (l *Ledger) postings(ctx context.Context, paymentID string) ([]Posting, error) {
 	rows, err := l.r.QueryxContext(ctx, `SELECT p.action_id, p.kind, p.amount, p.currency, p.state, p.event_id, p.origin,
-		p.occurred_at, p.posted_at, m.run_id, COALESCE(r.file, ''), m.line, m.statement_amount, m.matched_at
+		p.occurred_at, p.posted_at, m.run_id, COALESCE(r.file, ''), m.line, m.statement_amount, m.matched_at, m.fee, m.net, m.ok
 		FROM postings p LEFT JOIN settlement_matches m ON m.action_id = p.action_id LEFT JOIN settlement_runs r ON r.id = m.run_id
 		WHERE p.payment_id = ? ORDER BY p.occurred_at, p.action_id`, paymentID)
 	if err != nil {
@@ -195,15 +202,26 @@ func (l *Ledger) postings(ctx context.Context, paymentID string) ([]Posting, err
 	for rows.Next() {
 		var p Posting
 		var occ, posted, matched sql.NullString
-		var run, line, stAmount sql.NullInt64
+		var run, line, stAmount, fee, net, ok sql.NullInt64
 		var file string
 		if err := rows.Scan(&p.ActionID, &p.Kind, &p.Amount, &p.Currency, &p.State, &p.EventID, &p.Origin, &occ, &posted,
-			&run, &file, &line, &stAmount, &matched); err != nil {
+			&run, &file, &line, &stAmount, &matched, &fee, &net, &ok); err != nil {
 			return nil, err
 		}
 		p.OccurredAt, p.PostedAt = timePtr(occ), timePtr(posted)
 		if run.Valid {
-			p.Settlement = &SettledBy{RunID: run.Int64, File: file, Line: int(line.Int64), StatementAmount: stAmount.Int64, MatchedAt: parseTime(matched)}
+			sb := &SettledBy{RunID: run.Int64, File: file, Line: int(line.Int64), StatementAmount: stAmount.Int64, MatchedAt: parseTime(matched),
+				Gross: stAmount.Int64, Paid: ok.Int64 == 1}
+			if p.Kind == "refund" {
+				sb.Gross = -sb.Gross
+			}
+			if fee.Valid {
+				sb.Fee = &fee.Int64
+			}
+			if net.Valid {
+				sb.Net = &net.Int64
+			}
+			p.Settlement = sb
 		}
 		p.Lines = []JournalLine{}
 		out = append(out, p)

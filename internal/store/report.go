@@ -177,7 +177,7 @@ func (l *Ledger) PaymentRows(ctx context.Context, from, to time.Time) ([]Payment
 			COALESCE(k.knet_payment_id, ''), COALESCE(k.knet_transaction_id, ''), COALESCE(k.bank_reference, ''),
 			COALESCE(k.post_date, ''), y.first_seen_at,
 			(SELECT COUNT(*) FROM postings p WHERE p.payment_id = y.id AND p.state = 'posted'),
-			(SELECT COUNT(*) FROM postings p JOIN settlement_matches m ON m.action_id = p.action_id WHERE p.payment_id = y.id)
+			(SELECT COUNT(*) FROM postings p JOIN settlement_matches m ON m.action_id = p.action_id WHERE p.payment_id = y.id AND m.ok = 1)
 		FROM payments y LEFT JOIN knet_ids k ON k.payment_id = y.id
 		WHERE (y.first_seen_at >= ?1 AND y.first_seen_at < ?2)
 			OR y.id IN (SELECT p.payment_id FROM postings p WHERE p.state = 'posted' AND `+countedAt+` >= ?1 AND `+countedAt+` < ?2)

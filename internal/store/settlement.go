@@ -31,6 +31,10 @@ type SettlementPaid struct {
 	SHA256, File string
 	From, To     time.Time
 	Line         int
+	// Amount is the line's amount; OK says it was the posting's (only such a line paid it: one
+	// of another amount is an amount_mismatch a later line may correct).
+	Amount int64
+	OK     bool
 }
 
 // SettlementEntries returns the posted captures and refunds whose action happened in [from, to),
@@ -51,7 +55,7 @@ func settlementEntries(ctx context.Context, q interface {
 	rows, err := q.QueryContext(ctx, `SELECT p.payment_id, p.action_id, p.kind, p.amount, p.currency,
 			COALESCE(p.occurred_at, p.created_at), y.reference,
 			COALESCE(k.knet_payment_id, ''), COALESCE(k.knet_transaction_id, ''), COALESCE(k.bank_reference, ''),
-			COALESCE(k.post_date, ''), r.statement_sha256, r.file, r.period_from, r.period_to, m.line
+			COALESCE(k.post_date, ''), r.statement_sha256, r.file, r.period_from, r.period_to, m.line, m.statement_amount, m.ok
 		FROM postings p JOIN payments y ON y.id = p.payment_id LEFT JOIN knet_ids k ON k.payment_id = p.payment_id
 			LEFT JOIN settlement_matches m ON m.action_id = p.action_id LEFT JOIN settlement_runs r ON r.id = m.run_id
 		WHERE p.state = 'posted' AND COALESCE(p.occurred_at, p.created_at) >= ? AND COALESCE(p.occurred_at, p.created_at) < ?
@@ -65,14 +69,15 @@ func settlementEntries(ctx context.Context, q interface {
 		var e SettlementEntry
 		var at string
 		var sha, file, pFrom, pTo sql.NullString
-		var line sql.NullInt64
+		var line, amount, ok sql.NullInt64
 		if err := rows.Scan(&e.PaymentID, &e.ActionID, &e.Kind, &e.Amount, &e.Currency, &at, &e.Reference,
-			&e.KNETPaymentID, &e.KNETTransactionID, &e.BankReference, &e.PostDate, &sha, &file, &pFrom, &pTo, &line); err != nil {
+			&e.KNETPaymentID, &e.KNETTransactionID, &e.BankReference, &e.PostDate, &sha, &file, &pFrom, &pTo, &line, &amount, &ok); err != nil {
 			return nil, fmt.Errorf("settlement entries: %w", err)
 		}
 		e.At, _ = time.Parse(timeFormat, at)
 		if sha.Valid {
-			e.Paid = &SettlementPaid{SHA256: sha.String, File: file.String, From: parseTime(pFrom), To: parseTime(pTo), Line: int(line.Int64)}
+			e.Paid = &SettlementPaid{SHA256: sha.String, File: file.String, From: parseTime(pFrom), To: parseTime(pTo), Line: int(line.Int64),
+				Amount: amount.Int64, OK: ok.Int64 == 1}
 		}
 		out = append(out, e)
 	}
@@ -88,17 +93,36 @@ type SettlementRun struct {
 	Result []byte
 }
 
-// SettlementMatch records which statement line paid a posting.
+// SettlementMatch records which statement line met a posting.
 type SettlementMatch struct {
 	PaymentID       string
 	ActionID        string
 	Line            int
 	StatementAmount int64
+	// Fee is the bank's commission on the line, Net what it pays the merchant for it (negative
+	// for a refund); nil when the statement does not say.
+	Fee, Net *int64
+	// OK says the line has the posting's amount: it paid the posting. A line of another amount
+	// is recorded too, so that a later line for the posting supersedes it.
+	OK bool
 }
 
-// RecordSettlement records run and its matches once: a statement already recorded (same
-// SHA-256) changes nothing, and again reports it with the first run's id.
-func (t *Tx) RecordSettlement(ctx context.Context, run SettlementRun, matches []SettlementMatch) (id int64, again bool, err error) {
+// StatementLine is one line of a recorded statement, signed (a refund's gross and net are
+// negative), with the posting it matched when it did.
+type StatementLine struct {
+	Line        int
+	PostingDate string // YYYY-MM-DD in the report time zone
+	Batch       string
+	Kind        string
+	Gross, Net  int64
+	Fee         *int64
+	ActionID    string
+}
+
+// RecordSettlement records run, its lines and its matches once: a statement already recorded
+// (same SHA-256) changes nothing, and again reports it with the first run's id. A match
+// supersedes the one an earlier statement recorded for the same posting.
+func (t *Tx) RecordSettlement(ctx context.Context, run SettlementRun, matches []SettlementMatch, lines ...StatementLine) (id int64, again bool, err error) {
 	r, err := t.tx.ExecContext(ctx, `INSERT INTO settlement_runs (statement_sha256, file, period_from, period_to, lines, matched,
 		ledger_only, statement_only, amount_mismatch, result, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (statement_sha256) DO NOTHING`, run.SHA256, run.File, fmtTime(run.From), fmtTime(run.To), run.Lines,
@@ -113,11 +137,42 @@ func (t *Tx) RecordSettlement(ctx context.Context, run SettlementRun, matches []
 	if id, err = r.LastInsertId(); err != nil {
 		return 0, false, err
 	}
+	match, err := t.tx.PrepareContext(ctx, `INSERT INTO settlement_matches (action_id, run_id, line, statement_amount, matched_at, fee, net, ok)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (action_id) DO UPDATE SET run_id = excluded.run_id, line = excluded.line,
+		statement_amount = excluded.statement_amount, matched_at = excluded.matched_at, fee = excluded.fee, net = excluded.net, ok = excluded.ok`)
+	if err != nil {
+		return 0, false, fmt.Errorf("record settlement: %w", err)
+	}
+	defer match.Close()
 	for _, m := range matches {
-		if _, err := t.tx.ExecContext(ctx, `INSERT INTO settlement_matches (action_id, run_id, line, statement_amount, matched_at)
-			VALUES (?, ?, ?, ?, ?) ON CONFLICT (action_id) DO NOTHING`, m.ActionID, id, m.Line, m.StatementAmount, fmtTime(t.now)); err != nil {
+		if _, err := match.ExecContext(ctx, m.ActionID, id, m.Line, m.StatementAmount, fmtTime(t.now), nullInt(m.Fee), nullInt(m.Net), boolInt(m.OK)); err != nil {
 			return 0, false, fmt.Errorf("record settlement match %s: %w", m.ActionID, err)
 		}
 	}
+	line, err := t.tx.PrepareContext(ctx, `INSERT INTO statement_lines (run_id, line, posting_date, batch, kind, gross, fee, net, action_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return 0, false, fmt.Errorf("record statement lines: %w", err)
+	}
+	defer line.Close()
+	for _, l := range lines {
+		if _, err := line.ExecContext(ctx, id, l.Line, l.PostingDate, l.Batch, l.Kind, l.Gross, nullInt(l.Fee), l.Net, l.ActionID); err != nil {
+			return 0, false, fmt.Errorf("record statement line %d: %w", l.Line, err)
+		}
+	}
 	return id, false, nil
+}
+
+func nullInt(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
