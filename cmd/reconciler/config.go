@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -52,8 +53,13 @@ type Config struct {
 	// SweepLeaseTTL is how long the sweep's lease lives without a renewal (KNETRECON_SWEEP_LEASE_TTL):
 	// a dead leader's sweep is taken over within about this.
 	SweepLeaseTTL time.Duration
-	// DeskToken protects the desk page when the admin address is not loopback.
-	DeskToken       string
+	// DeskToken protects the desk page when the admin address is not loopback; its operator is "desk".
+	DeskToken string
+	// DeskTokensFile holds per-operator tokens, lines name:token (KNETRECON_DESK_TOKENS_FILE);
+	// DeskOperatorHeader names an authenticating proxy's operator header; DeskHosts are the Host
+	// values the desk answers besides loopback names (see package desk).
+	DeskTokensFile, DeskOperatorHeader, DeskHosts string
+
 	Sweep           reconcile.SweepConfig
 	SweepSchedule   string
 	AlertWebhookURL string
@@ -66,6 +72,8 @@ type Config struct {
 	ReportLocation *time.Location
 	ReportDir      string
 	ReportSchedule string
+	// ReportMode is the permission bits of the report files written (KNETRECON_REPORT_MODE).
+	ReportMode os.FileMode
 
 	command string
 }
@@ -87,7 +95,10 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.String(&c.AdminAddr, "admin-addr", "KNETRECON_ADMIN_ADDR", "127.0.0.1:9090", "address for /healthz, /readyz and /metrics")
 	b.String(&c.NATS.URL, "nats-url", "KNETRECON_NATS_URL", "nats://127.0.0.1:4222", "NATS URL(s); the default is the receiver's embedded server")
 	c.NATS.BindSecurity(b)
-	b.Secret(&c.DeskToken, "desk-token", "KNETRECON_DESK_TOKEN", "token the desk page asks for (basic-auth password or bearer) when KNETRECON_ADMIN_ADDR is not loopback; without it the page is off there")
+	b.Secret(&c.DeskToken, "desk-token", "KNETRECON_DESK_TOKEN", "token the desk page asks for (basic-auth password or bearer; the audit trail's operator: desk); off a loopback KNETRECON_ADMIN_ADDR the page is off without it, KNETRECON_DESK_TOKENS_FILE or KNETRECON_DESK_OPERATOR_HEADER")
+	b.String(&c.DeskTokensFile, "desk-tokens-file", "KNETRECON_DESK_TOKENS_FILE", "", "file of per-operator desk tokens, lines name:token (16+ characters): the audit trail records the name of the token used")
+	b.String(&c.DeskOperatorHeader, "desk-operator-header", "KNETRECON_DESK_OPERATOR_HEADER", "", "header an authenticating proxy sets to the operator's name (e.g. X-Forwarded-User); trusted only when set: the desk must be reachable through that proxy alone")
+	b.String(&c.DeskHosts, "desk-hosts", "KNETRECON_DESK_HOSTS", "", "comma-separated host or host:port the desk answers besides loopback names (any other Host is refused: DNS rebinding)")
 	b.String(&c.DataDir, "data-dir", "KNETRECON_DATA_DIR", "./data", "the receiver's data directory on this machine: its embedded NATS token is read from there when no other NATS credential is set")
 	b.String(&c.Consumer.Durable, "consumer", "KNETRECON_CONSUMER", def.Durable, "durable JetStream consumer name")
 	b.Duration(&c.Consumer.AckWait, "ack-wait", "KNETRECON_ACK_WAIT", def.AckWait, "redeliver a message not acked within this")
@@ -129,6 +140,8 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	b.String(&c.ReportTZ, "report-tz", "KNETRECON_REPORT_TZ", "Asia/Kuwait", "time zone of the daily reports' days")
 	b.String(&c.ReportDir, "report-dir", "KNETRECON_REPORT_DIR", "", "where run writes the daily reports (<date>.json, <date>.csv); default: reports/ beside the ledger")
 	b.String(&c.ReportSchedule, "report-schedule", "KNETRECON_REPORT_SCHEDULE", "15 0 * * *", "cron spec, in the report time zone, of writing yesterday's report; off disables it")
+	reportMode := defaultReportMode
+	b.String(&reportMode, "report-mode", "KNETRECON_REPORT_MODE", defaultReportMode, "octal mode of the report files written (never group- or world-writable)")
 	if extra != nil {
 		extra(fs)
 	}
@@ -158,6 +171,9 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	}
 	if c.ReportDir == "" {
 		c.ReportDir = filepath.Join(filepath.Dir(c.Ledger), "reports")
+	}
+	if c.ReportMode, err = parseReportMode(reportMode); err != nil {
+		return c, nil, err
 	}
 	if c.ReportLocation, err = time.LoadLocation(c.ReportTZ); err != nil {
 		return c, nil, fmt.Errorf("KNETRECON_REPORT_TZ %q is not a time zone (like Asia/Kuwait or UTC)", c.ReportTZ)

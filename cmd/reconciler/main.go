@@ -70,6 +70,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, "reconciler", service.BuildOf())
 		return 0
 	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(args[1:], getenv, stdout, stderr)
+	}
 	switch {
 	case len(args) == 0:
 		printCommands(stderr) // `run` is explicit: a bare reconciler is a usage error
@@ -664,9 +667,10 @@ type Main struct {
 	stopSweepCtx context.CancelFunc
 }
 
-// mountDesk serves the operator's page on the admin address: freely on a loopback address; on any
-// other only with KNETRECON_DESK_TOKEN (or _FILE), asked as the password of HTTP basic auth (any
-// user name) or as a bearer token. Without a token there, the page is off (logged).
+// mountDesk serves the operator's page on the admin address: openly (operator "desk") on a
+// loopback address without credentials configured; with KNETRECON_DESK_TOKEN, _TOKENS_FILE or
+// _OPERATOR_HEADER, only to a request that authenticates. Off loopback without any, the page is
+// off (logged). Either way it answers only the Hosts of package desk's guard.
 func (m *Main) mountDesk(mux *http.ServeMux) error {
 	host, _, err := net.SplitHostPort(m.Config.AdminAddr)
 	if err != nil {
@@ -674,41 +678,42 @@ func (m *Main) mountDesk(mux *http.ServeMux) error {
 	}
 	ip := net.ParseIP(host)
 	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
-	if !loopback && m.Config.DeskToken == "" {
-		m.Log.Warn("the desk page is off: KNETRECON_ADMIN_ADDR is not a loopback address and KNETRECON_DESK_TOKEN_FILE is not set",
+	if !loopback && m.Config.DeskToken == "" && m.Config.DeskTokensFile == "" && m.Config.DeskOperatorHeader == "" {
+		m.Log.Warn("the desk page is off: KNETRECON_ADMIN_ADDR is not a loopback address and none of KNETRECON_DESK_TOKEN_FILE, KNETRECON_DESK_TOKENS_FILE, KNETRECON_DESK_OPERATOR_HEADER is set",
 			zap.String("admin_addr", m.Config.AdminAddr))
 		return nil
 	}
-	cfg := desk.Config{Ledger: m.ledger, Location: m.Config.ReportLocation, Now: m.ledger.Now, Health: m.health, ReportDir: m.Config.ReportDir, Log: m.Log.Named("desk")}
+	hosts, err := desk.ParseHosts(m.Config.DeskHosts)
+	if err != nil {
+		return err
+	}
+	tokens := map[string]string{}
+	if f := m.Config.DeskTokensFile; f != "" {
+		if tokens, err = desk.ReadTokens(f); err != nil {
+			return err
+		}
+	}
+	if t := m.Config.DeskToken; t != "" {
+		if _, dup := tokens[desk.DefaultOperator]; dup {
+			return fmt.Errorf("KNETRECON_DESK_TOKENS_FILE names %q, KNETRECON_DESK_TOKEN's operator: rename one", desk.DefaultOperator)
+		}
+		tokens[desk.DefaultOperator] = t
+	}
+	cfg := desk.Config{Ledger: m.ledger, Location: m.Config.ReportLocation, Now: m.ledger.Now, Health: m.health, ReportDir: m.Config.ReportDir, Log: m.Log.Named("desk"),
+		Hosts: hosts, Tokens: tokens, OperatorHeader: m.Config.DeskOperatorHeader, SweepSchedule: m.Config.SweepSchedule}
 	cfg.Operate(m.ops)
-	if m.Config.SweepOn() && m.Config.Checkout.SecretKey != "" {
-		cfg.CheckNow = m.checkNow
+	if m.Config.SweepOn() {
+		sw := m.Config.Sweep
+		cfg.Sweep = &sw
+		if m.Config.Checkout.SecretKey != "" {
+			cfg.CheckNow = m.checkNow
+		}
 	}
 	d, err := desk.New(cfg)
 	if err != nil {
 		return err
 	}
-	page := http.NewServeMux()
-	d.Routes(page)
-	var h http.Handler = page
-	if token := m.Config.DeskToken; token != "" {
-		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, pass, ok := r.BasicAuth()
-			if !ok {
-				pass = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-			}
-			if !checkout.AuthorizationMatches(pass, token) {
-				w.Header().Set("WWW-Authenticate", `Basic realm="knetrecon"`)
-				http.Error(w, "the desk needs KNETRECON_DESK_TOKEN (as the basic-auth password or a bearer token)", http.StatusUnauthorized)
-				return
-			}
-			page.ServeHTTP(w, r)
-		})
-	}
-	for _, p := range []string{"GET /{$}", "GET /search", "GET /payments/{id}", "POST /discrepancies/{id}/resolve", "GET /reports/{file}", "GET /favicon.ico",
-		"GET /payments", "GET /payments/{id}/events/{event}", "POST /payments/{id}/check", "GET /dead-letters", "POST /dead-letters/{id}/{action}"} {
-		mux.Handle(p, h)
-	}
+	d.Routes(mux)
 	return nil
 }
 

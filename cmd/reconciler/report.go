@@ -59,6 +59,9 @@ func cmdReportRange(ctx context.Context, cfg Config, date, from, to, format, out
 	}
 	if outDir != "" {
 		paths, err := report.WriteRangeFiles(outDir, r)
+		if err == nil {
+			err = setReportModes(paths, cfg.ReportMode)
+		}
 		if err != nil {
 			return fail(err)
 		}
@@ -134,6 +137,9 @@ func cmdReport(ctx context.Context, cfg Config, date, from, to, format, outDir s
 	}
 	if outDir != "" {
 		paths, err := report.WriteFiles(outDir, d)
+		if err == nil {
+			err = setReportModes(paths, cfg.ReportMode)
+		}
 		if err != nil {
 			return fail(err)
 		}
@@ -480,6 +486,9 @@ func (r *reports) write(date string, since time.Time) {
 	var written bool
 	if err == nil {
 		paths, written, err = report.WriteRevision(r.m.Config.ReportDir, d)
+	}
+	if err == nil {
+		err = setReportModes(paths, r.m.Config.ReportMode)
 	}
 	if err != nil && r.ctx.Err() != nil {
 		r.log.Info("daily report abandoned at shutdown", zap.String("date", date))
