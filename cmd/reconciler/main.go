@@ -50,7 +50,6 @@ import (
 	"knetrecon/internal/desk"
 	"knetrecon/internal/events"
 	"knetrecon/internal/logging"
-	"knetrecon/internal/payment"
 	"knetrecon/internal/reconcile"
 	"knetrecon/internal/service"
 	"knetrecon/internal/settle"
@@ -403,13 +402,7 @@ func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout 
 		}
 		return 0
 	}
-	money := func(v int64) string {
-		s, err := payment.Format(v, p.Currency)
-		if err != nil {
-			return strconv.FormatInt(v, 10)
-		}
-		return s + " " + p.Currency
-	}
+	money := func(v int64) string { return formatMoney(v, p.Currency) }
 	fmt.Fprintf(stdout, "%s  %s  amount %s  captured %s  refunded %s", p.ID, p.Status, money(p.Amount), money(p.Captured), money(p.Refunded))
 	if p.Held > 0 {
 		fmt.Fprintf(stdout, "  held refunds %s", money(p.Held))
