@@ -213,8 +213,8 @@ func TestMainEndToEnd(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if written, _ := filepath.Glob(filepath.Join(filepath.Dir(vars["KNETRECON_LEDGER"]), "reports", "*-*-*.*")); len(written) != 3 {
-		t.Fatalf("report files %v, want one day's JSON, CSV and workbook", written)
+	if written, _ := filepath.Glob(filepath.Join(filepath.Dir(vars["KNETRECON_LEDGER"]), "reports", "*-*-*.*")); len(written) != 4 {
+		t.Fatalf("report files %v, want one day's JSON, CSV, workbook and totals", written)
 	}
 	// The desk's health says the sweep is off and when the last report was written.
 	if _, home := get(t, base+"/"); !strings.Contains(home, "off (KNETRECON_SWEEP_SCHEDULE=off)") || !strings.Contains(home, "written (") ||
