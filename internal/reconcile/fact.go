@@ -1,10 +1,13 @@
 package reconcile
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -103,9 +106,11 @@ func fenced(kind string) bool {
 
 // SettleFact is a bank statement to match, with how to read it.
 type SettleFact struct {
-	// File names the statement; Statement is its exact bytes.
-	File      string `json:"file"`
-	Statement []byte `json:"statement"`
+	// File names the statement; Statement is its exact bytes, or StatementGzip them gzipped (a
+	// statement of more than GzipOver bytes: 100,000 lines fit a message so).
+	File          string `json:"file"`
+	Statement     []byte `json:"statement,omitempty"`
+	StatementGzip []byte `json:"statement_gzip,omitempty"`
 	// Columns map the column keys to the bank's headers.
 	Columns map[string]string `json:"columns"`
 	// TZ is the time zone of the statement's days; Date, when set, the day it covers.
@@ -135,10 +140,46 @@ func (s *SettleFact) Layout() statement.Layout {
 		Currency: s.Currency, Decimal: s.Decimal, Separator: s.Separator, Encoding: s.Encoding}
 }
 
+// GzipOver is the size above which a statement travels gzipped in its fact.
+const GzipOver = 256 << 10
+
+// maxStatementBytes bounds a gzipped statement's size once read (a fact is signed, so this only
+// guards memory against a mistake).
+const maxStatementBytes = 1 << 30
+
 // SettleFactOf is the fact of statement raw, named file, read with layout l.
 func SettleFactOf(file string, raw []byte, l statement.Layout) *SettleFact {
-	return &SettleFact{File: file, Statement: raw, Columns: l.Columns, Sheet: l.Sheet, DateFormat: l.DateFormat, Unit: l.Unit,
+	f := &SettleFact{File: file, Columns: l.Columns, Sheet: l.Sheet, DateFormat: l.DateFormat, Unit: l.Unit,
 		Sign: l.Sign, Currency: l.Currency, Decimal: l.Decimal, Separator: l.Separator, Encoding: l.Encoding}
+	if len(raw) <= GzipOver {
+		f.Statement = raw
+		return f
+	}
+	var b bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+	_, _ = zw.Write(raw) // into memory: cannot fail
+	_ = zw.Close()
+	f.StatementGzip = b.Bytes()
+	return f
+}
+
+// Bytes returns the statement's exact bytes.
+func (s *SettleFact) Bytes() ([]byte, error) {
+	if s.StatementGzip == nil {
+		return s.Statement, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(s.StatementGzip))
+	if err != nil {
+		return nil, fmt.Errorf("statement %s: %w", s.File, err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(zr, maxStatementBytes+1))
+	if err == nil && len(raw) > maxStatementBytes {
+		err = fmt.Errorf("larger than %d bytes", maxStatementBytes)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("statement %s: %w", s.File, err)
+	}
+	return raw, nil
 }
 
 // OperatorNote is who did an operator's action and what they wrote.
@@ -384,7 +425,11 @@ func (p *Processor) applyFact(ctx context.Context, tx *store.Tx, f *Fact, seq ui
 			if err != nil {
 				return fmt.Errorf("deposits: time zone %q: %w", st.TZ, err)
 			}
-			rep, err = settle.ApplyDeposits(ctx, tx, st.Statement, settle.DepositOptions{File: st.File, Layout: st.Layout(), Location: loc, Days: st.Days})
+			raw, err := st.Bytes()
+			if err != nil {
+				return err
+			}
+			rep, err = settle.ApplyDeposits(ctx, tx, raw, settle.DepositOptions{File: st.File, Layout: st.Layout(), Location: loc, Days: st.Days})
 			return err
 		})
 		if store.IsTransient(err) {
@@ -414,7 +459,11 @@ func applySettle(ctx context.Context, tx *store.Tx, f *Fact) (*settle.Report, er
 		return nil, fmt.Errorf("settle: time zone %q: %w", st.TZ, err)
 	}
 	at := f.At
-	return settle.Apply(ctx, tx, st.Statement, settle.Options{File: st.File, Layout: st.Layout(), Location: loc,
+	raw, err := st.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	return settle.Apply(ctx, tx, raw, settle.Options{File: st.File, Layout: st.Layout(), Location: loc,
 		Date: st.Date, NotSettledAfter: st.NotSettledAfter, Now: func() time.Time { return at }})
 }
 

@@ -36,7 +36,7 @@ const DefaultDepositDays = 3
 
 var depositSchema = statement.Schema{
 	Columns: []statement.Column{
-		{Key: DepColDate, Kind: statement.Date, ID: true}, {Key: DepColAmount, Kind: statement.Money},
+		{Key: DepColDate, Kind: statement.Date}, {Key: DepColAmount, Kind: statement.Money},
 		{Key: DepColCredit, Kind: statement.Money}, {Key: DepColDebit, Kind: statement.Money},
 		{Key: DepColReference, ID: true}, {Key: DepColBatch},
 	},

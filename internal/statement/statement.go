@@ -387,7 +387,7 @@ func (x *index) row(rec record, vr *values, s Schema) (Row, *Skip) {
 			continue
 		}
 		switch {
-		case x.id[i] && !isTotal(r.text[i]) && !isBalance(r.text[i]):
+		case x.id[i] && !isTotal(r.text[i]):
 			hasID = true
 		case x.kind[i] == Money || x.kind[i] == MoneyMinor:
 			hasMoney = true
@@ -396,13 +396,15 @@ func (x *index) row(rec record, vr *values, s Schema) (Row, *Skip) {
 	if same {
 		return Row{}, &Skip{Line: rec.line, Reason: "the header again"}
 	}
+	for _, c := range rec.cells {
+		if c = clean(c); isBalance(c) {
+			return Row{}, &Skip{Line: rec.line, Reason: fmt.Sprintf("a balance row (%q)", short(c))}
+		}
+	}
 	if !hasID {
 		for _, c := range rec.cells {
 			if c = clean(c); isTotal(c) {
 				return Row{}, &Skip{Line: rec.line, Reason: fmt.Sprintf("a total row (%q)", short(c))}
-			}
-			if isBalance(c) {
-				return Row{}, &Skip{Line: rec.line, Reason: fmt.Sprintf("a balance row (%q)", short(c))}
 			}
 		}
 		if !hasMoney {
@@ -497,9 +499,12 @@ func short(s string) string {
 // isBalance reports whether a cell labels an account statement's balance row: "Opening
 // balance", "Closing Balance", "Balance b/f", "Balance carried forward", "الرصيد الافتتاحي".
 func isBalance(s string) bool {
+	if !strings.ContainsAny(s, "bBالر") {
+		return false
+	}
 	s = norm(s)
 	for _, p := range []string{"opening balance", "closing balance", "balance b/f", "balance c/f", "balance brought forward",
-		"balance carried forward", "available balance", "ledger balance", "الرصيد"} {
+		"balance carried forward", "available balance", "ledger balance", "الرصيد الافتتاحي", "الرصيد الختامي", "رصيد افتتاحي", "رصيد ختامي"} {
 		if strings.HasPrefix(s, p) {
 			return true
 		}

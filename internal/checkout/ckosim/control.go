@@ -43,6 +43,7 @@ func (s *Sim) controlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /_sim/webhooks", s.ctlWebhooks)
 	mux.HandleFunc("POST /_sim/wait-idle", s.ctlWaitIdle)
 	mux.HandleFunc("GET /_sim/settlement", s.ctlSettlement)
+	mux.HandleFunc("GET /_sim/account", s.ctlAccount)
 }
 
 // ctlBody is the optional JSON body of a control operation.

@@ -83,7 +83,9 @@ func parseFils(s string) (int64, error) {
 	return w*1000 + f, err
 }
 
-// ctlSettlement serves GET /_sim/settlement?date=YYYY-MM-DD[&missing=N&extra=N&change=N].
+// ctlSettlement serves GET /_sim/settlement?date=YYYY-MM-DD[&missing=N&extra=N&change=N][&layout=bank][&format=xlsx]:
+// knetrecon's default layout, or with layout=bank the bank's own (title rows, commission, net,
+// a grand total), as CSV or an xlsx workbook.
 func (s *Sim) ctlSettlement(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	date := q.Get("date")
@@ -101,12 +103,25 @@ func (s *Sim) ctlSettlement(w http.ResponseWriter, r *http.Request) {
 			*dst = n
 		}
 	}
-	b, err := s.Statement(date, f)
+	asXLSX := q.Get("format") == "xlsx"
+	var b []byte
+	var err error
+	switch q.Get("layout") {
+	case "bank":
+		b, err = s.BankStatement(date, f, asXLSX)
+	case "", "default":
+		if asXLSX {
+			http.Error(w, "format=xlsx needs layout=bank", http.StatusBadRequest)
+			return
+		}
+		b, err = s.Statement(date, f)
+	default:
+		http.Error(w, "layout must be default or bank", http.StatusBadRequest)
+		return
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="knet-settlement-`+date+`.csv"`)
-	_, _ = w.Write(b)
+	writeFile(w, "knet-settlement-"+date, asXLSX, b)
 }
