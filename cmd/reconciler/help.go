@@ -42,7 +42,6 @@ var commands = []command{
 		"Two ledgers of the same stream, applied as far (the same stream seq), print the same digest."},
 	{"migrate", "reconciler migrate [--json]", "bring the ledger's schema up to date", ""},
 	{"healthcheck", "reconciler healthcheck [--path /readyz] [--url URL] [--timeout 3s]", "ask the running reconciler's /readyz (the container's health check)", ""},
-	{"healthcheck", "reconciler healthcheck [--path /readyz] [--url URL] [--timeout 3s]", "ask the running reconciler's /readyz (the container's health check)", ""},
 	{"help", "reconciler help [command]", "this list, or one command's synopsis and flags", ""},
 }
 

@@ -72,9 +72,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "healthcheck" {
 		return healthcheck(args[1:], getenv, stdout, stderr)
 	}
-	if len(args) > 0 && args[0] == "healthcheck" {
-		return healthcheck(args[1:], getenv, stdout, stderr)
-	}
 	switch {
 	case len(args) == 0:
 		printCommands(stderr) // `run` is explicit: a bare reconciler is a usage error
