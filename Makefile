@@ -63,8 +63,9 @@ bench-receiver:
 bench-growth:
 	$(GO) test ./internal/store -run '^$$' -bench LedgerGrowth -benchtime 1x -timeout 60m
 
-## bench-cluster: the whole road on the three-node cluster (R3) against a single nats-server (R1), same
-## run: p99 webhook-to-ledger at 1,000/s and the most it takes in with 64 senders (about 3 minutes)
+## bench-cluster: the whole road on a single nats-server (R1), the three-node cluster (R3) and the cluster
+## with sync_interval always, same run: p99 webhook-to-ledger at 1,000/s and the most each takes in with
+## 64 senders (about 3 minutes; figures in deploy/CLUSTER.md)
 bench-cluster:
 	$(GO) test -tags roadbench -count=1 -timeout 20m -run TestRoadClusterVsSingle -v ./e2e
 

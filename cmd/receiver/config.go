@@ -43,6 +43,9 @@ type Config struct {
 	// NATSMonitorURLs are the external servers' monitoring addresses (comma-separated in
 	// KNETRECON_NATS_MONITOR_URL): their /varz says whether they fsync before acknowledging.
 	NATSMonitorURLs []string
+	// Keeper is the credential Room purges applied history with (events.RoleKeeper), on a
+	// connection of its own: the receiver's own credential may not purge.
+	Keeper events.ConnConfig
 	// Durable promises that a 2xx survives a power cut: group commit on the embedded server; on
 	// an external one the receiver refuses to start unless the servers fsync before acknowledging.
 	Durable bool
@@ -86,6 +89,8 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	var monitor string
 	b.String(&monitor, "nats-monitor-url", "KNETRECON_NATS_MONITOR_URL", "", "external NATS: the servers' monitoring addresses (http://nats:8222, comma-separated in a cluster): the receiver reads /varz at start to learn whether they fsync before acknowledging")
 	c.NATS.BindSecurity(b)
+	b.String(&c.Keeper.User, "nats-keeper-user", "KNETRECON_NATS_KEEPER_USER", events.RoleKeeper, "external NATS: the user that makes room in a full stream by purging applied history (only at or below the slowest ledger's ack floor), on a connection of its own")
+	b.Secret(&c.Keeper.Password, "nats-keeper-password", "KNETRECON_NATS_KEEPER_PASSWORD", "external NATS: the keeper user's password; without it room is made with the receiver's own credential (refused when it may not purge: a stream full of applied history then answers 503)")
 	b.Int(&c.Stream.Replicas, "stream-replicas", "KNETRECON_STREAM_REPLICAS", def.Replicas, "stream replicas (3 in a NATS cluster)")
 	b.Duration(&c.Stream.MaxAge, "stream-max-age", "KNETRECON_STREAM_MAX_AGE", def.MaxAge, "how long the stream keeps events (at least a week)")
 	b.Int64(&c.Stream.MaxBytes, "stream-max-bytes", "KNETRECON_STREAM_MAX_BYTES", def.MaxBytes, "stream size limit; when reached, the oldest (applied) messages are discarded (-1: none)")

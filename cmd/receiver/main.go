@@ -66,6 +66,8 @@ type Main struct {
 	stopMeta  context.CancelFunc
 	// durable is what a 2xx means on this NATS (checkDurability).
 	durable events.Durability
+	// keeper is the connection Room purges through (nil: the main one).
+	keeper *nats.Conn
 }
 
 // NewMain returns a receiver for cfg logging to log.
@@ -91,18 +93,19 @@ func (m *Main) Run(ctx context.Context) error {
 	if conn.URL == "" {
 		// The embedded server requires a token, generated on first start into the data directory
 		// (owner-only): no other local process publishes on the bus without it.
-		token, err := events.EmbeddedToken(cfg.DataDir)
+		creds, err := events.LoadEmbeddedCredentials(cfg.DataDir)
 		if err != nil {
 			return err
 		}
-		embedded = events.EmbeddedConfig{Listen: cfg.NATSListen, StoreDir: cfg.natsStoreDir(), SyncAlways: cfg.NATSSyncAlways, Token: token}
+		embedded = events.EmbeddedConfig{Listen: cfg.NATSListen, StoreDir: cfg.natsStoreDir(), SyncAlways: cfg.NATSSyncAlways, Credentials: &creds}
 		m.ns, err = events.RunEmbedded(embedded)
 		if err != nil {
 			return err
 		}
 		conn.URL = m.ns.ClientURL()
 		conn.InProcess = m.ns
-		conn.Token = token
+		conn.User, conn.Password = events.RoleReceiver, creds.Receiver
+		m.Config.Keeper = events.ConnConfig{User: events.RoleKeeper, Password: creds.Keeper}
 		m.Log.Info("embedded nats-server started", zap.String("listen", m.ns.ClientURL()), zap.String("store_dir", cfg.natsStoreDir()))
 	}
 	conn.OnDisconnect = func(err error) { m.Log.Warn("NATS disconnected", zap.Error(err)) }
@@ -138,7 +141,10 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	service.RegisterBuildInfo(m.Registry, "receiver")
 	m.hooks = webhook.NewMetrics(m.Registry)
-	publisher := events.NewPublisher(m.js)
+	publisher, err := m.publisher(conn)
+	if err != nil {
+		return err
+	}
 	m.guard = events.NewGuard(publisher.Room(), events.GuardConfig{Limit: float64(cfg.BacklogLimit) / 100, Every: cfg.BacklogCheck,
 		OnError: func(err error) {
 			if errors.Is(err, events.ErrDiscardOld) {
@@ -322,6 +328,10 @@ func (m *Main) ensureStream(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		if errors.Is(err, events.ErrStreamNotUpdated) {
+			m.Log.Warn("the stream is used as it is: apply the change with the operator's NATS credential", zap.Error(err))
+			return nil
+		}
 		m.Log.Warn("stream not ready, retrying", zap.Error(err))
 		select {
 		case <-ctx.Done():
@@ -491,6 +501,7 @@ func (m *Main) Close() error {
 		keep(m.gsync.Close())
 	}
 	events.Drain(ctx, m.nc)
+	events.Drain(ctx, m.keeper)
 	if m.ns != nil {
 		m.ns.Shutdown()
 		m.ns.WaitForShutdown()

@@ -303,12 +303,22 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// natsConn is how to reach NATS: the configured credentials, or, when none is set, the token of
-// the receiver's embedded server found in KNETRECON_DATA_DIR (a receiver and a reconciler given
-// the same data directory on one machine connect with no further setting).
+// natsConn is how to reach NATS: the configured credentials, or, when none is set, the
+// reconcilers' password of the receiver's embedded server found in KNETRECON_DATA_DIR, as the
+// user named like the durable consumer (a receiver and a reconciler given the same data directory
+// on one machine connect with no further setting). A data directory of an older receiver, with
+// only its token, gives the token.
 func (c Config) natsConn() (events.ConnConfig, error) {
 	conn := c.NATS
-	if conn.Token != "" || conn.CredsFile != "" || conn.NKeySeedFile != "" {
+	if conn.Token != "" || conn.CredsFile != "" || conn.NKeySeedFile != "" || conn.User != "" {
+		return conn, nil
+	}
+	pass, err := events.ReadEmbeddedPassword(c.DataDir, events.EmbeddedReconcilerFile)
+	if err != nil {
+		return conn, fmt.Errorf("KNETRECON_DATA_DIR: %w", err)
+	}
+	if pass != "" {
+		conn.User, conn.Password = c.Consumer.Durable, pass
 		return conn, nil
 	}
 	tok, err := events.ReadEmbeddedToken(c.DataDir)

@@ -157,12 +157,16 @@ func (d *Desk) nextStep(ctx context.Context, p *store.Payment, stuck bool, now t
 	}
 	base := p.AgeBase()
 	voidAt := base.Add(sw.PendingTimeout + sw.VoidGrace)
+	checkAt := p.NextCheckAt // a check already due happens at the next sweep: now, or soon after
+	if checkAt.Before(now) {
+		checkAt = now
+	}
 	next := "asks Checkout.com " + when
 	switch {
 	case p.Status != payment.StatusPending || !sw.VoidPending:
 	case stats.VoidRequested:
 		next = "asks Checkout.com whether its void went through, " + when
-	case !p.NextCheckAt.Before(voidAt):
+	case !checkAt.Before(voidAt):
 		next += " and voids it there if still Pending"
 	default:
 		next += "; voids it from " + stamp(voidAt, loc) + " if still Pending"

@@ -32,6 +32,8 @@ type ConnConfig struct {
 	NKeySeedFile string
 	// Token is an authentication token.
 	Token string
+	// User and Password authenticate as one of the bus's users (see RoleReceiver and the others).
+	User, Password string
 	// TLSCAFile is a PEM file of CAs to trust for the server's certificate.
 	TLSCAFile string
 	// TLSCertFile and TLSKeyFile are a client certificate for mutual TLS.
@@ -49,6 +51,8 @@ func (c *ConnConfig) BindSecurity(b *config.Binder) {
 	b.String(&c.CredsFile, "nats-creds", "KNETRECON_NATS_CREDS", "", "NATS credentials file")
 	b.String(&c.NKeySeedFile, "nats-nkey-seed-file", "KNETRECON_NATS_NKEY_SEED_FILE", "", "file holding an NKey seed")
 	b.Secret(&c.Token, "nats-token", "KNETRECON_NATS_TOKEN", "NATS authentication token")
+	b.String(&c.User, "nats-user", "KNETRECON_NATS_USER", "", "NATS user name (receiver; a reconciler's is its durable consumer's name)")
+	b.Secret(&c.Password, "nats-password", "KNETRECON_NATS_PASSWORD", "NATS user's password")
 	b.String(&c.TLSCAFile, "nats-tls-ca", "KNETRECON_NATS_TLS_CA", "", "PEM CA file to trust for NATS TLS")
 	b.String(&c.TLSCertFile, "nats-tls-cert", "KNETRECON_NATS_TLS_CERT", "", "client certificate for NATS mutual TLS")
 	b.String(&c.TLSKeyFile, "nats-tls-key", "KNETRECON_NATS_TLS_KEY", "", "client key for NATS mutual TLS")
@@ -103,6 +107,9 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	}
 	if cfg.Token != "" {
 		opts = append(opts, nats.Token(cfg.Token))
+	}
+	if cfg.User != "" {
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
 	}
 	if cfg.TLSCAFile != "" {
 		opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
@@ -170,8 +177,54 @@ type EmbeddedConfig struct {
 	// survives a power cut, not only a process crash. Off by default, as in nats-server (which
 	// syncs every two minutes); it costs throughput.
 	SyncAlways bool
-	// Token, when set, is required from every client (see EmbeddedToken).
-	Token string
+	// Token, when set, is required from every client (see EmbeddedToken); Credentials, when
+	// set, replace it: each role's user with its own permissions, the token as the operator's.
+	Token       string
+	Credentials *EmbeddedCredentials
+}
+
+// EmbeddedCredentials are the embedded server's client secrets, one per role, generated in the
+// data directory on first start (owner-only files): the operator's token (nats.token, accepted
+// as a bare token or as user operator's password), the receiver's, the keeper's and the
+// reconcilers' passwords.
+type EmbeddedCredentials struct {
+	Operator, Receiver, Keeper, Reconciler string
+}
+
+// The files, in the data directory, of the embedded server's role passwords.
+const (
+	EmbeddedReceiverFile   = "nats-receiver.password"
+	EmbeddedKeeperFile     = "nats-keeper.password"
+	EmbeddedReconcilerFile = "nats-reconciler.password"
+)
+
+// LoadEmbeddedCredentials returns the embedded server's credentials from dataDir, generating
+// the missing ones.
+func LoadEmbeddedCredentials(dataDir string) (EmbeddedCredentials, error) {
+	var c EmbeddedCredentials
+	var err error
+	if c.Operator, err = EmbeddedToken(dataDir); err != nil {
+		return c, err
+	}
+	for p, name := range map[*string]string{&c.Receiver: EmbeddedReceiverFile, &c.Keeper: EmbeddedKeeperFile, &c.Reconciler: EmbeddedReconcilerFile} {
+		if *p, err = secretFile(dataDir, name); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// ReadEmbeddedPassword returns the password in dataDir's file name (EmbeddedReconcilerFile, …),
+// or "" when there is none.
+func ReadEmbeddedPassword(dataDir, name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read embedded NATS password: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // EmbeddedTokenFile is the file, in the data directory, that holds the embedded server's token.
@@ -181,14 +234,20 @@ const EmbeddedTokenFile = "nats.token"
 // use (32 random bytes, hex, in a file readable by its owner only). A receiver and a reconciler
 // given the same data directory on one machine so share it with no further setting.
 func EmbeddedToken(dataDir string) (string, error) {
-	path := filepath.Join(dataDir, EmbeddedTokenFile)
+	return secretFile(dataDir, EmbeddedTokenFile)
+}
+
+// secretFile returns the secret in dataDir's file name, generating it on first use (32 random
+// bytes, hex, mode 0600 whatever the umask).
+func secretFile(dataDir, name string) (string, error) {
+	path := filepath.Join(dataDir, name)
 	if b, err := os.ReadFile(path); err == nil {
 		if tok := strings.TrimSpace(string(b)); tok != "" {
 			return tok, nil
 		}
-		return "", fmt.Errorf("embedded NATS token file %s is empty", path)
+		return "", fmt.Errorf("embedded NATS secret file %s is empty", path)
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read embedded NATS token: %w", err)
+		return "", fmt.Errorf("read embedded NATS secret %s: %w", name, err)
 	}
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return "", fmt.Errorf("create data dir: %w", err)
@@ -200,18 +259,18 @@ func EmbeddedToken(dataDir string) (string, error) {
 	tok := hex.EncodeToString(raw)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
-		return EmbeddedToken(dataDir) // another process made it first
+		return secretFile(dataDir, name) // another process made it first
 	}
 	if err != nil {
-		return "", fmt.Errorf("create embedded NATS token: %w", err)
+		return "", fmt.Errorf("create embedded NATS secret %s: %w", name, err)
 	}
 	if _, err := f.WriteString(tok + "\n"); err != nil {
 		f.Close()
-		return "", fmt.Errorf("write embedded NATS token: %w", err)
+		return "", fmt.Errorf("write embedded NATS secret %s: %w", name, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return "", fmt.Errorf("write embedded NATS token: %w", err)
+		return "", fmt.Errorf("write embedded NATS secret %s: %w", name, err)
 	}
 	return tok, f.Close()
 }
@@ -306,6 +365,10 @@ func embeddedOptions(cfg EmbeddedConfig) (*server.Options, error) {
 		SyncAlways:    cfg.SyncAlways,
 		MaxPayload:    8 << 20,
 		Authorization: cfg.Token,
+	}
+	if cfg.Credentials != nil {
+		opts.Authorization = ""
+		opts.CustomClientAuthentication = embeddedAuth{creds: *cfg.Credentials}
 	}
 	return opts, nil
 }

@@ -55,9 +55,16 @@ type Publisher struct {
 	room *Room
 }
 
-// NewPublisher returns a Publisher over js.
+// NewPublisher returns a Publisher over js that makes room through js as well (a credential
+// allowed to purge: tests, an operator's tools).
 func NewPublisher(js jetstream.JetStream) *Publisher {
 	return &Publisher{js: js, room: NewRoom(js)}
+}
+
+// NewPublisherRoom returns a Publisher over js that makes room through room: the receiver's
+// credential may not purge, the keeper's (RoleKeeper) may, on a connection of its own.
+func NewPublisherRoom(js jetstream.JetStream, room *Room) *Publisher {
+	return &Publisher{js: js, room: room}
 }
 
 // Room is the Publisher's Room, for a Guard to share.

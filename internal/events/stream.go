@@ -7,9 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -108,17 +110,67 @@ func (c StreamConfig) jetStreamConfig() jetstream.StreamConfig {
 	}
 }
 
-// EnsureStream creates the stream, or updates it to cfg if it exists. Calling it again with the
-// same configuration changes nothing, so every process may call it at start-up.
+// ErrStreamNotUpdated means the stream exists with a configuration other than the one asked
+// for, and this credential may not change it (the receiver's may only create the stream): the
+// stream is used as it is until an operator applies the change.
+var ErrStreamNotUpdated = errors.New("stream " + StreamName + " differs from the configuration and this NATS credential may not update it")
+
+// EnsureStream creates the stream, or updates it to cfg if it exists and differs. Calling it
+// again with the same configuration changes nothing (and sends no update, which the receiver's
+// credential may not), so every process may call it at start-up. When the update is refused for
+// want of permission it returns the stream as it is and an error wrapping ErrStreamNotUpdated.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s, err := js.CreateOrUpdateStream(ctx, cfg.jetStreamConfig())
-	if err != nil {
-		return nil, fmt.Errorf("create or update stream %s: %w", StreamName, err)
+	want := cfg.jetStreamConfig()
+	s, err := js.Stream(ctx, StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if s, err = js.CreateStream(ctx, want); errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = js.Stream(ctx, StreamName) // another process created it first
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create stream %s: %w", StreamName, err)
+		}
+		if sameStream(s.CachedInfo().Config, want) {
+			return s, nil
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", StreamName, err)
 	}
-	return s, nil
+	have := s.CachedInfo().Config
+	if sameStream(have, want) {
+		return s, nil
+	}
+	// A refused request gets no answer (the server drops it and tells the connection): wait for
+	// the update a little only.
+	uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	u, err := js.UpdateStream(uctx, want)
+	if err != nil {
+		if Refused(js.Conn(), "$JS.API.STREAM.UPDATE."+StreamName) {
+			return s, fmt.Errorf("%w (it has max_bytes %d, max_age %s, replicas %d, duplicates %s; asked for %d, %s, %d, %s): %w",
+				ErrStreamNotUpdated, have.MaxBytes, have.MaxAge, have.Replicas, have.Duplicates, want.MaxBytes, want.MaxAge, want.Replicas, want.Duplicates, err)
+		}
+		return nil, fmt.Errorf("update stream %s: %w", StreamName, err)
+	}
+	return u, nil
+}
+
+// sameStream reports whether have already is the configuration want sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention && have.Discard == want.Discard &&
+		have.Storage == want.Storage && have.Replicas == want.Replicas && have.MaxAge == want.MaxAge &&
+		have.MaxBytes == want.MaxBytes && have.Duplicates == want.Duplicates && have.MaxMsgSize == want.MaxMsgSize &&
+		have.Description == want.Description
+}
+
+// Refused reports whether the server refused nc's last publish to subject for want of
+// permission. A refused request is dropped unanswered (the caller sees its timeout); the server
+// says why on the connection, which keeps it as its last error.
+func Refused(nc *nats.Conn, subject string) bool {
+	err := nc.LastError()
+	return errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `Publish to "`+subject+`"`)
 }
 
 // Subject returns the subject for an event type: checkout.events.<type>. Characters NATS gives a

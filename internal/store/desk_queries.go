@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"knetrecon/internal/payment"
 )
@@ -109,7 +111,7 @@ func (l *Ledger) DeskDiscrepancies(ctx context.Context, f DeskDiscrepancyFilter)
 }
 
 // Stake is the money of the payments with an open discrepancy of one kind, in one currency:
-// each payment counted once, at its amount.
+// each payment counted once, at its amount or what was captured of it, whichever is more.
 type Stake struct {
 	Kind     payment.Kind
 	Currency string
@@ -119,7 +121,7 @@ type Stake struct {
 
 // OpenStakes sums, by kind and currency, the amounts of the payments with an open discrepancy.
 func (l *Ledger) OpenStakes(ctx context.Context) ([]Stake, error) {
-	rows, err := l.r.QueryContext(ctx, `SELECT k.kind, COALESCE(p.currency, ''), COUNT(*), COALESCE(SUM(p.amount), 0)
+	rows, err := l.r.QueryContext(ctx, `SELECT k.kind, COALESCE(p.currency, ''), COUNT(*), COALESCE(SUM(MAX(p.amount, p.captured)), 0)
 		FROM (SELECT DISTINCT kind, payment_id FROM discrepancies WHERE `+openDiscrepancy+`) k
 		LEFT JOIN payments p ON p.id = k.payment_id GROUP BY k.kind, p.currency ORDER BY k.kind, p.currency`)
 	if err != nil {
@@ -158,11 +160,10 @@ var searchFields = []struct{ name, query string }{
 }
 
 // Search finds the payments whose id, merchant reference, event id, action id or KNET ids start
-// with q, ignoring case, newest first, at most limit (default 50). Each column is read through
-// its index three times: q as typed, in lower case and in upper case, so every id and every
-// all-lower or all-upper reference is found whatever case on-call types; a mixed-case value
-// ("Ord-7") only by a prefix typed in its own case. (A case-folding index would take a
-// migration; ids are lower case and references usually all one case.)
+// with q, ignoring case, newest first, at most limit (default 50). Every column is read through
+// its index: the prefix is walked one character at a time, keeping only the case forms some row
+// starts with (casePrefixes), so "ord-7" finds "ORD-7…" and "Ord-7…" in a few index probes on a
+// ledger of any size, with no case-folded copy of the columns.
 func (l *Ledger) Search(ctx context.Context, q string, limit int) ([]SearchHit, error) {
 	q = strings.TrimSpace(q)
 	if q == "" {
@@ -171,16 +172,14 @@ func (l *Ledger) Search(ctx context.Context, q string, limit int) ([]SearchHit, 
 	if limit <= 0 {
 		limit = 50
 	}
-	variants := []string{q}
-	for _, v := range []string{strings.ToLower(q), strings.ToUpper(q)} {
-		if !slices.Contains(variants, v) {
-			variants = append(variants, v)
-		}
-	}
 	type match struct{ field, value string }
 	found := map[string]match{}
 	for _, f := range searchFields {
-		for _, v := range variants {
+		prefixes, err := l.casePrefixes(ctx, f.query, q)
+		if err != nil {
+			return nil, fmt.Errorf("search %q: %w", q, err)
+		}
+		for _, v := range prefixes {
 			rows, err := l.r.QueryContext(ctx, f.query+` LIMIT ?3`, v, v+"\xff", limit)
 			if err != nil {
 				return nil, fmt.Errorf("search %q: %w", q, err)
@@ -191,7 +190,7 @@ func (l *Ledger) Search(ctx context.Context, q string, limit int) ([]SearchHit, 
 					rows.Close()
 					return nil, fmt.Errorf("search %q: %w", q, err)
 				}
-				if _, ok := found[id]; !ok && strings.HasPrefix(strings.ToLower(value), strings.ToLower(q)) {
+				if _, ok := found[id]; !ok {
 					found[id] = match{f.name, value}
 				}
 			}
@@ -222,4 +221,47 @@ func (l *Ledger) Search(ctx context.Context, q string, limit int) ([]SearchHit, 
 		out = out[:limit]
 	}
 	return out, nil
+}
+
+// maxCaseForms bounds the case forms of a prefix followed at once (a column holding many
+// spellings of one prefix in different cases is not what ids and references look like).
+const maxCaseForms = 16
+
+// casePrefixes returns the spellings of q, differing only in case, that some value of query's
+// column starts with: q is walked one character at a time, each spelling so far extended by the
+// character in lower and upper case and kept only if a row starts with it (one index probe).
+func (l *Ledger) casePrefixes(ctx context.Context, query, q string) ([]string, error) {
+	alive := []string{""}
+	for _, r := range q {
+		forms := []rune{r}
+		for _, f := range []rune{unicode.ToLower(r), unicode.ToUpper(r)} {
+			if !slices.Contains(forms, f) {
+				forms = append(forms, f)
+			}
+		}
+		var next []string
+		for _, p := range alive {
+			for _, f := range forms {
+				cand := p + string(f)
+				if len(forms) == 1 {
+					next = append(next, cand) // no other case: the next letter's probe decides
+					continue
+				}
+				var a, b string
+				err := l.r.QueryRowContext(ctx, query+` LIMIT 1`, cand, cand+"\xff").Scan(&a, &b)
+				if errors.Is(err, sql.ErrNoRows) {
+					continue
+				}
+				if err != nil {
+					return nil, err
+				}
+				next = append(next, cand)
+			}
+		}
+		if len(next) == 0 {
+			return nil, nil
+		}
+		alive = next[:min(len(next), maxCaseForms)]
+	}
+	return alive, nil
 }
