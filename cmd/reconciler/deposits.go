@@ -55,10 +55,13 @@ func layoutOf(f settleFlags, keys []string) (statement.Layout, error) {
 		return layout, badUsage("--columns: %v", err)
 	}
 	m := map[string]string{}
-	for _, src := range []map[string]string{layout.Columns, cols} {
-		for k, h := range src {
+	for _, src := range []struct {
+		flag string
+		cols map[string]string
+	}{{"--layout " + f.layout, layout.Columns}, {"--columns", cols}} {
+		for k, h := range src.cols {
 			if !contains(keys, k) {
-				return layout, badUsage("unknown column key %q (keys: %s)", k, strings.Join(keys, ", "))
+				return layout, badUsage("%s: unknown column key %q (keys: %s)", src.flag, k, strings.Join(keys, ", "))
 			}
 			m[k] = h
 		}

@@ -99,6 +99,10 @@ func TestThreeLegs(t *testing.T) {
 		!strings.Contains(rep.Skipped[0].Reason, "total") {
 		t.Fatalf("settle report: %s", out)
 	}
+	// The payment shows what the bank paid for its capture: gross, commission, net.
+	if code, out, _ := cli("payment", ids[0]); code != ExitOK || !strings.Contains(out, "gross 1.000 KWD  fee 0.050 KWD  net 0.950 KWD") {
+		t.Fatalf("payment: %d %s", code, out)
+	}
 	acctLayout := "../../docs/layouts/ckosim-account.layout"
 	b, err = p.sim.AccountStatement(date, date, ckosim.AccountFaults{Short: 1}, false)
 	short := write("account-1.csv", b, err)

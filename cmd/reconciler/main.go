@@ -412,6 +412,20 @@ func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout 
 	fmt.Fprintln(stdout, "postings:")
 	for _, po := range p.Postings {
 		fmt.Fprintf(stdout, "  %s  %-7s %-6s %s  (%s, %s)\n", po.ActionID, po.Kind, po.State, money(po.Amount), po.EventID, po.Origin)
+		if sb := po.Settlement; sb != nil {
+			paid := "paid"
+			if !sb.Paid {
+				paid = "another amount: " + money(sb.StatementAmount)
+			}
+			fee, net := "-", "-"
+			if sb.Fee != nil {
+				fee = money(*sb.Fee)
+			}
+			if sb.Net != nil {
+				net = money(*sb.Net)
+			}
+			fmt.Fprintf(stdout, "    bank: %s line %d, %s; gross %s  fee %s  net %s\n", sb.File, sb.Line, paid, money(sb.Gross), fee, net)
+		}
 	}
 	fmt.Fprintln(stdout, "events:")
 	for _, e := range p.Events {

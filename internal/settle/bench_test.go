@@ -3,6 +3,7 @@ package settle_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +12,9 @@ import (
 	"time"
 
 	"knetrecon/internal/payment"
+	"knetrecon/internal/reconcile"
 	"knetrecon/internal/settle"
+	"knetrecon/internal/statement"
 	"knetrecon/internal/store"
 )
 
@@ -87,6 +90,14 @@ func BenchmarkSettleRun(b *testing.B) {
 	flush()
 	b.Logf("ledger of %d payments built in %s; statement of %d lines", n, time.Since(built).Round(time.Second), lines)
 	raw := statement.Bytes()
+	// The statement travels the stream as a fact: it must fit a message (8 MiB).
+	fact, _ := json.Marshal(reconcile.Fact{Kind: reconcile.FactSettle, Settle: reconcile.SettleFactOf("bench.csv", raw, statementLayout)})
+	if len(fact) > 8<<20 {
+		b.Fatalf("a statement of %d lines (%d bytes) makes a fact of %d bytes: more than a message holds", lines, len(raw), len(fact))
+	}
+	b.ReportMetric(float64(len(raw))/1e6, "statement-MB")
+	b.ReportMetric(float64(len(fact))/1e6, "fact-MB")
+	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
 		// A new statement each time (one more line), so every run is matched and recorded.
@@ -107,3 +118,5 @@ func BenchmarkSettleRun(b *testing.B) {
 	}
 	b.ReportMetric(float64(lines), "lines")
 }
+
+var statementLayout = statement.Layout{}
