@@ -32,6 +32,11 @@ type PostingLine struct {
 	// CountedAt decides the report day it counts on: when it was posted (a refund released from
 	// hold: its release), or its own time if that is later. Every posting counts on one day.
 	CountedAt time.Time `json:"counted_at"`
+	// BankFee and BankNet are what the acquiring bank's statement says of it, once a line of its
+	// amount paid it: the commission kept and the net paid (negative for a refund); nil before,
+	// or when the statement gives no commission.
+	BankFee *int64 `json:"bank_fee,omitempty"`
+	BankNet *int64 `json:"bank_net,omitempty"`
 }
 
 // countedAt is the SQL of PostingLine.CountedAt: the later of the posting's own time and the
@@ -52,12 +57,12 @@ func (l *Ledger) PostingLines(ctx context.Context, from, to time.Time) (inPeriod
 	rows, err := l.r.QueryContext(ctx, `SELECT * FROM (
 		SELECT p.action_id, p.payment_id, y.reference, p.kind, 'posted' AS state, p.amount,
 			p.currency, p.origin, p.event_id, COALESCE(p.occurred_at, p.created_at) AS at, p.created_at,
-			`+countedAt+` AS counted
-		FROM postings p JOIN payments y ON y.id = p.payment_id
+			`+countedAt+` AS counted, m.fee, m.net
+		FROM postings p JOIN payments y ON y.id = p.payment_id LEFT JOIN settlement_matches m ON m.action_id = p.action_id AND m.ok = 1
 		WHERE p.state = 'posted' AND `+countedAt+` >= ? AND `+countedAt+` < ?
 		UNION ALL
 		SELECT p.action_id, p.payment_id, y.reference, p.kind, 'held', p.amount,
-			p.currency, p.origin, p.event_id, COALESCE(p.occurred_at, p.created_at), p.created_at, p.created_at
+			p.currency, p.origin, p.event_id, COALESCE(p.occurred_at, p.created_at), p.created_at, p.created_at, NULL, NULL
 		FROM postings p JOIN payments y ON y.id = p.payment_id
 		WHERE (p.posted_at IS NULL OR p.posted_at > p.created_at) AND p.created_at >= ? AND p.created_at < ?
 	) ORDER BY counted, action_id, state DESC`, f, t, f, t)
@@ -68,9 +73,16 @@ func (l *Ledger) PostingLines(ctx context.Context, from, to time.Time) (inPeriod
 	for rows.Next() {
 		var pl PostingLine
 		var at, learned, counted sql.NullString
+		var fee, net sql.NullInt64
 		if err := rows.Scan(&pl.ActionID, &pl.PaymentID, &pl.Reference, &pl.Kind, &pl.State, &pl.Amount,
-			&pl.Currency, &pl.Origin, &pl.EventID, &at, &learned, &counted); err != nil {
+			&pl.Currency, &pl.Origin, &pl.EventID, &at, &learned, &counted, &fee, &net); err != nil {
 			return nil, nil, fmt.Errorf("posting lines: %w", err)
+		}
+		if fee.Valid {
+			pl.BankFee = &fee.Int64
+		}
+		if net.Valid {
+			pl.BankNet = &net.Int64
 		}
 		pl.OccurredAt, pl.LearnedAt, pl.CountedAt = parseTime(at), parseTime(learned), parseTime(counted)
 		inPeriod = append(inPeriod, pl)
