@@ -357,7 +357,13 @@ func writeTable[T any](b *book, t table[T], currencies []string) error {
 		return err
 	}
 	end, _ := excelize.CoordinatesToCellName(len(cols), max(len(t.rows)+1, 2))
-	return f.AutoFilter(name, "A1:"+end, nil)
+	if err := f.AutoFilter(name, "A1:"+end, nil); err != nil {
+		return err
+	}
+	// The used range, which readers that size a sheet before reading it (pandas, openpyxl's read
+	// only mode) trust.
+	used, _ := excelize.CoordinatesToCellName(len(cols), len(t.rows)+1)
+	return f.SetSheetDimension(name, "A1:"+used)
 }
 
 // setCell writes v into the cell ref of sheet, typed and styled, and returns how many characters

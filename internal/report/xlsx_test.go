@@ -193,6 +193,9 @@ func checkClean(t *testing.T, x *excelize.File, sheet string) {
 	if got := strings.ReplaceAll(filters[x][fmt.Sprintf("sheet%d.xml", idx+1)], "$", ""); got != "A1:"+end {
 		t.Errorf("%s: filters on %q, want A1:%s", sheet, got, end)
 	}
+	if dim, err := x.GetSheetDimension(sheet); err != nil || dim != "A1:"+last(cols, len(rows)) {
+		t.Errorf("%s: dimension %q %v, want A1:%s", sheet, dim, err, last(cols, len(rows)))
+	}
 	for c := 1; c <= cols; c++ {
 		letter, _ := excelize.ColumnNumberToName(c)
 		width, err := x.GetColWidth(sheet, letter)
@@ -226,6 +229,12 @@ func checkClean(t *testing.T, x *excelize.File, sheet string) {
 			}
 		}
 	}
+}
+
+// last is the name of the cell in column cols, row rows.
+func last(cols, rows int) string {
+	ref, _ := excelize.CoordinatesToCellName(cols, rows)
+	return ref
 }
 
 // headers maps a sheet's headers to their column letters.
