@@ -161,6 +161,8 @@ type (
 		Metadata   struct {
 			Name string `yaml:"name"`
 		} `yaml:"metadata"`
+		// Data is a ConfigMap's.
+		Data map[string]string `yaml:"data"`
 		Spec struct {
 			Replicas    *int   `yaml:"replicas"`
 			ServiceName string `yaml:"serviceName"`
@@ -186,6 +188,9 @@ type (
 							SecretName string          `yaml:"secretName"`
 							Items      []k8sSecretItem `yaml:"items"`
 						} `yaml:"secret"`
+						ConfigMap *struct {
+							Name string `yaml:"name"`
+						} `yaml:"configMap"`
 					} `yaml:"volumes"`
 				} `yaml:"spec"`
 			} `yaml:"template"`
@@ -333,7 +338,8 @@ func TestKubernetesManifests(t *testing.T) {
 						t.Errorf("%s: %d probes, want readiness and liveness", c.Name, probes)
 					}
 					for _, e := range c.Env {
-						if strings.HasPrefix(e.Name, "KNETRECON_") && !knownVariable(code, e.Name) {
+						// NATS's are the passwords its configuration reads (TestNATSConfigWired).
+						if c.role() != "nats" && strings.HasPrefix(e.Name, "KNETRECON_") && !knownVariable(code, e.Name) {
 							t.Errorf("%s: %s is not a variable the code reads", c.Name, e.Name)
 						}
 					}
@@ -436,14 +442,11 @@ func TestKubernetesCluster(t *testing.T) {
 	if svc, ok := services[nats.Spec.ServiceName]; !ok || svc.Spec.ClusterIP != "None" {
 		t.Errorf("NATS's Service %q is not headless: the routes need each server's own name", nats.Spec.ServiceName)
 	}
-	if !slices.Contains(nc.Args, "-js") && !slices.Contains(nc.Args, "--jetstream") {
-		t.Errorf("NATS runs without JetStream: %v", nc.Args)
-	}
-	if v, _ := flagValue(nc.Args, "--cluster_name"); v == "" {
-		t.Errorf("NATS has no --cluster_name")
-	}
-	if _, ok := flagValue(nc.Args, "--cluster"); !ok {
-		t.Errorf("NATS has no --cluster listen address")
+	conf := k8sNATSConf(t, docs, nats, nc)
+	sd := conf.checkDurable(t, nats.Metadata.Name)
+	cluster := conf.block("cluster")
+	if natsValue(cluster, "name") == "" || natsValue(cluster, "listen") == "" {
+		t.Errorf("NATS's %s has no cluster name or listen address", conf.name)
 	}
 	// One template for three servers: the routes name all three (a server ignores its own).
 	var wantRoutes, wantClients []string
@@ -451,14 +454,27 @@ func TestKubernetesCluster(t *testing.T) {
 		host := fmt.Sprintf("%s-%d.%s", nats.Metadata.Name, i, nats.Spec.ServiceName)
 		wantRoutes, wantClients = append(wantRoutes, host+":6222"), append(wantClients, host+":4222")
 	}
-	if routes, _ := flagValue(nc.Args, "--routes", "-routes"); !slices.Equal(natsAddrs(routes), wantRoutes) {
-		t.Errorf("NATS routes %v, want every server %v", natsAddrs(routes), wantRoutes)
+	// The configuration's $VARIABLES, as the container's environment sets them.
+	envOf := func(v string) string {
+		name, ok := strings.CutPrefix(v, "$")
+		if !ok {
+			return v
+		}
+		e, _ := nc.env(name)
+		return e.Value
 	}
-	name, _ := flagValue(nc.Args, "--server_name", "-n", "--name")
+	var routes []string
+	for _, r := range strings.Split(strings.Trim(natsValue(cluster, "routes"), "[]"), ",") {
+		routes = append(routes, envOf(strings.TrimSpace(r)))
+	}
+	if got := natsAddrs(strings.Join(routes, ",")); !slices.Equal(got, wantRoutes) {
+		t.Errorf("NATS routes %v, want every server %v", got, wantRoutes)
+	}
+	name := envOf(natsValue(conf.text, "server_name"))
 	if v, ok := strings.CutPrefix(name, "$("); !ok || !podName(nc, strings.TrimSuffix(v, ")")) {
 		t.Errorf("NATS server name %q is not the pod's name: the servers must differ", name)
 	}
-	if sd, _ := flagValue(nc.Args, "-sd", "--store_dir"); sd == "" || !claims(nats)[nc.mountOf(sd)] {
+	if sd == "" || !claims(nats)[nc.mountOf(sd)] {
 		t.Errorf("NATS store dir %q is not on a volume claim of its own per server", sd)
 	}
 
@@ -712,30 +728,37 @@ func TestComposeCluster(t *testing.T) {
 	for _, name := range byRole["nats"] {
 		s := c.Services[name]
 		clients = append(clients, name+":4222")
-		if !slices.Contains(s.Command, "-js") && !slices.Contains(s.Command, "--jetstream") {
-			t.Errorf("%s runs without JetStream: %v", name, s.Command)
+		conf := composeNATSConf(t, c, name)
+		sd := conf.checkDurable(t, name)
+		cluster := conf.block("cluster")
+		if v := natsValue(cluster, "name"); v != "knetrecon" {
+			t.Errorf("%s: cluster name %q, want knetrecon", name, v)
 		}
-		if v, _ := flagValue(s.Command, "--cluster_name"); v != "knetrecon" {
-			t.Errorf("%s: --cluster_name %q, want knetrecon", name, v)
+		if natsValue(cluster, "listen") == "" {
+			t.Errorf("%s has no cluster listen address", name)
 		}
-		if _, ok := flagValue(s.Command, "--cluster"); !ok {
-			t.Errorf("%s has no --cluster listen address", name)
+		envOf := func(v string) string {
+			if name, ok := strings.CutPrefix(v, "$"); ok {
+				return s.Environment[name]
+			}
+			return v
 		}
-		sn, _ := flagValue(s.Command, "--server_name", "-n", "--name")
+		sn := envOf(natsValue(conf.text, "server_name"))
 		if sn == "" || serverNames[sn] {
 			t.Errorf("%s: server name %q is empty or another server's", name, sn)
 		}
 		serverNames[sn] = true
-		var want []string
+		// Every server, itself included (a server ignores its route to itself).
+		var want, routes []string
 		for _, other := range byRole["nats"] {
-			if other != name {
-				want = append(want, other+":6222")
-			}
+			want = append(want, other+":6222")
 		}
-		if routes, _ := flagValue(s.Command, "--routes", "-routes"); !slices.Equal(natsAddrs(routes), want) {
-			t.Errorf("%s routes to %v, want the other two %v", name, natsAddrs(routes), want)
+		for _, r := range strings.Split(strings.Trim(natsValue(cluster, "routes"), "[]"), ",") {
+			routes = append(routes, envOf(strings.TrimSpace(r)))
 		}
-		sd, _ := flagValue(s.Command, "-sd", "--store_dir")
+		if got := natsAddrs(strings.Join(routes, ",")); !slices.Equal(got, want) {
+			t.Errorf("%s routes to %v, want every server %v", name, got, want)
+		}
 		vol := s.volumeAt(sd)
 		if _, defined := c.Volumes[vol]; sd == "" || vol == "" || !defined || natsVolumes[vol] {
 			t.Errorf("%s: store dir %q is not on a named volume of its own (%q)", name, sd, vol)

@@ -214,3 +214,190 @@ func flagIn(line, name string) (string, bool) {
 	}
 	return "", false
 }
+
+// natsConf is a nats-server configuration as a stack ships it, its includes inlined.
+type natsConf struct {
+	name, text string
+}
+
+var (
+	natsInclude   = regexp.MustCompile(`(?m)^\s*include\s+"?([^"\s]+)"?\s*$`)
+	natsVar       = regexp.MustCompile(`\$([A-Za-z_][A-Za-z0-9_]*)`)
+	natsComment   = regexp.MustCompile(`(?m)^\s*#.*$`)
+	natsBlockOpen = regexp.MustCompile(`(?m)^\s*([a-z_]+)\s*[:=]?\s*\{`)
+)
+
+// loadNATSConf reads the configuration name through read (a folder's files, or a ConfigMap's
+// data), comments dropped and includes inlined.
+func loadNATSConf(t *testing.T, name string, read func(string) (string, bool)) natsConf {
+	t.Helper()
+	raw, ok := read(name)
+	if !ok {
+		t.Fatalf("NATS configuration %s: not shipped", name)
+	}
+	text := natsComment.ReplaceAllString(raw, "")
+	for range 5 {
+		text = natsInclude.ReplaceAllStringFunc(text, func(m string) string {
+			inc := natsInclude.FindStringSubmatch(m)[1]
+			b, ok := read(filepath.Base(inc))
+			if !ok {
+				t.Errorf("NATS configuration %s includes %s, which is not shipped beside it", name, inc)
+			}
+			return natsComment.ReplaceAllString(b, "")
+		})
+	}
+	return natsConf{name: name, text: text}
+}
+
+// block returns the body of the top-level block name ("jetstream", "cluster"), or "".
+func (c natsConf) block(name string) string {
+	for _, m := range natsBlockOpen.FindAllStringSubmatchIndex(c.text, -1) {
+		if c.text[m[2]:m[3]] != name {
+			continue
+		}
+		depth, start := 1, m[1]
+		for i := start; i < len(c.text); i++ {
+			switch c.text[i] {
+			case '{':
+				depth++
+			case '}':
+				depth--
+				if depth == 0 {
+					return c.text[start:i]
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// value returns key's value in text (a block's body or the whole file): the first `key: value`.
+func natsValue(text, key string) string {
+	m := regexp.MustCompile(`(?m)^\s*` + key + `\s*[:=]\s*(.+?)\s*$`).FindStringSubmatch(text)
+	if m == nil {
+		return ""
+	}
+	return strings.Trim(m[1], `"`)
+}
+
+// vars returns every $VARIABLE the configuration reads from nats-server's environment.
+func (c natsConf) vars() []string {
+	var out []string
+	for _, m := range natsVar.FindAllStringSubmatch(c.text, -1) {
+		if !slices.Contains(out, m[1]) && !strings.HasPrefix(m[1], "JS") && !strings.HasPrefix(m[1], "KV") {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
+
+// users returns the users of the authorization block.
+func (c natsConf) users() []string {
+	var out []string
+	for _, m := range regexp.MustCompile(`\{\s*user:\s*"?([A-Za-z0-9_.-]+)"?`).FindAllStringSubmatch(c.text, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// checkDurable: JetStream on, every message fsynced before it is acknowledged, users with passwords
+// (no anonymous access), the store where the stack keeps a volume.
+func (c natsConf) checkDurable(t *testing.T, where string) (storeDir string) {
+	t.Helper()
+	js := c.block("jetstream")
+	if js == "" {
+		t.Errorf("%s: %s has no jetstream block", where, c.name)
+	}
+	if v := natsValue(js, "sync_interval"); v != "always" {
+		t.Errorf("%s: %s sets sync_interval %q, want always: JetStream must fsync before it acknowledges", where, c.name, v)
+	}
+	if len(c.users()) < 3 || c.block("authorization") == "" {
+		t.Errorf("%s: %s has no authorization users (%v)", where, c.name, c.users())
+	}
+	if strings.Contains(c.text, "no_auth_user") {
+		t.Errorf("%s: %s lets clients in without a credential (no_auth_user)", where, c.name)
+	}
+	return natsValue(js, "store_dir")
+}
+
+// readDir reads a shipped folder's files by name.
+func readDir(dir string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		return string(b), err == nil
+	}
+}
+
+// natsConfigFlag returns the -c file of a nats-server command line (or of a shell line that
+// execs nats-server).
+func natsConfigFlag(args []string) string {
+	m := regexp.MustCompile(`(?:^|\s)(?:-c|--config)[ =](\S+)`).FindStringSubmatch(" " + strings.Join(args, " "))
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// k8sNATSConf returns the configuration a NATS container runs: its -c file, from the ConfigMap
+// mounted above it. Every $VARIABLE the configuration reads must be in the container's env.
+func k8sNATSConf(t *testing.T, docs []k8sDoc, w k8sDoc, c k8sContainer) natsConf {
+	t.Helper()
+	path := natsConfigFlag(c.Args)
+	vol := c.mountOf(path)
+	var data map[string]string
+	for _, v := range w.Spec.Template.Spec.Volumes {
+		if v.Name != vol || v.ConfigMap == nil {
+			continue
+		}
+		for _, d := range docs {
+			if d.Kind == "ConfigMap" && d.Metadata.Name == v.ConfigMap.Name {
+				data = d.Data
+			}
+		}
+	}
+	if path == "" || data == nil {
+		t.Fatalf("%s: NATS's configuration %q is not a file of a ConfigMap the pod mounts", w.Metadata.Name, path)
+	}
+	conf := loadNATSConf(t, filepath.Base(path), func(name string) (string, bool) { s, ok := data[name]; return s, ok })
+	for _, v := range conf.vars() {
+		if _, ok := c.env(v); !ok {
+			t.Errorf("%s: NATS's configuration reads $%s, which the container's env does not set", w.Metadata.Name, v)
+		}
+	}
+	return conf
+}
+
+// composeNATSConf returns the configuration a compose NATS service runs: its -c file, from the
+// host folder mounted above it. Every $VARIABLE the configuration reads must be set: a password
+// (KNETRECON_NATS_<ROLE>_PASSWORD) from the secret nats_<role>_password the service mounts, read
+// by its command line, anything else in its environment.
+func composeNATSConf(t *testing.T, c composeFile, name string) natsConf {
+	t.Helper()
+	s := c.Services[name]
+	line := append(slices.Clone(s.Entrypoint), s.Command...)
+	path := natsConfigFlag(line)
+	dir := ""
+	for _, v := range s.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 && strings.HasPrefix(parts[0], ".") && strings.HasPrefix(path, strings.TrimSuffix(parts[1], "/")+"/") {
+			dir = filepath.Join(parts[0], strings.TrimPrefix(filepath.Dir(path), parts[1]))
+		}
+	}
+	if path == "" || dir == "" {
+		t.Fatalf("%s: NATS's configuration %q is not a file of a folder of deploy/ the service mounts", name, path)
+	}
+	conf := loadNATSConf(t, filepath.Base(path), readDir(dir))
+	for _, v := range conf.vars() {
+		role, isPassword := strings.CutPrefix(strings.TrimSuffix(v, "_PASSWORD"), "KNETRECON_NATS_")
+		secret := "nats_" + strings.ToLower(role) + "_password"
+		switch {
+		case isPassword && strings.HasSuffix(v, "_PASSWORD"):
+			if !slices.Contains(s.Secrets, secret) || c.Secrets[secret].File == "" || !strings.Contains(strings.Join(line, " "), role) {
+				t.Errorf("%s: NATS's configuration reads $%s: want the secret %s mounted and read by its command", name, v, secret)
+			}
+		case s.Environment[v] == "":
+			t.Errorf("%s: NATS's configuration reads $%s, which the service's environment does not set", name, v)
+		}
+	}
+	return conf
+}
