@@ -42,8 +42,17 @@ func cmdDiscrepancies(ctx context.Context, cfg Config, kind string, all, asJSON 
 		fmt.Fprintln(stdout, nothing("discrepancies"))
 		return 0
 	}
+	currencies := map[string]string{} // a payment's currency, read once: its details' amounts are in it
 	for _, d := range ds {
-		line := fmt.Sprintf("#%d  %s  %-22s %s  %s  %s", d.ID, d.DetectedAt.Format(time.RFC3339), d.Kind, d.PaymentID, d.Subject, d.Details)
+		cur, ok := currencies[d.PaymentID]
+		if !ok && d.PaymentID != "" {
+			if p, err := l.Payment(ctx, d.PaymentID); err == nil {
+				cur = p.Currency
+			}
+			currencies[d.PaymentID] = cur
+		}
+		line := fmt.Sprintf("#%d  %s  %-22s %s  %s  %s", d.ID, d.DetectedAt.Format(time.RFC3339), d.Kind, d.PaymentID, d.Subject,
+			moneyDetails(d.Details, cur))
 		if d.ResolvedAt != nil {
 			line += fmt.Sprintf("  resolved %s: %s", d.ResolvedAt.Format(time.RFC3339), d.Resolution)
 		}
