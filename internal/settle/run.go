@@ -153,16 +153,25 @@ func Apply(ctx context.Context, tx *store.Tx, raw []byte, o Options) (*Report, e
 	}
 	// A line of the posting's amount pays it: what an earlier statement left open about it (not
 	// on the statement, another amount) is settled by this line.
+	open, err := tx.OpenSubjects(ctx, payment.KindNotSettled, payment.KindAmountMismatch)
+	if err != nil {
+		return nil, err
+	}
 	for _, m := range matches {
 		if !m.OK {
 			continue
 		}
 		by := fmt.Sprintf("settled by %s line %d", o.File, m.Line)
-		if _, err := tx.ResolveOpenSubject(ctx, m.PaymentID, payment.KindNotSettled, m.ActionID, by); err != nil {
-			return nil, err
-		}
-		if _, err := tx.ResolveOpenSubject(ctx, m.PaymentID, payment.KindAmountMismatch, "settlement:"+m.ActionID, by); err != nil {
-			return nil, err
+		for _, d := range []struct {
+			kind    payment.Kind
+			subject string
+		}{{payment.KindNotSettled, m.ActionID}, {payment.KindAmountMismatch, "settlement:" + m.ActionID}} {
+			if !open[store.SubjectKey(m.PaymentID, d.kind, d.subject)] {
+				continue
+			}
+			if _, err := tx.ResolveOpenSubject(ctx, m.PaymentID, d.kind, d.subject, by); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for _, it := range rep.LedgerOnly {

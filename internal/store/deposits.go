@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"time"
+
+	"knetrecon/internal/payment"
 )
 
 // ExpectedDeposit is the money the settled statements promise for one posting day (and batch,
@@ -111,4 +113,33 @@ func (t *Tx) DepositRecorded(ctx context.Context, sha string) (bool, error) {
 	var n int
 	err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM deposit_runs WHERE statement_sha256 = ?`, sha).Scan(&n)
 	return n > 0, err
+}
+
+// OpenSubjects returns the open discrepancies of kinds, keyed by SubjectKey: a caller about to
+// resolve many of them resolves only those open (most are not).
+func (t *Tx) OpenSubjects(ctx context.Context, kinds ...payment.Kind) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, k := range kinds {
+		rows, err := t.tx.QueryContext(ctx, `SELECT payment_id, subject FROM discrepancies WHERE kind = ? AND resolved_at IS NULL`, string(k))
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", k, err)
+		}
+		for rows.Next() {
+			var pay, subject string
+			if err := rows.Scan(&pay, &subject); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("open %s: %w", k, err)
+			}
+			out[SubjectKey(pay, k, subject)] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// SubjectKey names a discrepancy by its payment, kind and subject (OpenSubjects' keys).
+func SubjectKey(paymentID string, kind payment.Kind, subject string) string {
+	return paymentID + "\x00" + string(kind) + "\x00" + subject
 }
