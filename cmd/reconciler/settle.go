@@ -101,8 +101,15 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 	fmt.Fprintf(stdout, "statement %s, %s to %s (%s): %d matched, %d in the ledger only, %d on the statement only, %d with another amount\n",
 		filepath.Base(f.statement), rep.From.In(cfg.ReportLocation).Format("2006-01-02"), rep.To.In(cfg.ReportLocation).AddDate(0, 0, -1).Format("2006-01-02"), applied(res),
 		rep.Matched, len(rep.LedgerOnly), len(rep.StatementOnly), len(rep.AmountMismatch))
+	fmt.Fprintf(stdout, "gross %s, the bank's commission %s, net %s (KWD; refunds taken off)\n", kwd(&rep.Totals.Gross), kwd(&rep.Totals.Fee), kwd(&rep.Totals.Net))
 	if rep.Again {
 		fmt.Fprintln(stdout, "(this statement was recorded before: nothing written again)")
+	}
+	if len(rep.NetMismatch) > 0 {
+		fmt.Fprintln(stdout, "lines whose amount less commission is not their net (the bank's arithmetic: look at them):")
+		for _, m := range rep.NetMismatch {
+			fmt.Fprintf(stdout, "  line %-5d amount %s  commission %s  net %s\n", m.Line, kwd(&m.Amount), kwd(&m.Fee), kwd(&m.Net))
+		}
 	}
 	if len(rep.Skipped) > 0 {
 		fmt.Fprintf(stdout, "rows read as no line (%s):\n", rep.Format)
@@ -139,10 +146,11 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 	return settleExit(rep)
 }
 
-// settleExit is settle's exit status: ExitDifferences when the statement and the ledger differ, or
-// a row of the statement could not be read (a blank, total or footer row is no difference).
+// settleExit is settle's exit status: ExitDifferences when the statement and the ledger differ, a
+// line's amount less commission is not its net, or a row of the statement could not be read (a
+// blank, total or footer row is no difference; the commission never is).
 func settleExit(rep settle.Report) int {
-	if len(rep.LedgerOnly)+len(rep.StatementOnly)+len(rep.AmountMismatch)+rep.NotSettled > 0 {
+	if len(rep.LedgerOnly)+len(rep.StatementOnly)+len(rep.AmountMismatch)+len(rep.NetMismatch)+rep.NotSettled > 0 {
 		return ExitDifferences
 	}
 	for _, s := range rep.Skipped {
