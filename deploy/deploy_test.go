@@ -382,21 +382,6 @@ func natsAddrs(list string) []string {
 	return out
 }
 
-// flagValue returns the value of the first of names in a command line (`-x v` or `-x=v`).
-func flagValue(args []string, names ...string) (string, bool) {
-	for i, a := range args {
-		for _, n := range names {
-			if a == n && i+1 < len(args) {
-				return args[i+1], true
-			}
-			if v, ok := strings.CutPrefix(a, n+"="); ok {
-				return v, true
-			}
-		}
-	}
-	return "", false
-}
-
 // TestKubernetesCluster checks the shape the cluster manifest promises: three NATS servers routing
 // to each other with a volume each, receivers writing three replicas, reconcilers each with its own
 // consumer and ledger volume and the same fact keys, budgets that let a drain proceed without

@@ -2,7 +2,14 @@ package deploy
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // unitDirectives reads a systemd unit's directives (name → every value, in order).
@@ -400,4 +409,539 @@ func composeNATSConf(t *testing.T, c composeFile, name string) natsConf {
 		}
 	}
 	return conf
+}
+
+// manifestFiles are the Kubernetes files the project ships.
+var manifestFiles = []string{"kubernetes/knetrecon.yaml", "kubernetes/knetrecon-cluster.yaml"}
+
+// readRaw parses every document of a manifest as plain maps (for checks of any field).
+func readRaw(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	var docs []map[string]any
+	for {
+		var d map[string]any
+		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if d != nil {
+			docs = append(docs, d)
+		}
+	}
+	return docs
+}
+
+// dig walks nested maps by keys; nil when a key is missing.
+func dig(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+// list returns v as a list of maps.
+func list(v any) []map[string]any {
+	var out []map[string]any
+	items, _ := v.([]any)
+	for _, it := range items {
+		if m, ok := it.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestPodsMeetRestricted checks every container (and init container) of every workload of every
+// manifest against the Pod Security "restricted" profile, and what the issue adds to it: runs as
+// non-root, no privilege escalation, every capability dropped (none added but NET_BIND_SERVICE),
+// seccomp RuntimeDefault, no host namespaces or host paths; a read-only root filesystem whose
+// writable places are named volumes; CPU and memory requested and memory limited.
+func TestPodsMeetRestricted(t *testing.T) {
+	for _, file := range manifestFiles {
+		containers := 0
+		for _, d := range readRaw(t, file) {
+			pod := dig(d, "spec", "template", "spec")
+			if pod == nil {
+				continue
+			}
+			name := fmt.Sprintf("%s %s/%v", filepath.Base(file), d["kind"], dig(d, "metadata", "name"))
+			for _, host := range []string{"hostNetwork", "hostPID", "hostIPC"} {
+				if dig(pod, host) == true {
+					t.Errorf("%s: %s", name, host)
+				}
+			}
+			volumes := map[string]map[string]any{}
+			for _, v := range list(dig(pod, "volumes")) {
+				volumes[fmt.Sprint(v["name"])] = v
+				if v["hostPath"] != nil {
+					t.Errorf("%s: volume %v is a hostPath", name, v["name"])
+				}
+			}
+			claims := map[string]bool{}
+			for _, c := range list(dig(d, "spec", "volumeClaimTemplates")) {
+				claims[fmt.Sprint(dig(c, "metadata", "name"))] = true
+			}
+			podSC := dig(pod, "securityContext")
+			if dig(podSC, "runAsUser") == 0 || dig(podSC, "runAsGroup") == 0 {
+				t.Errorf("%s: the pod runs as user or group 0", name)
+			}
+			all := append(list(dig(pod, "initContainers")), list(dig(pod, "containers"))...)
+			for _, c := range all {
+				containers++
+				cname := name + " container " + fmt.Sprint(c["name"])
+				sc := dig(c, "securityContext")
+				either := func(key ...string) any {
+					if v := dig(sc, key...); v != nil {
+						return v
+					}
+					return dig(podSC, key...)
+				}
+				if either("runAsNonRoot") != true {
+					t.Errorf("%s: runAsNonRoot is not true", cname)
+				}
+				if u := either("runAsUser"); u == 0 {
+					t.Errorf("%s: runAsUser 0", cname)
+				}
+				if dig(sc, "allowPrivilegeEscalation") != false {
+					t.Errorf("%s: allowPrivilegeEscalation is not false", cname)
+				}
+				if dig(sc, "privileged") == true {
+					t.Errorf("%s: privileged", cname)
+				}
+				drop, _ := dig(sc, "capabilities", "drop").([]any)
+				if !slices.Contains(drop, any("ALL")) {
+					t.Errorf("%s: capabilities drop %v, want ALL", cname, drop)
+				}
+				for _, a := range asList(dig(sc, "capabilities", "add")) {
+					if a != "NET_BIND_SERVICE" {
+						t.Errorf("%s: adds capability %v", cname, a)
+					}
+				}
+				if tp := either("seccompProfile", "type"); tp != "RuntimeDefault" && tp != "Localhost" {
+					t.Errorf("%s: seccompProfile %v, want RuntimeDefault", cname, tp)
+				}
+				if dig(sc, "readOnlyRootFilesystem") != true {
+					t.Errorf("%s: the root filesystem is writable", cname)
+				}
+				for _, m := range list(c["volumeMounts"]) {
+					if m["readOnly"] == true {
+						continue
+					}
+					v := volumes[fmt.Sprint(m["name"])]
+					if v["emptyDir"] == nil && v["persistentVolumeClaim"] == nil && !claims[fmt.Sprint(m["name"])] {
+						t.Errorf("%s: writable mount %v at %v is not a named emptyDir or claim", cname, m["name"], m["mountPath"])
+					}
+				}
+				for _, r := range [][]string{{"requests", "cpu"}, {"requests", "memory"}, {"limits", "memory"}} {
+					if dig(c, append([]string{"resources"}, r...)...) == nil {
+						t.Errorf("%s: no resources.%s", cname, strings.Join(r, "."))
+					}
+				}
+			}
+		}
+		if containers < 3 {
+			t.Errorf("%s: %d containers checked", file, containers)
+		}
+	}
+}
+
+func asList(v any) []any { l, _ := v.([]any); return l }
+
+// policyFrom is one ingress rule of a NetworkPolicy: its ports and its sources.
+type policyFrom struct {
+	ports   []string
+	sources []map[string]any
+}
+
+// TestNetworkPolicies: in every manifest each workload's pods are selected by a NetworkPolicy
+// that limits their ingress: the receivers' webhook port only from the ingress controller's
+// namespace, NATS's client port only from knetrecon's own pods, the desk (the reconcilers'
+// admin port) from the operators' network (an ipBlock) and Prometheus.
+func TestNetworkPolicies(t *testing.T) {
+	for _, file := range manifestFiles {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			raw := readRaw(t, file)
+			rules := map[string][]policyFrom{} // app label → rules of the policies selecting it
+			selected := map[string]bool{}
+			for _, d := range raw {
+				if d["kind"] != "NetworkPolicy" {
+					continue
+				}
+				app := fmt.Sprint(dig(d, "spec", "podSelector", "matchLabels", "app"))
+				types := asList(dig(d, "spec", "policyTypes"))
+				if !slices.Contains(types, any("Ingress")) {
+					continue
+				}
+				selected[app] = true
+				for _, r := range list(dig(d, "spec", "ingress")) {
+					var f policyFrom
+					for _, p := range list(r["ports"]) {
+						f.ports = append(f.ports, fmt.Sprint(p["port"]))
+					}
+					f.sources = list(r["from"])
+					if len(f.sources) == 0 {
+						t.Errorf("policy %v: a rule open to every source", dig(d, "metadata", "name"))
+					}
+					rules[app] = append(rules[app], f)
+				}
+			}
+			for _, d := range raw {
+				if d["kind"] != "Deployment" && d["kind"] != "StatefulSet" {
+					continue
+				}
+				if app := fmt.Sprint(dig(d, "spec", "template", "metadata", "labels", "app")); !selected[app] {
+					t.Errorf("%s: no NetworkPolicy limits the ingress of %s", file, app)
+				}
+			}
+			// sourcesOf returns the sources that may reach port of app.
+			sourcesOf := func(app, port string) []map[string]any {
+				var out []map[string]any
+				for _, r := range rules[app] {
+					if len(r.ports) == 0 || slices.Contains(r.ports, port) {
+						out = append(out, r.sources...)
+					}
+				}
+				return out
+			}
+			recv := sourcesOf("knetrecon-receiver", "http")
+			if len(recv) == 0 {
+				t.Errorf("no one may send webhooks to the receivers")
+			}
+			for _, s := range recv {
+				if s["namespaceSelector"] == nil || s["podSelector"] != nil || s["ipBlock"] != nil {
+					t.Errorf("the receivers' webhook port is open to %v: want the ingress controller's namespace only", s)
+				}
+			}
+			nats := sourcesOf("knetrecon-nats", "client")
+			if len(nats) == 0 {
+				t.Errorf("no one may reach NATS")
+			}
+			for _, s := range nats {
+				app := fmt.Sprint(dig(s, "podSelector", "matchLabels", "app"))
+				if s["namespaceSelector"] != nil || s["ipBlock"] != nil || !strings.HasPrefix(app, "knetrecon-") {
+					t.Errorf("NATS's client port is open to %v: want knetrecon's pods only", s)
+				}
+			}
+			desk := sourcesOf("knetrecon-reconciler", "admin")
+			if !slices.ContainsFunc(desk, func(s map[string]any) bool { return s["ipBlock"] != nil }) {
+				t.Errorf("the desk is not open to an operators' network (an ipBlock): %v", desk)
+			}
+			for _, s := range desk {
+				if s["ipBlock"] == nil && s["namespaceSelector"] == nil {
+					t.Errorf("the desk is open to %v", s)
+				}
+				if c := fmt.Sprint(dig(s, "ipBlock", "cidr")); c == "0.0.0.0/0" || c == "::/0" {
+					t.Errorf("the desk is open to every address")
+				}
+			}
+		})
+	}
+}
+
+// natsServerVersion is the nats-server version go.mod holds: the one the tests run.
+func natsServerVersion(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`github\.com/nats-io/nats-server/v2 v(\d+\.\d+\.\d+)`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("go.mod holds no nats-server")
+	}
+	return string(m[1])
+}
+
+// checkNATSImage: the image is the nats-server version the project is tested with.
+func checkNATSImage(t *testing.T, where, image, version string) {
+	t.Helper()
+	tag, _ := strings.CutPrefix(image, "nats:")
+	if tag != version && !strings.HasPrefix(tag, version+"-") {
+		t.Errorf("%s: image %s, want nats:%s (go.mod's nats-server, which the tests run)", where, image, version)
+	}
+}
+
+// secretFor is the secret file that holds a NATS user's password in the shipped stacks.
+func secretFor(user string) string {
+	return "nats_" + strings.ReplaceAll(user, "-", "_") + "_password"
+}
+
+// checkMonitor: a receiver reads /varz from every NATS server of its stack.
+func checkMonitor(t *testing.T, where, urls string, hosts []string) {
+	t.Helper()
+	var got, want []string
+	for _, u := range strings.Split(urls, ",") {
+		if p, err := url.Parse(strings.TrimSpace(u)); err == nil && p.Port() == "8222" {
+			got = append(got, p.Hostname())
+		}
+	}
+	want = slices.Clone(hosts)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: KNETRECON_NATS_MONITOR_URL %q, want every server's monitor %v:8222 (the receiver checks each fsyncs before acknowledging)", where, urls, want)
+	}
+}
+
+// TestNATSInEveryStack: every shipped stack runs the nats-server version go.mod holds, with a
+// configuration from deploy/nats that fsyncs before acknowledging (sync_interval: always) and
+// admits only its users; each receiver and reconciler connects as its own user with its own
+// password from a secret file (a reconciler's user is its consumer's name; the receivers also
+// hold the keeper's), the receivers read every server's /varz, and none says KNETRECON_DURABLE=false.
+func TestNATSInEveryStack(t *testing.T) {
+	version := natsServerVersion(t)
+	t.Run("compose", func(t *testing.T) {
+		for _, file := range []string{"compose.yaml", "compose.cluster.yaml"} {
+			c := readCompose(t, file)
+			var servers []string
+			var conf natsConf
+			for _, name := range slices.Sorted(maps.Keys(c.Services)) {
+				if s := c.Services[name]; s.role() == "nats" {
+					checkNATSImage(t, file+" "+name, s.Image, version)
+					conf = composeNATSConf(t, c, name)
+					if sd := conf.checkDurable(t, file+" "+name); c.Volumes[s.volumeAt(sd)] == nil {
+						t.Errorf("%s %s: the store %q is not on a named volume", file, name, sd)
+					}
+					servers = append(servers, name)
+				}
+			}
+			if len(servers) == 0 {
+				t.Fatalf("%s: no NATS service", file)
+			}
+			users := conf.users()
+			for _, name := range slices.Sorted(maps.Keys(c.Services)) {
+				s := c.Services[name]
+				role := s.role()
+				if role != "receiver" && role != "reconciler" {
+					continue
+				}
+				where, env := file+" "+name, s.Environment
+				secretOf := func(v string) string {
+					x, ok := strings.CutPrefix(env[v], "/run/secrets/")
+					if !ok || !slices.Contains(s.Secrets, x) || c.Secrets[x].File == "" {
+						t.Errorf("%s: %s %q is not a secret file the service mounts", where, v, env[v])
+					}
+					return x
+				}
+				user := env["KNETRECON_NATS_USER"]
+				if !slices.Contains(users, user) {
+					t.Errorf("%s: KNETRECON_NATS_USER %q is not a user of %s %v", where, user, conf.name, users)
+				}
+				if got := secretOf("KNETRECON_NATS_PASSWORD_FILE"); got != secretFor(user) {
+					t.Errorf("%s: its password is the secret %s, want %s (the one NATS reads for %s)", where, got, secretFor(user), user)
+				}
+				if strings.EqualFold(env["KNETRECON_DURABLE"], "false") {
+					t.Errorf("%s: KNETRECON_DURABLE=false", where)
+				}
+				switch role {
+				case "receiver":
+					if user != "receiver" {
+						t.Errorf("%s: connects as %q, want receiver", where, user)
+					}
+					if got := secretOf("KNETRECON_NATS_KEEPER_PASSWORD_FILE"); got != secretFor("keeper") {
+						t.Errorf("%s: the keeper's password is the secret %s, want %s", where, got, secretFor("keeper"))
+					}
+					checkMonitor(t, where, env["KNETRECON_NATS_MONITOR_URL"], servers)
+				case "reconciler":
+					if user != cmp.Or(env["KNETRECON_CONSUMER"], "reconciler") {
+						t.Errorf("%s: user %q, consumer %q: a reconciler's user is its consumer's name", where, user, env["KNETRECON_CONSUMER"])
+					}
+				}
+			}
+		}
+	})
+	t.Run("kubernetes", func(t *testing.T) {
+		// The cluster manifest names the reconcilers' users after their pods.
+		renames := strings.NewReplacer("reconciler-a", "knetrecon-reconciler-0", "reconciler-b", "knetrecon-reconciler-1",
+			"RECONCILER_A", "RECONCILER_0", "RECONCILER_B", "RECONCILER_1")
+		for _, file := range manifestFiles {
+			docs := readManifests(t, file)
+			for _, d := range docs {
+				if d.Kind != "ConfigMap" {
+					continue
+				}
+				for key, text := range d.Data {
+					shipped, err := os.ReadFile(filepath.Join("nats", key))
+					if err != nil {
+						t.Errorf("%s: ConfigMap %s holds %s, which deploy/nats does not ship", file, d.Metadata.Name, key)
+					} else if text != string(shipped) && text != renames.Replace(string(shipped)) {
+						t.Errorf("%s: ConfigMap %s's %s differs from deploy/nats/%s", file, d.Metadata.Name, key, key)
+					}
+				}
+			}
+			nats := workloads(docs, "nats")
+			if len(nats) != 1 {
+				t.Fatalf("%s: %d NATS workloads", file, len(nats))
+			}
+			nc := nats[0].Spec.Template.Spec.Containers[0]
+			checkNATSImage(t, file, nc.Image, version)
+			conf := k8sNATSConf(t, docs, nats[0], nc)
+			conf.checkDurable(t, file)
+			users := conf.users()
+			replicas := 1
+			if r := nats[0].Spec.Replicas; r != nil {
+				replicas = *r
+			}
+			var servers []string
+			for i := range replicas {
+				if replicas == 1 {
+					servers = append(servers, nats[0].Spec.ServiceName)
+				} else {
+					servers = append(servers, fmt.Sprintf("%s-%d.%s", nats[0].Metadata.Name, i, nats[0].Spec.ServiceName))
+				}
+			}
+			for _, role := range []string{"receiver", "reconciler"} {
+				for _, w := range workloads(docs, role) {
+					c := w.Spec.Template.Spec.Containers[0]
+					n := 1
+					if w.Spec.Replicas != nil && role == "reconciler" {
+						n = *w.Spec.Replicas
+					}
+					value := func(name string) string { e, _ := c.env(name); return e.Value }
+					if strings.EqualFold(value("KNETRECON_DURABLE"), "false") {
+						t.Errorf("%s %s: KNETRECON_DURABLE=false", file, role)
+					}
+					if role == "receiver" {
+						checkMonitor(t, file+" receiver", value("KNETRECON_NATS_MONITOR_URL"), servers)
+					}
+					// Each pod of the workload: $(VAR) as Kubernetes expands it, the pod's name.
+					for i := range n {
+						pod := fmt.Sprintf("%s-%d", w.Metadata.Name, i)
+						expand := func(s string) string {
+							if e, ok := c.env("KNETRECON_CONSUMER"); ok && e.ValueFrom != nil {
+								s = strings.ReplaceAll(s, "$(KNETRECON_CONSUMER)", pod)
+							}
+							return s
+						}
+						where := fmt.Sprintf("%s %s", file, pod)
+						user := expand(value("KNETRECON_NATS_USER"))
+						if !slices.Contains(users, user) {
+							t.Errorf("%s: KNETRECON_NATS_USER %q is not a user of %s %v", where, user, conf.name, users)
+						}
+						consumer := value("KNETRECON_CONSUMER")
+						if e, _ := c.env("KNETRECON_CONSUMER"); e.ValueFrom != nil {
+							consumer = pod
+						}
+						if role == "reconciler" && user != cmp.Or(consumer, "reconciler") {
+							t.Errorf("%s: user %q, consumer %q: a reconciler's user is its consumer's name", where, user, consumer)
+						}
+						files := map[string]string{"KNETRECON_NATS_PASSWORD_FILE": secretFor(strings.TrimPrefix(user, "knetrecon-"))}
+						if role == "receiver" {
+							files["KNETRECON_NATS_KEEPER_PASSWORD_FILE"] = secretFor("keeper")
+						}
+						for v, wantKey := range files {
+							if got := secretKeyAt(w, c, expand(value(v))); got != wantKey {
+								t.Errorf("%s: %s %q is the Secret's %q, want %q", where, v, value(v), got, wantKey)
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+	t.Run("systemd", func(t *testing.T) {
+		d := unitDirectives(t, "systemd/knetrecon-nats.service")
+		exec := strings.Fields(d["ExecStart"][0])
+		checkNATSImage(t, "knetrecon-nats.service", "nats:"+version, version)
+		conf := loadNATSConf(t, filepath.Base(natsConfigFlag(exec)), readDir("nats"))
+		conf.checkDurable(t, "knetrecon-nats.service")
+		set := strings.Join(d["Environment"], " ")
+		for _, v := range conf.vars() {
+			if !strings.HasSuffix(v, "_PASSWORD") && !strings.Contains(set, v+"=") {
+				t.Errorf("knetrecon-nats.service: the configuration reads $%s, which the unit does not set", v)
+			}
+		}
+		if len(d["EnvironmentFile"]) == 0 {
+			t.Errorf("knetrecon-nats.service: no EnvironmentFile for the users' passwords")
+		}
+	})
+}
+
+// secretKeyAt returns the key of the Secret item mounted at path in container c of workload w,
+// or "" when path is not a file of a Secret volume.
+func secretKeyAt(w k8sDoc, c k8sContainer, path string) string {
+	vol := c.mountOf(path)
+	for _, m := range c.VolumeMounts {
+		if m.Name != vol {
+			continue
+		}
+		rel := strings.TrimPrefix(strings.TrimPrefix(path, m.MountPath), "/")
+		for _, v := range w.Spec.Template.Spec.Volumes {
+			if v.Name != vol || v.Secret == nil {
+				continue
+			}
+			if len(v.Secret.Items) == 0 {
+				return rel
+			}
+			for _, it := range v.Secret.Items {
+				if it.Path == rel {
+					return it.Key
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// loopbackAddr reports whether a listen address is on a loopback host.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	return err == nil && (host == "localhost" || (ip != nil && ip.IsLoopback()))
+}
+
+// TestDeskTokenWired: wherever a reconciler's desk listens beyond loopback (KNETRECON_ADMIN_ADDR),
+// its token is a file of a secret the reconciler mounts (without one the desk is off there).
+func TestDeskTokenWired(t *testing.T) {
+	tokenVars := []string{"KNETRECON_DESK_TOKEN_FILE", "KNETRECON_DESK_TOKENS_FILE"}
+	for _, file := range []string{"compose.yaml", "compose.cluster.yaml"} {
+		c := readCompose(t, file)
+		for _, name := range slices.Sorted(maps.Keys(c.Services)) {
+			s := c.Services[name]
+			if s.role() != "reconciler" || loopbackAddr(cmp.Or(s.Environment["KNETRECON_ADMIN_ADDR"], "127.0.0.1:9090")) {
+				continue
+			}
+			ok := slices.ContainsFunc(tokenVars, func(v string) bool {
+				x, isSecret := strings.CutPrefix(s.Environment[v], "/run/secrets/")
+				return isSecret && slices.Contains(s.Secrets, x) && c.Secrets[x].File != ""
+			})
+			if !ok {
+				t.Errorf("%s %s: the desk listens on %s without a token from a secret file", file, name, s.Environment["KNETRECON_ADMIN_ADDR"])
+			}
+		}
+	}
+	for _, file := range manifestFiles {
+		docs := readManifests(t, file)
+		for _, w := range workloads(docs, "reconciler") {
+			c := w.Spec.Template.Spec.Containers[0]
+			addr, _ := c.env("KNETRECON_ADMIN_ADDR")
+			if loopbackAddr(cmp.Or(addr.Value, "127.0.0.1:9090")) {
+				continue
+			}
+			ok := slices.ContainsFunc(tokenVars, func(v string) bool {
+				e, set := c.env(v)
+				return set && secretKeyAt(w, c, e.Value) != ""
+			})
+			if !ok {
+				t.Errorf("%s %s: the desk listens on %s without a token from a Secret", file, w.Metadata.Name, addr.Value)
+			}
+		}
+	}
+	for _, unit := range []string{"systemd/knetrecon-reconciler.service"} {
+		for _, env := range unitDirectives(t, unit)["Environment"] {
+			if v, ok := strings.CutPrefix(env, "KNETRECON_ADMIN_ADDR="); ok && !loopbackAddr(v) {
+				t.Errorf("%s: the desk listens on %s: set the token in the unit's environment file and say so", unit, v)
+			}
+		}
+	}
 }
