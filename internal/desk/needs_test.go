@@ -40,6 +40,7 @@ func incident(t testing.TB, l *store.Ledger) int64 {
 	}
 	pending("pay_3", "evt_30", "Ord-Mixed-77", 12_345, now.Add(-20*time.Minute))
 	pending("pay_4", "evt_40", "ORD-STUCK-4", 8_000, now.Add(-45*time.Minute))
+	pending("pay_5", "evt_49", "ORD-pay_5", 2_500, now.Add(-3*time.Hour-time.Minute))
 	if _, err := l.Apply(ctx, event("evt_50", payment.EventCaptured, "pay_5", longID, 2_500, now.Add(-3*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,9 @@ func incident(t testing.TB, l *store.Ledger) int64 {
 			"ledger_status": "Captured", "provider_status": "Captured", "ledger_captured": 2_500, "provider_captured": 2_000,
 			"ledger_refunded": 0, "provider_refunded": 0, "ledger_currency": "KWD", "provider_currency": "KWD",
 			"checked_at": now.Add(-time.Hour).UTC().Format(time.RFC3339Nano), "action_id": longID,
-			"detail": "Checkout.com's balances differ from the ledger's: " + strings.Repeat("captured 2000 fils against 2500 fils posted; ", 6)}); err != nil {
+			"detail": "Checkout.com's balances differ from the ledger's after the capture of the order's second shipment, which the " +
+				"merchant's hub reported as a partial capture while the acquirer settled the full amount: ask the hub's operator " +
+				"which of the two is right before refunding anything, and note the hub's ticket here"}); err != nil {
 			return err
 		}
 		var err error
