@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,11 +156,16 @@ type AlertMessage struct {
 
 func (a *Alerter) post(ctx context.Context, al store.Alert) error {
 	msg := AlertMessage{Kind: string(al.Kind), PaymentID: al.PaymentID, DiscrepancyID: al.ID, Details: al.Details, State: "open"}
+	// A deposit's discrepancy is a posting day's, not a payment's.
+	on := "on payment " + al.PaymentID
+	if al.PaymentID == "" {
+		on = "for " + strings.TrimPrefix(al.Subject, "deposit:")
+	}
 	if al.Resolved || al.ResolvedAt != nil {
 		msg.State = "resolved"
-		msg.Text = fmt.Sprintf(":white_check_mark: knetrecon: %s on payment %s resolved (%s)", al.Kind, al.PaymentID, al.Resolution)
+		msg.Text = fmt.Sprintf(":white_check_mark: knetrecon: %s %s resolved (%s)", al.Kind, on, al.Resolution)
 	} else {
-		msg.Text = fmt.Sprintf(":rotating_light: knetrecon: %s on payment %s: %s", al.Kind, al.PaymentID, al.Details)
+		msg.Text = fmt.Sprintf(":rotating_light: knetrecon: %s %s: %s", al.Kind, on, al.Details)
 	}
 	body, _ := json.Marshal(msg)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url, bytes.NewReader(body))
