@@ -807,9 +807,9 @@ func (m *Main) health(ctx context.Context) []desk.Check {
 	if m.Config.SweepOn() {
 		c := desk.Check{Name: "sweep", OK: true, Detail: "not run yet (schedule " + m.Config.SweepSchedule + ")"}
 		if last := m.lastSweep.Load(); last != nil {
-			c.Detail = "last at " + last.At.In(m.Config.ReportLocation).Format("2006-01-02 15:04:05") + ": " + last.Detail
+			c.Detail = "last at " + last.At.In(m.Config.ReportLocation).Format(desk.TimeLayout) + ": " + last.Detail
 			if last.Err != "" {
-				c.OK, c.Detail = false, "last at "+last.At.In(m.Config.ReportLocation).Format("2006-01-02 15:04:05")+" failed: "+last.Err
+				c.OK, c.Detail = false, "last at "+last.At.In(m.Config.ReportLocation).Format(desk.TimeLayout)+" failed: "+last.Err
 			}
 		}
 		checks = append(checks, c)

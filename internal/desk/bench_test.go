@@ -90,6 +90,10 @@ func BenchmarkPages(b *testing.B) {
 
 		{"search_reference", "/search?q=ORD-" + mid},
 		{"search_knet_id", "/search?q=" + mid},
+		{"search_reference_lower", "/search?q=ord-" + mid},
+		{"search_event_id", "/search?q=evt_" + mid},
+		{"search_prefix_many", "/search?q=ord-4000"}, // 50 listed with status, amount and date
+		{"discrepancies", "/discrepancies?kind=captured_after_expiry"},
 		{"payment", "/payments/pay_" + mid},
 		{"list", "/payments"},
 		{"list_status", "/payments?status=Captured"},
