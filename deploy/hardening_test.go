@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -944,6 +945,66 @@ func TestDeskTokenWired(t *testing.T) {
 		for _, env := range unitDirectives(t, unit)["Environment"] {
 			if v, ok := strings.CutPrefix(env, "KNETRECON_ADMIN_ADDR="); ok && !loopbackAddr(v) {
 				t.Errorf("%s: the desk listens on %s: set the token in the unit's environment file and say so", unit, v)
+			}
+		}
+	}
+}
+
+// checkNATSLoads runs nats-server's own parser over a configuration as a stack ships it (files
+// by name, every $VARIABLE set): it must load, fsync always, and admit only its users.
+func checkNATSLoads(t *testing.T, where, name string, files map[string]string, conf natsConf) {
+	t.Helper()
+	dir := t.TempDir()
+	for f, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, v := range conf.vars() {
+		t.Setenv(v, "x-"+strings.ToLower(v))
+	}
+	opts, err := server.ProcessConfigFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Errorf("%s: nats-server does not load %s: %v", where, name, err)
+		return
+	}
+	if !opts.JetStream || !opts.SyncAlways {
+		t.Errorf("%s: %s loads with JetStream %v, sync always %v", where, name, opts.JetStream, opts.SyncAlways)
+	}
+	var users []string
+	for _, u := range opts.Users {
+		users = append(users, u.Username)
+	}
+	if want := conf.users(); !slices.Equal(users, want) || opts.NoAuthUser != "" {
+		t.Errorf("%s: %s loads users %v (no-auth user %q), want %v", where, name, users, opts.NoAuthUser, want)
+	}
+}
+
+// TestNATSConfigurationsLoad: what every stack mounts, as nats-server itself reads it.
+func TestNATSConfigurationsLoad(t *testing.T) {
+	shipped := map[string]string{}
+	entries, err := os.ReadDir("nats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("nats", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		shipped[e.Name()] = string(b)
+	}
+	for _, name := range []string{"nats.conf", "cluster.conf"} {
+		checkNATSLoads(t, "deploy/nats", name, shipped, loadNATSConf(t, name, readDir("nats")))
+	}
+	for _, file := range manifestFiles {
+		docs := readManifests(t, file)
+		w := workloads(docs, "nats")[0]
+		c := w.Spec.Template.Spec.Containers[0]
+		conf := k8sNATSConf(t, docs, w, c)
+		for _, d := range docs {
+			if d.Kind == "ConfigMap" && d.Data[conf.name] != "" {
+				checkNATSLoads(t, file, conf.name, d.Data, conf)
 			}
 		}
 	}
