@@ -12,6 +12,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"go.uber.org/zap"
 )
 
 // The desk's guard: every request is checked before any page sees it.
@@ -146,7 +148,7 @@ func (d *Desk) authenticate(r *http.Request) (who string, ok bool) {
 func (d *Desk) guard(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !d.hostOK(r.Host) {
-			d.cfg.Log.Warn("desk request refused: not the desk's host (KNETRECON_DESK_HOSTS)")
+			d.cfg.Log.Warn("desk request refused: not the desk's host (KNETRECON_DESK_HOSTS)", zap.String("host", r.Host))
 			http.Error(w, "this desk answers only on a loopback name or a host listed in KNETRECON_DESK_HOSTS", http.StatusMisdirectedRequest)
 			return
 		}
