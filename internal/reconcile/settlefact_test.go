@@ -41,3 +41,33 @@ func TestSettleFactLayout(t *testing.T) {
 		t.Fatalf("round trip: %+v %v", back, err)
 	}
 }
+
+// TestSettleFactGzip: a statement larger than GzipOver travels gzipped, so that 100,000 lines fit
+// a message, and reads back byte for byte; a small one travels as it is.
+func TestSettleFactGzip(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("knet_transaction_id,amount,date\n")
+	for i := 0; b.Len() <= 8<<20; i++ { // more than a whole message (8 MiB)
+		b.WriteString(strings.Repeat("1", 3) + string(rune('0'+i%10)) + "20000" + string(rune('0'+i/10%10)) + ",12.345,2026-12-01\n")
+	}
+	raw := []byte(b.String())
+	f := SettleFactOf("big.csv", raw, statement.Layout{})
+	if f.Statement != nil || len(f.StatementGzip) == 0 {
+		t.Fatal("a large statement is not gzipped")
+	}
+	msg, err := json.Marshal(Fact{Kind: FactSettle, Settle: f})
+	if err != nil || len(msg) > 8<<20 {
+		t.Fatalf("a fact of %d bytes for a statement of %d (%v)", len(msg), len(raw), err)
+	}
+	var back Fact
+	if err := json.Unmarshal(msg, &back); err != nil {
+		t.Fatal(err)
+	}
+	got, err := back.Settle.Bytes()
+	if err != nil || string(got) != string(raw) {
+		t.Fatalf("read back %d bytes of %d (%v)", len(got), len(raw), err)
+	}
+	if small := SettleFactOf("s.csv", []byte("a"), statement.Layout{}); string(small.Statement) != "a" || small.StatementGzip != nil {
+		t.Fatalf("a small statement: %+v", small)
+	}
+}
