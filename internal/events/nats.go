@@ -249,7 +249,7 @@ func secretFile(dataDir, name string) (string, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("read embedded NATS secret %s: %w", name, err)
 	}
-	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil { // the service user's alone, whatever the umask
 		return "", fmt.Errorf("create data dir: %w", err)
 	}
 	raw := make([]byte, 32)
@@ -351,7 +351,7 @@ func embeddedOptions(cfg EmbeddedConfig) (*server.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream store dir: %w", err)
 	}
-	if err := os.MkdirAll(storeDir, 0o750); err != nil {
+	if err := os.MkdirAll(storeDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create jetstream store dir: %w", err)
 	}
 	opts := &server.Options{
