@@ -178,7 +178,7 @@ func TestInABrowserOnABadNight(t *testing.T) {
 	for _, w := range []struct {
 		width, height int64
 		phone         bool
-	}{{1280, 900, false}, {390, 844, true}} {
+	}{{1280, 900, false}, {1920, 1000, false}, {390, 844, true}} {
 		opts := []chromedp.EmulateViewportOption{}
 		if w.phone {
 			opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch)

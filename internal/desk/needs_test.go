@@ -41,7 +41,9 @@ func incident(t testing.TB, l *store.Ledger) int64 {
 	pending("pay_3", "evt_30", "Ord-Mixed-77", 12_345, now.Add(-20*time.Minute))
 	pending("pay_4", "evt_40", "ORD-STUCK-4", 8_000, now.Add(-45*time.Minute))
 	pending("pay_5", "evt_49", "ORD-pay_5", 2_500, now.Add(-3*time.Hour-time.Minute))
-	if _, err := l.Apply(ctx, event("evt_50", payment.EventCaptured, "pay_5", longID, 2_500, now.Add(-3*time.Hour))); err != nil {
+	captured := event("evt_50", payment.EventCaptured, "pay_5", longID, 2_500, now.Add(-3*time.Hour))
+	captured.KNET = &store.KNETIDs{PaymentID: "100612345678", TransactionID: "900612345678", BankReference: "Bref-61234"}
+	if _, err := l.Apply(ctx, captured); err != nil {
 		t.Fatal(err)
 	}
 	var dl int64
@@ -96,7 +98,7 @@ func TestHomeSaysWhatNeedsYou(t *testing.T) {
 	}
 	// Pending past KNET's window: age, amount, reference, and what the sweep does next, when.
 	overdue := section("overdue")
-	for _, want := range []string{`<span class="warn">2</span>`, "pay_3", "Ord-Mixed-77", "12.345 KWD", "<td>20m</td>",
+	for _, want := range []string{`<span class="warn">2</span>`, "pay_3", "Ord-Mixed-77", "12.345 KWD", `<td data-l="age">20m</td>`,
 		"asks Checkout.com at the next sweep (@every 1m), due since 2026-12-01 11:47:00 +03:00 and voids it there if still Pending; marked stuck at 2026-12-01 12:10:00 +03:00 if still open",
 		"pay_4", "8.000 KWD", `<span class="bad">stuck</span>`} {
 		if !strings.Contains(overdue, want) {
@@ -274,6 +276,9 @@ func TestSearch(t *testing.T) {
 		{"EVT_5", "/payments/pay_5"},        // an event id, upper case, a prefix
 		{strings.ToUpper(longID[:30]), "/payments/pay_5"},
 		{"PAY_1", "/payments/pay_1"},
+		{"1006123", "/payments/pay_5"},      // KNET's payment id, a prefix
+		{"900612345678", "/payments/pay_5"}, // KNET's transaction id
+		{"BREF-6", "/payments/pay_5"},       // the bank reference, in the other case
 	} {
 		code, _, h := p.get(t, "/search?q="+url.QueryEscape(tt.give))
 		if code != http.StatusSeeOther || h.Get("Location") != tt.want {
@@ -284,7 +289,7 @@ func TestSearch(t *testing.T) {
 	code, body, _ := p.get(t, "/search?q=ord-")
 	body = html.UnescapeString(body)
 	if code != 200 || strings.Count(body, `<tr><td><a href="/payments/`) != 5 || !strings.Contains(body, "12.345 KWD") ||
-		!strings.Contains(body, "<td>Pending</td>") || !strings.Contains(body, "reference: Ord-Mixed-77") || !strings.Contains(body, "2026-12-01 11:40:00 +03:00") {
+		!strings.Contains(body, `<td data-l="status">Pending</td>`) || !strings.Contains(body, "reference: Ord-Mixed-77") || !strings.Contains(body, "2026-12-01 11:40:00 +03:00") {
 		t.Fatalf("search ord- %d:\n%s", code, body)
 	}
 	// The discrepancies list by kind and state.
