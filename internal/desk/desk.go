@@ -185,9 +185,11 @@ func New(cfg Config) (*Desk, error) {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte("knetrecon desk"))
 	names := slices.Sorted(maps.Keys(cfg.Tokens))
+	hosts := make([]string, len(cfg.Hosts))
 	for i, h := range cfg.Hosts {
-		cfg.Hosts[i] = strings.ToLower(h)
+		hosts[i] = strings.ToLower(h)
 	}
+	cfg.Hosts = hosts
 	return &Desk{cfg: cfg, tmpl: t, csrf: hex.EncodeToString(mac.Sum(nil)), tokenNames: names}, nil
 }
 
