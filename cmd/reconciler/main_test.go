@@ -316,7 +316,7 @@ func TestMainEndToEnd(t *testing.T) {
 	if code, _, stderr = cli("replay", "--since", "last tuesday"); code != ExitUsage || !strings.Contains(stderr, "a duration ago") {
 		t.Fatalf("replay --since nonsense: %d %s", code, stderr)
 	}
-	if code, out, _ = cli("migrate", "--json"); code != 0 || !strings.Contains(out, `"schema_version": 13`) {
+	if code, out, _ = cli("migrate", "--json"); code != 0 || !strings.Contains(out, `"schema_version": 14`) {
 		t.Fatalf("migrate --json: %d %s", code, out)
 	}
 	if code, out, _ = cli("dlq", "list", "--all", "--json"); code != 0 || !strings.Contains(out, `"reason"`) {
