@@ -200,6 +200,68 @@ func (d *Desk) resolve(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, back, http.StatusSeeOther)
 }
 
+// resolveBulk resolves the discrepancies picked on the list with one note, once confirmed.
+func (d *Desk) resolveBulk(w http.ResponseWriter, r *http.Request) {
+	if !d.formOK(w, r) {
+		return
+	}
+	note, back := strings.TrimSpace(r.PostForm.Get("note")), localPath(r.PostForm.Get("back"))
+	if note == "" {
+		d.fail(w, http.StatusBadRequest, errors.New("a note is required: say what was done"))
+		return
+	}
+	var picked []store.DeskDiscrepancy
+	for _, v := range r.PostForm["id"] {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			d.fail(w, http.StatusBadRequest, fmt.Errorf("discrepancy id %q: want a number", v))
+			return
+		}
+		found, err := d.cfg.Ledger.DeskDiscrepancies(r.Context(), store.DeskDiscrepancyFilter{ID: id, State: "all", Limit: 1})
+		if err != nil {
+			d.fail(w, http.StatusInternalServerError, err)
+			return
+		}
+		if len(found) == 1 && found[0].ResolvedAt == nil {
+			picked = append(picked, found[0])
+		}
+	}
+	if len(picked) == 0 {
+		d.fail(w, http.StatusBadRequest, errors.New("no open discrepancy picked"))
+		return
+	}
+	c := Confirm{Question: fmt.Sprintf("Resolve %d discrepancies?", len(picked)), Button: fmt.Sprintf("Yes, resolve %d", len(picked)), Cancel: back}
+	for _, x := range picked {
+		line := fmt.Sprintf("#%d %s of payment %s", x.ID, x.Kind, x.PaymentID)
+		if x.Currency != "" {
+			amount, _ := payment.Format(x.Amount, x.Currency)
+			line += fmt.Sprintf(" (%s %s, reference %s, %s)", amount, x.Currency, x.Reference, x.Status)
+		}
+		if why := reopens(x); why != "" {
+			line += ". " + why
+		}
+		c.Points = append(c.Points, line)
+	}
+	c.Points = append(c.Points, "Each is closed with your note, kept in the audit trail as yours ("+who(r)+"): “"+note+"”.")
+	if !d.confirmed(w, r, c) {
+		return
+	}
+	var done []string
+	for _, x := range picked {
+		if err := d.cfg.Resolve(r.Context(), x.ID, who(r), note); err != nil {
+			done = append(done, fmt.Sprintf("#%d not resolved: %v", x.ID, err))
+			continue
+		}
+		d.record(r, "resolve", fmt.Sprintf("discrepancy:%d", x.ID), note, "resolved")
+		done = append(done, fmt.Sprintf("#%d resolved", x.ID))
+	}
+	u, _ := url.Parse(back)
+	q := u.Query()
+	q.Set("flash", strings.Join(done, "; "))
+	u.RawQuery = q.Encode()
+	http.Redirect(w, r, u.String(), http.StatusSeeOther)
+}
+
 // reopens says when a resolved discrepancy comes back (issue 14's lifecycle): what a check
 // finds again and again is reopened while it is still true.
 func reopens(x store.DeskDiscrepancy) string {

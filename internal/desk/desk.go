@@ -217,6 +217,7 @@ func (d *Desk) Routes(mux *http.ServeMux) {
 		"POST /payments/{id}/check":         d.checkNow,
 		"GET /discrepancies":                d.discrepancies,
 		"POST /discrepancies/{id}/resolve":  d.resolve,
+		"POST /discrepancies/resolve":       d.resolveBulk,
 		"GET /dead-letters":                 d.deadLetters,
 		"GET /dead-letters/{id}":            d.deadLetter,
 		"GET /dead-letters/{id}/body":       d.deadLetterBody,

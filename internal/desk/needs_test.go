@@ -245,6 +245,31 @@ func TestConfirmations(t *testing.T) {
 	if n, _, _ := p.ledger.OpenCounts(ctx); n != 0 {
 		t.Fatalf("%d dead letters still pending", n)
 	}
+	// The discrepancies picked on their list (all but the stuck mark), resolved with one note
+	// once confirmed.
+	open, err := p.ledger.Discrepancies(ctx, store.DiscrepancyFilter{})
+	if err != nil || len(open) != 3 {
+		t.Fatalf("open %+v %v", open, err)
+	}
+	pick := url.Values{"csrf": {csrf}, "note": {"checked with finance"}, "back": {"/discrepancies?kind="}}
+	for _, x := range open {
+		if x.Kind != payment.KindStuck {
+			pick.Add("id", fmt.Sprint(x.ID))
+		}
+	}
+	code, body, _ = p.form(t, "/discrepancies/resolve", pick)
+	body = html.UnescapeString(body)
+	if code != 200 || !strings.Contains(body, "Resolve 2 discrepancies?") || !strings.Contains(body, "it reopens") || strings.Count(body, `name="id"`) != 2 {
+		t.Fatalf("bulk resolve confirm %d:\n%s", code, body)
+	}
+	pick.Set("confirm", "yes")
+	code, _, loc := p.form(t, "/discrepancies/resolve", pick)
+	if flash, _ := url.QueryUnescape(loc); code != http.StatusSeeOther || !strings.HasPrefix(loc, "/discrepancies?") || strings.Count(flash, "resolved") != 2 {
+		t.Fatalf("bulk resolve: %d %s", code, flash)
+	}
+	if open, _ := p.ledger.Discrepancies(ctx, store.DiscrepancyFilter{}); len(open) != 1 || open[0].Kind != payment.KindStuck {
+		t.Fatalf("open after: %+v", open)
+	}
 }
 
 func TestDeadLetterPage(t *testing.T) {

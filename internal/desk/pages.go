@@ -73,5 +73,5 @@ func (d *Desk) discrepancies(w http.ResponseWriter, r *http.Request) {
 	}
 	d.render(w, "discrepancies.html", http.StatusOK, map[string]any{"Title": "discrepancies", "List": list, "Kind": q.Get("kind"),
 		"State": state, "Day": q.Get("day"), "Kinds": kinds, "States": []string{"open", "resolved", "all"}, "Back": "/discrepancies?" + r.URL.RawQuery,
-		"Heading": fmt.Sprintf("Discrepancies: %s", state)})
+		"Heading": fmt.Sprintf("Discrepancies: %s", state), "Flash": q.Get("flash")})
 }
