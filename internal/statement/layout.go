@@ -168,6 +168,7 @@ type values struct {
 	dates    []string
 	dayFirst bool
 	last     string // the layout that read the last date
+	iso      int8   // isoApart's answer: 0 not known yet, 1 apart, 2 not
 
 	loc *time.Location
 	// xlsx: cells are raw workbook values (Excel serials for dates, binary floats for numbers).

@@ -244,7 +244,10 @@ func (v *values) date(s string) (time.Time, error) {
 	for i, ls := range [][]string{v.dates, isoLayouts} { // the layout's format first: it decides
 		for _, l := range ls {
 			if t, err := time.ParseInLocation(l, s, v.loc); err == nil {
-				if i == 0 { // the format's own layouts are of other shapes: one of them reads a date
+				// The format's own layouts are of other shapes: one of them reads a date. An ISO
+				// layout is tried first next time only when no layout of the format reads an ISO
+				// date too (yyyy-dd-mm would): then trying it first changes no answer.
+				if i == 0 || v.isoApart() {
 					v.last = l
 				}
 				return t, nil
@@ -260,4 +263,19 @@ func (v *values) date(s string) (time.Time, error) {
 		return time.Time{}, errors.New("not a date (2026-12-01, 01/12/2026, 01-Dec-2026, 20261201; or set date_format in the layout)")
 	}
 	return time.Time{}, errors.New("not a date in the layout's date_format (nor yyyy-mm-dd)")
+}
+
+// isoApart reports whether no layout of the date format reads an ISO date (2026-12-01).
+func (v *values) isoApart() bool {
+	if v.iso == 0 {
+		v.iso = 1
+		for _, l := range v.dates {
+			for _, d := range []string{"2026-12-01", "2026-01-12", "2026-12-01 10:00:00"} {
+				if _, err := time.Parse(l, d); err == nil {
+					v.iso = 2
+				}
+			}
+		}
+	}
+	return v.iso == 1
 }
