@@ -29,10 +29,13 @@ type Config struct {
 	Seed                 int64
 	Faults               ckosim.Faults
 	Demo                 int
-	DemoInterval         time.Duration
-	ShutdownTimeout      time.Duration
-	LogLevel             string
-	LogDevelopment       bool
+	// DemoPrefix starts every demo reference (DEMO-0001…); make run gives each run its own, so
+	// that a reference names one payment however many runs share a ledger.
+	DemoPrefix      string
+	DemoInterval    time.Duration
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogDevelopment  bool
 }
 
 // rate is a float setting bound as text, since the binder has no float kind.
@@ -77,6 +80,7 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	b.Duration(&latency, "latency", "KNETRECON_CKOSIM_LATENCY", 0, "extra latency added to every API answer")
 	b.Bool(&c.Faults.VoidForbidden, "void-forbidden", "KNETRECON_CKOSIM_VOID_FORBIDDEN", false, "answer every void with 403")
 	b.Int(&c.Demo, "demo", "KNETRECON_CKOSIM_DEMO", 0, "create this many KNET payments and drive them through a realistic mix of outcomes")
+	b.String(&c.DemoPrefix, "demo-prefix", "KNETRECON_CKOSIM_DEMO_PREFIX", "DEMO-", "start of each demo payment's reference, followed by its number (0001…)")
 	b.Duration(&c.DemoInterval, "demo-interval", "KNETRECON_CKOSIM_DEMO_INTERVAL", 300*time.Millisecond, "pause between demo steps")
 	b.Duration(&c.ShutdownTimeout, "shutdown-timeout", "KNETRECON_CKOSIM_SHUTDOWN_TIMEOUT", 5*time.Second, "how long shutdown waits for in-flight requests")
 	b.String(&c.LogLevel, "log-level", "KNETRECON_LOG_LEVEL", "info", "debug, info, warn or error")

@@ -77,7 +77,7 @@ func (m *Main) pause(ctx context.Context) bool {
 
 func (m *Main) demoPayment(ctx context.Context, rng *rand.Rand, n int, amount int64, outcome string) (string, error) {
 	sim := m.Sim
-	ref := fmt.Sprintf("DEMO-%04d", n)
+	ref := fmt.Sprintf("%s%04d", m.Config.DemoPrefix, n)
 	meta, _ := json.Marshal(map[string]any{"order_id": ref, "demo": true})
 	created, err := sim.CreatePayment(ckosim.PaymentRequest{
 		Amount: amount, Currency: "KWD", Reference: ref, Metadata: meta,
