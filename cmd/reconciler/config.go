@@ -147,6 +147,9 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	}
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			err = flagError{err}
+		}
 		return c, nil, err
 	}
 	if err := b.Finish(); err != nil {
@@ -180,6 +183,14 @@ func ParseConfig(name string, args []string, getenv func(string) string, extra f
 	}
 	return c, rest, c.Validate()
 }
+
+// flagError is a command line the flags could not read (a flag not defined, a value of the wrong
+// kind): the command's usage follows it, and the exit status is ExitUsage.
+type flagError struct{ err error }
+
+func (e flagError) Error() string { return e.err.Error() }
+
+func (e flagError) Unwrap() error { return e.err }
 
 // parseSteps reads a comma-separated list of durations, which may also be whole days ("8d");
 // "off" or empty is none.

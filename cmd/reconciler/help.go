@@ -22,7 +22,7 @@ var commands = []command{
 	{"stuck", "reconciler stuck [--json]", "the payments the sweep could not resolve", ""},
 	{"discrepancies", "reconciler discrepancies [--all] [--kind K] [--json]", "what an operator must look at", ""},
 	{"resolve", "reconciler resolve <id> --note \"…\" [--json]", "mark one discrepancy handled, with a note", ""},
-	{"report", "reconciler report [--date D | --from D --to D] [--format text|json|csv|xlsx] [--out DIR [--force]]", "finance's report of a day or of several days",
+	{"report", "reconciler report [--date D | --from D --to D] [--format text|json|csv|xlsx | --json] [--out DIR [--force]]", "finance's report of a day or of several days",
 		"Dates are YYYY-MM-DD in KNETRECON_REPORT_TZ (default: yesterday). --out writes the files, once the\nledger holds the day (the day is over and every message the stream stored before its end is\napplied; it waits up to 10 s, then exits 1 saying why, unless --force); a day already written with\nother money gets a new revision beside it. Printed, a day the ledger does not hold is a warning."},
 	{"reconcile", "reconciler reconcile --from D --to D [--apply] [--json]", "every payment of those days against Checkout.com, both ways",
 		"A dry run unless --apply. Needs KNETRECON_CHECKOUT_SECRET_KEY."},
@@ -89,6 +89,20 @@ func printCommand(w io.Writer, c command, own func(*flag.FlagSet)) {
 		fs.PrintDefaults()
 	}
 	fmt.Fprintln(w, "\nThe settings of `reconciler run --help` apply too: KNETRECON_LEDGER (default ./data/ledger.db), …")
+}
+
+// noOperands are the commands that take flags only: anything else on their command line is a
+// usage error, not silently ignored.
+var noOperands = []string{"run", "stuck", "discrepancies", "report", "reconcile", "settle", "sweep", "replay", "digest", "migrate", "rebuild"}
+
+// printUsage writes what a usage error shows: the command's own synopsis and flags (≤ a screen),
+// or for run, where its settings are listed.
+func printUsage(w io.Writer, c command, own func(*flag.FlagSet)) {
+	if c.name == "run" {
+		fmt.Fprintf(w, "Usage: %s [flags]\n\n`reconciler run --help` lists its settings (each a flag or a KNETRECON_… variable).\n", c.usage)
+		return
+	}
+	printCommand(w, c, own)
 }
 
 // wantsHelp reports whether args ask for help (-h, -help, --help) before any -- separator.

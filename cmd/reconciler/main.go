@@ -152,6 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.IntVar(&sf.days, "days", settle.DefaultDepositDays, "how many days after its posting day a deposit may arrive")
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "report":
+			fs.BoolVar(&asJSON, "json", false, "print as JSON (the same as --format json)")
 			fs.StringVar(&date, "date", "", "the day, YYYY-MM-DD in KNETRECON_REPORT_TZ (default: yesterday)")
 			fs.StringVar(&format, "format", "text", "text, json, csv or xlsx (binary: redirect it to a file)")
 			fs.StringVar(&since, "from", "", "with --to: the report of several days (YYYY-MM-DD), one row per payment")
@@ -169,7 +170,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.BoolVar(&force, "force", false, "replace an existing ledger (kept as <ledger>.replaced-<time>)")
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		}
-		fs.SetOutput(stderr)
+		// A mistyped flag prints the command's own usage below (not every setting's); only
+		// `run --help` lists the settings through the flag package.
+		fs.SetOutput(io.Discard)
+		if cmd == "run" && wantsHelp(args) {
+			fs.SetOutput(stderr)
+		}
 	}
 	if cmd != "run" && wantsHelp(args) {
 		printCommand(stdout, c, extra)
@@ -182,9 +188,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	if fe := (flagError{}); errors.As(err, &fe) {
+		fmt.Fprintf(stderr, "reconciler %s: %v\n\n", cmd, fe.err)
+		printUsage(stderr, c, extra)
+		return ExitUsage
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "reconciler: configuration:", err)
 		return ExitUsage
+	}
+	if len(operands) > 0 && slices.Contains(noOperands, cmd) {
+		fmt.Fprintf(stderr, "reconciler %s: takes no arguments, got %q\n\n", cmd, operands[0])
+		printUsage(stderr, c, extra)
+		return ExitUsage
+	}
+	if cmd == "report" && asJSON {
+		if format != "text" && format != "json" {
+			fmt.Fprintf(stderr, "reconciler report: --json and --format %s: choose one\n", format)
+			return ExitUsage
+		}
+		format = "json"
 	}
 	log, err := logging.New(cfg.LogLevel, cfg.LogDevelopment)
 	if err != nil {

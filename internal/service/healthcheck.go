@@ -28,7 +28,7 @@ func Healthcheck(name, usage, addr string, args []string, stdout, stderr io.Writ
 		fs.PrintDefaults()
 		return 0
 	} else if err != nil {
-		fmt.Fprintf(stderr, "%s healthcheck: %v\n", name, err)
+		fmt.Fprintf(stderr, "%s healthcheck: %v\n\nUsage: %s\n", name, err, usage)
 		return 2
 	}
 	if *url == "" {
