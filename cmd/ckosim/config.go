@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -49,6 +50,7 @@ type rate struct {
 func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("ckosim", flag.ContinueOnError)
+	config.ShortUsage(fs, "ckosim", args, os.Stderr)
 	b := config.NewBinder(fs, getenv)
 	var maxDelay, retryAfter, latency time.Duration
 	rates := []*rate{
@@ -86,7 +88,7 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	b.String(&c.LogLevel, "log-level", "KNETRECON_LOG_LEVEL", "info", "debug, info, warn or error")
 	b.Bool(&c.LogDevelopment, "log-dev", "KNETRECON_LOG_DEV", false, "human-readable console logs instead of JSON")
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return c, config.UsageHint("ckosim", err)
 	}
 	if err := b.Finish(); err != nil {
 		return c, err

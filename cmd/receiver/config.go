@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -65,6 +66,7 @@ type Config struct {
 func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("receiver", flag.ContinueOnError)
+	config.ShortUsage(fs, "receiver", args, os.Stderr)
 	b := config.NewBinder(fs, getenv)
 	def := events.DefaultStreamConfig()
 	b.String(&c.Addr, "addr", "KNETRECON_RECEIVER_ADDR", ":8080", "address for webhooks, /healthz, /readyz (and /metrics)")
@@ -102,7 +104,7 @@ func ParseConfig(args []string, getenv func(string) string) (Config, error) {
 	b.String(&c.LogLevel, "log-level", "KNETRECON_LOG_LEVEL", "info", "debug, info, warn or error")
 	b.Bool(&c.LogDevelopment, "log-dev", "KNETRECON_LOG_DEV", false, "human-readable console logs instead of JSON")
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return c, config.UsageHint("receiver", err)
 	}
 	if err := b.Finish(); err != nil {
 		return c, err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -175,4 +176,41 @@ func (b *Binder) Finish() error {
 func (b *Binder) lookup(env string) (string, bool) {
 	v := strings.TrimSpace(b.getenv(env))
 	return v, v != ""
+}
+
+// ShortUsage sets how fs answers: -h or --help among args lists every setting on w; any other
+// parse error (a mistyped flag) prints nothing here, so that the caller's one line, made by
+// UsageHint, is not scrolled away by a hundred settings. name is the program, as typed.
+func ShortUsage(fs *flag.FlagSet, name string, args []string, w io.Writer) {
+	if helpAsked(args) {
+		fs.SetOutput(w)
+		fs.Usage = func() {
+			fmt.Fprintf(w, "Usage: %s [flags]\n\nSettings (a flag, or its KNETRECON_… variable):\n", name)
+			fs.PrintDefaults()
+		}
+		return
+	}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+}
+
+// UsageHint returns a flag parse error with where to read the settings; flag.ErrHelp as it is.
+func UsageHint(name string, err error) error {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return fmt.Errorf("%w (`%s --help` lists the settings)", err, name)
+}
+
+// helpAsked reports whether args ask for help before any -- separator.
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }

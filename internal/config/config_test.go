@@ -104,3 +104,33 @@ func TestSecretNeverInUsage(t *testing.T) {
 		t.Fatalf("the flag must win: %q %v", key, err)
 	}
 }
+
+// TestShortUsage: a mistyped flag prints nothing but the caller's one line (its error names the
+// flag and where the settings are listed); --help lists every setting with its variable.
+func TestShortUsage(t *testing.T) {
+	tests := []struct {
+		give    []string
+		wantErr string // "" for flag.ErrHelp
+		wantOut string
+	}{
+		{give: []string{"--adr", ":1"}, wantErr: "flag provided but not defined: -adr (`prog --help` lists the settings)"},
+		{give: []string{"--help"}, wantOut: "Usage: prog [flags]\n\nSettings (a flag, or its KNETRECON_… variable):\n  -addr string\n"},
+	}
+	for _, tt := range tests {
+		var out strings.Builder
+		fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+		ShortUsage(fs, "prog", tt.give, &out)
+		var addr string
+		NewBinder(fs, func(string) string { return "" }).String(&addr, "addr", "KNETRECON_X_ADDR", ":8080", "where to listen")
+		err := UsageHint("prog", fs.Parse(tt.give))
+		switch {
+		case tt.wantErr == "" && err != flag.ErrHelp:
+			t.Errorf("%v: err %v, want flag.ErrHelp", tt.give, err)
+		case tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr):
+			t.Errorf("%v: err %v, want %q", tt.give, err, tt.wantErr)
+		}
+		if !strings.HasPrefix(out.String(), tt.wantOut) || (tt.wantOut == "" && out.Len() > 0) {
+			t.Errorf("%v printed %q, want %q", tt.give, out.String(), tt.wantOut)
+		}
+	}
+}
