@@ -51,13 +51,13 @@ func cmdDiscrepancies(ctx context.Context, cfg Config, kind string, all, asJSON 
 			}
 			currencies[d.PaymentID] = cur
 		}
-		line := fmt.Sprintf("#%d  %s  %-22s %s  %s  %s", d.ID, d.DetectedAt.Format(time.RFC3339), d.Kind, d.PaymentID, d.Subject,
+		line := fmt.Sprintf("#%d  %s  %-22s %s  %s  %s", d.ID, localTime(d.DetectedAt, cfg.ReportLocation), d.Kind, d.PaymentID, d.Subject,
 			moneyDetails(d.Details, cur))
 		if d.ResolvedAt != nil {
-			line += fmt.Sprintf("  resolved %s: %s", d.ResolvedAt.Format(time.RFC3339), d.Resolution)
+			line += fmt.Sprintf("  resolved %s: %s", localTime(*d.ResolvedAt, cfg.ReportLocation), d.Resolution)
 		}
 		fmt.Fprintln(stdout, line)
-		writeHistory(stdout, "    ", d)
+		writeHistory(stdout, "    ", d, cfg.ReportLocation)
 	}
 	fmt.Fprintf(stdout, "%d discrepancies\n", len(ds))
 	return 0
@@ -100,13 +100,13 @@ func cmdResolve(ctx context.Context, cfg Config, operands []string, note string,
 }
 
 // writeHistory prints the life of a discrepancy that was reopened, one step a line: the
-// resolutions a later check undid are kept there with who made them and their note.
-func writeHistory(w io.Writer, indent string, d store.Discrepancy) {
+// resolutions a later check undid are kept there with who made them and their note. Times are in loc.
+func writeHistory(w io.Writer, indent string, d store.Discrepancy, loc *time.Location) {
 	if d.Reopened == 0 {
 		return
 	}
 	for _, e := range d.History {
-		line := indent + e.At.Format(time.RFC3339) + "  " + e.Event
+		line := indent + localTime(e.At, loc) + "  " + e.Event
 		if e.By != "" {
 			line += " by " + e.By
 		}

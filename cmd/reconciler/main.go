@@ -427,7 +427,7 @@ func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout 
 	if p.Held > 0 {
 		fmt.Fprintf(stdout, "  held refunds %s", money(p.Held))
 	}
-	fmt.Fprintf(stdout, "\nreference %q  method %s  customer %s  first seen %s\n", p.Reference, p.Method, p.Customer, p.FirstSeenAt.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "\nreference %q  method %s  customer %s  first seen %s\n", p.Reference, p.Method, p.Customer, localTime(p.FirstSeenAt, cfg.ReportLocation))
 	if k := p.KNET; k != nil {
 		fmt.Fprintf(stdout, "KNET payment id %s  transaction id %s  bank reference %s  auth code %s  post date %s  result %s\n",
 			k.PaymentID, k.TransactionID, k.BankReference, k.AuthCode, k.PostDate, k.Result)
@@ -458,19 +458,19 @@ func cmdPayment(ctx context.Context, cfg Config, id string, asJSON bool, stdout 
 		fmt.Fprintln(stdout, "discrepancies:")
 		for _, d := range p.Discrepancies {
 			fmt.Fprintf(stdout, "  #%d %s %s %s\n", d.ID, d.Kind, d.Subject, d.Details)
-			writeHistory(stdout, "      ", d)
+			writeHistory(stdout, "      ", d, cfg.ReportLocation)
 		}
 	}
 	switch {
 	case !p.Final:
-		fmt.Fprintf(stdout, "next sweep check %s\n", p.NextCheckAt.Format(time.RFC3339))
+		fmt.Fprintf(stdout, "next sweep check %s\n", localTime(p.NextCheckAt, cfg.ReportLocation))
 	case p.VerifyAt != nil:
-		fmt.Fprintf(stdout, "next verification %s\n", p.VerifyAt.Format(time.RFC3339))
+		fmt.Fprintf(stdout, "next verification %s\n", localTime(*p.VerifyAt, cfg.ReportLocation))
 	}
 	if len(p.Checks) > 0 {
 		fmt.Fprintln(stdout, "sweep checks (newest first):")
 		for _, c := range p.Checks {
-			fmt.Fprintf(stdout, "  %s  %-17s provider %-12q action %-15s %4d ms %s\n", c.CheckedAt.Format(time.RFC3339),
+			fmt.Fprintf(stdout, "  %s  %-17s provider %-12q action %-15s %4d ms %s\n", localTime(c.CheckedAt, cfg.ReportLocation),
 				c.Outcome, c.ProviderStatus, c.Action, c.LatencyMS, c.Error)
 		}
 	}
@@ -513,7 +513,7 @@ func cmdDLQ(ctx context.Context, cfg Config, log *zap.Logger, operands []string,
 			if d.DiscardedAt != nil {
 				state = fmt.Sprintf("  discarded by %s: %s", d.DiscardedBy, d.DiscardNote)
 			}
-			fmt.Fprintf(stdout, "%d\tseq %d\t%s\t%s\t%s%s\n", d.ID, d.StreamSeq, d.CreatedAt.Format(time.RFC3339), d.Subject, d.Reason, state)
+			fmt.Fprintf(stdout, "%d\tseq %d\t%s\t%s\t%s%s\n", d.ID, d.StreamSeq, localTime(d.CreatedAt, cfg.ReportLocation), d.Subject, d.Reason, state)
 		}
 		if len(dls) == 0 {
 			fmt.Fprintln(stdout, nothing("dead letters pending"))

@@ -243,7 +243,7 @@ func cmdSweep(ctx context.Context, cfg Config, log *zap.Logger, once, dryRun, as
 	if dryRun {
 		verb = "would do (dry run: nothing written, nothing voided)"
 	}
-	if err := printSweep(stdout, rep, asJSON, fmt.Sprintf("sweep at %s, %s: what it %s", rep.Started.Format(time.RFC3339), rep.Duration, verb)); err != nil {
+	if err := printSweep(stdout, rep, asJSON, fmt.Sprintf("sweep at %s, %s: what it %s", localTime(rep.Started, cfg.ReportLocation), rep.Duration, verb)); err != nil {
 		return fail(err)
 	}
 	if !asJSON {
@@ -420,9 +420,9 @@ func cmdStuck(ctx context.Context, cfg Config, asJSON bool, stdout io.Writer, fa
 	}
 	for _, s := range out {
 		fmt.Fprintf(stdout, "%s  %s  age %s  stuck since %s  provider %q  (reconciler resolve %d --note …)\n  reason %s\n", s.ID, s.Status, s.Age,
-			s.StuckSince.Format(time.RFC3339), s.ProviderStatus, s.DiscrepancyID, s.Reason)
+			localTime(s.StuckSince, cfg.ReportLocation), s.ProviderStatus, s.DiscrepancyID, s.Reason)
 		for _, c := range s.Checks {
-			fmt.Fprintf(stdout, "    %s  %-16s provider %-10q action %-15s %s\n", c.CheckedAt.Format(time.RFC3339), c.Outcome, c.ProviderStatus, c.Action, c.Error)
+			fmt.Fprintf(stdout, "    %s  %-16s provider %-10q action %-15s %s\n", localTime(c.CheckedAt, cfg.ReportLocation), c.Outcome, c.ProviderStatus, c.Action, c.Error)
 		}
 	}
 	return 0

@@ -3,9 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"knetrecon/internal/payment"
+	"knetrecon/internal/store"
 )
 
 // TestUsageErrors: a command given wrongly exits 2 having done nothing, with one line saying what
@@ -71,6 +76,50 @@ func TestEveryCommandTakesJSON(t *testing.T) {
 		var out, errOut bytes.Buffer
 		if code := run(context.Background(), []string{c.name, "--help"}, env(nil), &out, &errOut); code != 0 || !strings.Contains(out.String(), "\n  -json\n") {
 			t.Errorf("%s --help (exit %d) lists no --json:\n%s", c.name, code, out.String())
+		}
+	}
+}
+
+// TestCLITimesInReportZone: the text a person reads shows times in KNETRECON_REPORT_TZ (default
+// Asia/Kuwait) with the offset; --json keeps RFC 3339 with its offset.
+func TestCLITimesInReportZone(t *testing.T) {
+	ctx := context.Background()
+	ledger := filepath.Join(t.TempDir(), "ledger.db")
+	l, err := store.Open(ctx, ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 3, 21, 30, 5, 0, time.UTC) // 00:30:05 on the 4th in Kuwait
+	if _, err := l.Apply(ctx, store.Input{EventID: "evt_1", Type: payment.EventCaptured, Origin: store.OriginWebhook, PaymentID: "pay_1",
+		ActionID: "act_1", Amount: 5_000, Currency: "KWD", Reference: "ORD-1", Method: "knet", OccurredAt: at, ReceivedAt: at,
+		Body: []byte(`{"id":"evt_1"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		tz, want string
+	}{
+		{"", "first seen 2026-12-04 00:30:05 +03:00"},
+		{"UTC", "first seen 2026-12-03 21:30:05 +00:00"},
+		{"America/New_York", "first seen 2026-12-03 16:30:05 -05:00"},
+	}
+	for _, tt := range tests {
+		vars := map[string]string{"KNETRECON_LEDGER": ledger, "KNETRECON_REPORT_TZ": tt.tz}
+		var out, errOut bytes.Buffer
+		if code := run(ctx, []string{"payment", "pay_1"}, env(vars), &out, &errOut); code != 0 || !strings.Contains(out.String(), tt.want) {
+			t.Errorf("KNETRECON_REPORT_TZ=%q: exit %d, want %q in\n%s%s", tt.tz, code, tt.want, out.String(), errOut.String())
+		}
+		out.Reset()
+		var p struct {
+			FirstSeenAt string `json:"first_seen_at"`
+		}
+		if code := run(ctx, []string{"payment", "pay_1", "--json"}, env(vars), &out, &errOut); code != 0 || json.Unmarshal(out.Bytes(), &p) != nil {
+			t.Fatalf("--json: exit %d: %s", code, errOut.String())
+		}
+		if got, err := time.Parse(time.RFC3339, p.FirstSeenAt); err != nil || !got.Equal(at) {
+			t.Errorf("--json first_seen_at %q, want RFC 3339 of %s", p.FirstSeenAt, at)
 		}
 	}
 }
