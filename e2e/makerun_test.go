@@ -44,7 +44,9 @@ func startMakeRun(t *testing.T, ports map[string]int, env ...string) *makeRun {
 	m.cmd.Dir = ".."
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KNETRECON_") && !strings.HasPrefix(kv, "MAKEFLAGS=") {
+		// Not this shell's settings, nor an outer make's (make test): the run is only what is set here.
+		if !strings.HasPrefix(kv, "KNETRECON_") && !strings.HasPrefix(kv, "MAKEFLAGS=") && !strings.HasPrefix(kv, "MFLAGS=") &&
+			!strings.HasPrefix(kv, "MAKELEVEL=") && !strings.HasPrefix(kv, "SEED=") && !strings.HasPrefix(kv, "BIN=") {
 			m.cmd.Env = append(m.cmd.Env, kv)
 		}
 	}
