@@ -156,6 +156,10 @@ func TestMakeRun(t *testing.T) {
 	if !strings.Contains(running, "Type DEMO1-0004") {
 		t.Errorf("the banner does not say which reference to type (DEMO1-0004 for a first run):\n%s", running)
 	}
+	if nats := fmt.Sprintf("export KNETRECON_DATA_DIR=%s KNETRECON_LEDGER=%s KNETRECON_NATS_URL=nats://127.0.0.1:%d",
+		m.data, filepath.Join(m.data, "ledger.db"), ports["KNETRECON_NATS_LISTEN"]); !strings.Contains(running, nats) {
+		t.Errorf("the banner does not say what another terminal needs (%s)", nats)
+	}
 	if !strings.Contains(running, filepath.Join(m.data, "logs")) {
 		t.Errorf("the banner does not say where the logs are")
 	}

@@ -87,6 +87,15 @@ KNETRECON_CKOSIM_SECRET_KEY=$SECRET_KEY KNETRECON_CKOSIM_WEBHOOK_KEY=$WEBHOOK_KE
   --drop-rate 0.1 --duplicate-rate 0.1 --delay-rate 0.1 --max-delay 20s --demo "$DEMO"
 wait_healthy simulator "$CKOSIM_ADDR" /_sim/payments "$LOGS/ckosim.log" KNETRECON_CKOSIM_ADDR
 
+# The commands of another terminal find this run's ledger and NATS by themselves on the defaults;
+# moved, they need the same settings.
+moved=()
+[ "$KNETRECON_LEDGER" != ./data/ledger.db ] && moved+=("KNETRECON_DATA_DIR=$KNETRECON_DATA_DIR" "KNETRECON_LEDGER=$KNETRECON_LEDGER")
+[ "$nhost:$nport" != 127.0.0.1:4222 ] && moved+=("KNETRECON_NATS_URL=nats://$nhost:$nport")
+[ "$ahost:$aport" != 127.0.0.1:9090 ] && moved+=("KNETRECON_ADMIN_ADDR=$ADMIN_ADDR")
+there="In another terminal:"
+[ ${#moved[@]} -gt 0 ] && there="In another terminal, after export ${moved[*]}:"
+
 cat <<TXT
 
 knetrecon is running. The desk: http://$ahost:$aport/
@@ -102,7 +111,7 @@ payment can show Pending for up to a minute before its webhook or the sweep arri
   simulator    http://$chost:$cport/_sim/payments   (open a redirect_url to pay by hand:
                card 8888880000000001, 09/2025, PIN 1234)
   logs         $LOGS/receiver.log, reconciler.log, ckosim.log   (tail -f them)
-In another terminal:
+$there
   bin/reconciler payment ${PREFIX}0004     the ledger's view of a payment (by id or reference)
   bin/reconciler stuck                   what the sweep could not resolve
   bin/reconciler report --date YYYY-MM-DD  finance's report of a day (--format csv for the postings)
