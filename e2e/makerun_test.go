@@ -250,3 +250,55 @@ func TestMakeRunRefuses(t *testing.T) {
 		})
 	}
 }
+
+// descendant finds a process below pid whose command name is name (Linux /proc).
+func descendant(pid int, name string) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	for _, f := range strings.Fields(string(b)) {
+		var child int
+		if _, err := fmt.Sscan(f, &child); err != nil {
+			continue
+		}
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", child)); strings.TrimSpace(string(comm)) == name {
+			return child
+		}
+		if d := descendant(child, name); d != 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// TestMakeRunStopsWhenOneStops: a process that dies after the banner stops everything, with one
+// line naming it and a non-zero exit (the demo never goes on half-alive).
+func TestMakeRunStopsWhenOneStops(t *testing.T) {
+	ports := fourPorts(t)
+	m := startMakeRun(t, ports)
+	select {
+	case <-m.banner:
+	case <-m.exited:
+		t.Fatalf("make run ended before its banner: %v", m.err)
+	case <-time.After(90 * time.Second):
+		t.Fatal("no banner within 90 s")
+	}
+	sim := descendant(m.cmd.Process.Pid, "ckosim")
+	if sim == 0 {
+		t.Fatal("no ckosim process below make run")
+	}
+	if err := syscall.Kill(sim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	select {
+	case <-m.exited:
+	case <-time.After(25 * time.Second):
+		t.Fatal("make run still running 25 s after the simulator died")
+	}
+	if m.err == nil || !strings.Contains(m.output(), "the simulator stopped (exit 137); everything is stopped") {
+		t.Fatalf("exit %v, no line naming the simulator", m.err)
+	}
+	if open := anyListening(ports); len(open) > 0 {
+		t.Errorf("something still listens on %v", open)
+	}
+	t.Logf("FIGURE make run, the simulator killed after the banner: everything stopped in %s", time.Since(start).Round(time.Millisecond))
+}
