@@ -108,11 +108,22 @@ wait_healthy() {
 }
 
 # watch: after start-up, waits until a process ends on its own, then stops everything saying which.
+# It polls: `wait -n` misses a process that ended before it was called.
 watch() {
-  local pid code=0
-  wait -n -p pid "${pids[@]}" 2>/dev/null || code=$?
-  [ -n "$stopping" ] && return 0
-  fail "the ${names[$pid]:-process $pid} stopped (exit $code); everything is stopped (logs: ${LOGS:-.})"
+  local p code
+  exec 4>&2 2>/dev/null # bash's own "Killed" notice would be a second line: this one says it all
+  while :; do
+    for p in "${pids[@]}"; do
+      if ! kill -0 "$p" 2>/dev/null; then
+        code=0
+        wait "$p" 2>/dev/null || code=$?
+        exec 2>&4
+        [ -n "$stopping" ] && return 0
+        fail "the ${names[$p]:-process $p} stopped (exit $code); everything is stopped (logs: ${LOGS:-.})"
+      fi
+    done
+    sleep 0.5
+  done
 }
 
 # wait_for HOST PORT: waits for a port to open (the cluster script's services open theirs once
