@@ -62,7 +62,8 @@ func printCommands(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nreconciler <command> --help shows a command's synopsis and its flags. Every command also takes\n"+
 		"the settings of `reconciler run --help` (KNETRECON_LEDGER, KNETRECON_NATS_URL, …), from flags or the\n"+
-		"environment. --version prints the build.\n\n"+
+		"environment. --version prints the build. Times in the text are in KNETRECON_REPORT_TZ (default\n"+
+		"Asia/Kuwait) with the offset; --json writes RFC 3339.\n\n"+
 		"Exit codes, the same for every command:\n"+
 		"  0  done, and clean\n"+
 		"  1  failed (or not known to be done: a fact published and not applied to this ledger within the wait)\n"+
