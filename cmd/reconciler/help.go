@@ -94,7 +94,7 @@ func printCommand(w io.Writer, c command, own func(*flag.FlagSet)) {
 
 // noOperands are the commands that take flags only: anything else on their command line is a
 // usage error, not silently ignored.
-var noOperands = []string{"run", "stuck", "discrepancies", "report", "reconcile", "settle", "sweep", "replay", "digest", "migrate", "rebuild"}
+var noOperands = []string{"run", "stuck", "discrepancies", "report", "reconcile", "settle", "deposits", "sweep", "replay", "digest", "migrate", "rebuild"}
 
 // printUsage writes what a usage error shows: the command's own synopsis and flags (≤ a screen),
 // or for run, where its settings are listed.
