@@ -599,7 +599,7 @@ func (r *reports) check() desk.Check {
 	loc := r.m.Config.ReportLocation
 	c := desk.Check{Name: "reports", OK: true, Detail: "none written by this process yet"}
 	if last := r.m.lastReport.Load(); last != nil {
-		c.Detail = "last at " + last.At.In(loc).Format("2006-01-02 15:04:05") + ": " + last.Detail
+		c.Detail = "last at " + last.At.In(loc).Format(desk.TimeLayout) + ": " + last.Detail
 	}
 	r.mu.Lock()
 	var waiting []string
@@ -609,7 +609,7 @@ func (r *reports) check() desk.Check {
 		if w.err != nil {
 			why = w.err.Error()
 		}
-		waiting = append(waiting, fmt.Sprintf("%s since %s: %s", d, w.since.In(loc).Format("2006-01-02 15:04:05"), why))
+		waiting = append(waiting, fmt.Sprintf("%s since %s: %s", d, w.since.In(loc).Format(desk.TimeLayout), why))
 	}
 	r.mu.Unlock()
 	if len(waiting) > 0 {
