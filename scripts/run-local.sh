@@ -115,8 +115,12 @@ $there
   bin/reconciler payment ${PREFIX}0004     the ledger's view of a payment (by id or reference)
   bin/reconciler stuck                   what the sweep could not resolve
   bin/reconciler report --date YYYY-MM-DD  finance's report of a day (--format csv for the postings)
-  curl -s 'http://$chost:$cport/_sim/settlement?missing=1&change=1' > statement.csv
-  bin/reconciler settle --statement statement.csv   the bank's statement of today against the ledger
+The money to the bank account, three legs (the bank's statement with its commission, then the
+merchant's account statement with today's net credited 0.100 KWD short):
+  curl -s 'http://$chost:$cport/_sim/settlement?layout=bank&format=xlsx' > bank.xlsx
+  bin/reconciler settle --statement bank.xlsx --layout docs/layouts/ckosim-bank.layout
+  curl -s 'http://$chost:$cport/_sim/account?short=1' > account.csv
+  bin/reconciler deposits --statement account.csv --layout docs/layouts/ckosim-account.layout
 Ctrl-C stops everything.
 TXT
 watch
