@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -30,10 +31,7 @@ func TestAlertRulesNameRealMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	docs := readDocs(t)
 	var code strings.Builder
 	err = filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -56,7 +54,7 @@ func TestAlertRulesNameRealMetrics(t *testing.T) {
 	}
 	names := regexp.MustCompile(`knetrecon_[a-z_]+`)
 	seen := map[string]bool{}
-	for _, src := range [][]byte{rules, readme} {
+	for _, src := range [][]byte{rules, docs} {
 		for _, m := range names.FindAllString(string(src), -1) {
 			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_count"), "_sum")
 			if seen[base] {
@@ -64,13 +62,108 @@ func TestAlertRulesNameRealMetrics(t *testing.T) {
 			}
 			seen[base] = true
 			if !strings.Contains(code.String(), `"`+base+`"`) {
-				t.Errorf("%s is named in the alert rules or README but no code registers it", base)
+				t.Errorf("%s is named in the alert rules or the docs but no code registers it", base)
 			}
 		}
 	}
 	if len(seen) < 8 {
 		t.Fatalf("only %d metric names found: %v", len(seen), seen)
 	}
+}
+
+// readDocs is the README and every page of docs/, concatenated: where the runbook and the
+// operator's metrics are named.
+func readDocs(t *testing.T) []byte {
+	t.Helper()
+	pages, err := filepath.Glob("../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for _, p := range append([]string{"../README.md"}, pages...) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(append(all, b...), '\n')
+	}
+	return all
+}
+
+// Every alert's runbook annotation names a page of the repository and one of its headings, as
+// GitHub anchors them, so that a page's link lands on the entry.
+func TestAlertRunbooksExist(t *testing.T) {
+	raw, err := os.ReadFile("prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert       string            `yaml:"alert"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(raw, &rules); err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]map[string]bool{}
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			n++
+			page, anchor, ok := strings.Cut(r.Annotations["runbook"], "#")
+			if !ok || page == "" || anchor == "" {
+				t.Errorf("%s: runbook %q is not page#anchor", r.Alert, r.Annotations["runbook"])
+				continue
+			}
+			if anchors[page] == nil {
+				b, err := os.ReadFile(filepath.Join("..", page))
+				if err != nil {
+					t.Errorf("%s: runbook page: %v", r.Alert, err)
+					continue
+				}
+				anchors[page] = headingAnchors(string(b))
+			}
+			if !anchors[page][anchor] {
+				t.Errorf("%s: runbook %s#%s: no such heading in %s", r.Alert, page, anchor, page)
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d alerts found", n)
+	}
+}
+
+// headingAnchors is the set of anchors GitHub gives the Markdown headings of a page: lower case,
+// spaces as hyphens, punctuation other than hyphens and underscores dropped.
+func headingAnchors(page string) map[string]bool {
+	anchors := map[string]bool{}
+	fenced := false
+	for _, line := range strings.Split(page, "\n") {
+		if strings.HasPrefix(line, "```") {
+			fenced = !fenced
+		}
+		if fenced || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		var b strings.Builder
+		for _, r := range strings.ToLower(title) {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		anchors[b.String()] = true
+	}
+	return anchors
 }
 
 // goSource is every non-test Go file of the module, concatenated (to check names against).

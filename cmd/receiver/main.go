@@ -1,5 +1,5 @@
 // Command receiver takes in Checkout.com webhooks, verifies them, and stores them in NATS
-// JetStream before answering 2xx. See the README for its configuration.
+// JetStream before answering 2xx. See docs/operations.md for its configuration.
 package main
 
 import (
@@ -156,7 +156,7 @@ func (m *Main) Run(ctx context.Context) error {
 		OnLost: func(l events.LostRange) {
 			m.Log.Error("the stream removed messages a ledger had not applied: they are lost to it",
 				zap.String("consumer", l.Consumer), zap.Uint64("ack_floor", l.Floor), zap.Uint64("stream_first_seq", l.FirstSeq),
-				zap.Uint64("lost_messages", l.Msgs()), zap.String("runbook", "README.md#stream-lost-unapplied"))
+				zap.Uint64("lost_messages", l.Msgs()), zap.String("runbook", "docs/operations.md#stream-lost-unapplied"))
 		}}, m.Registry)
 	if _, err := m.guard.Refresh(ctx); err != nil {
 		return fmt.Errorf("read the stream's backlog: %w", err)

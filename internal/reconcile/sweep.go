@@ -52,7 +52,7 @@ const (
 // ActionVoidRequested is the action recorded when the sweep asked Checkout.com to void a payment.
 const ActionVoidRequested = "void_requested"
 
-// SweepConfig tunes the sweep. See DefaultSweepConfig for the defaults and the README for the
+// SweepConfig tunes the sweep. See DefaultSweepConfig for the defaults and docs/ledger.md for the
 // variables.
 type SweepConfig struct {
 	// PendingTimeout is KNET's seven minutes: a payment older than this is asked about.
