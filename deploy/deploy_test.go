@@ -139,6 +139,64 @@ func TestAlertRunbooksExist(t *testing.T) {
 	}
 }
 
+// Every link of the README and of the pages under docs/ and deploy/ stays in the repository: a
+// file that exists and, after a #, one of its headings. Only the local demo's addresses
+// (127.0.0.1, localhost) may be URLs.
+func TestDocsLinksStayInRepository(t *testing.T) {
+	pages := []string{"../README.md"}
+	for _, glob := range []string{"../docs/*.md", "*.md"} {
+		m, err := filepath.Glob(glob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, m...)
+	}
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	anchors := map[string]map[string]bool{}
+	anchorsOf := func(path string) map[string]bool {
+		if anchors[path] == nil {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			anchors[path] = headingAnchors(string(b))
+		}
+		return anchors[path]
+	}
+	n := 0
+	for _, page := range pages {
+		b, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
+			n++
+			target := m[1]
+			if u, err := url.Parse(target); err == nil && u.Scheme != "" {
+				if h := u.Hostname(); h != "127.0.0.1" && h != "localhost" {
+					t.Errorf("%s: %s points outside the repository", page, target)
+				}
+				continue
+			}
+			file, anchor, _ := strings.Cut(target, "#")
+			path := page
+			if file != "" {
+				path = filepath.Join(filepath.Dir(page), file)
+			}
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s: link %s: %v", page, target, err)
+				continue
+			}
+			if anchor != "" && strings.HasSuffix(path, ".md") && !anchorsOf(path)[anchor] {
+				t.Errorf("%s: link %s: no such heading in %s", page, target, path)
+			}
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d links found in %v", n, pages)
+	}
+}
+
 // headingAnchors is the set of anchors GitHub gives the Markdown headings of a page: lower case,
 // spaces as hyphens, punctuation other than hyphens and underscores dropped.
 func headingAnchors(page string) map[string]bool {
