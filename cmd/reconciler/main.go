@@ -138,7 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			fs.BoolVar(&asJSON, "json", false, "print as JSON")
 		case "settle":
 			fs.StringVar(&sf.statement, "statement", "", "the acquiring bank's KNET statement: CSV (comma or semicolon, UTF-8 or Windows-1256) or .xlsx")
-			fs.StringVar(&sf.layout, "layout", "", "the bank's layout FILE: settings (sheet, date_format, unit, sign, currency, …) and a [columns] section (see the README)")
+			fs.StringVar(&sf.layout, "layout", "", "the bank's layout FILE: settings (sheet, date_format, unit, sign, currency, …) and a [columns] section (see docs/finance.md)")
 			fs.StringVar(&sf.columns, "columns", "", "map column keys to the bank's headers (over --layout's): key=Header,… or @file with one key=Header a line (keys: "+strings.Join(settle.Keys, ", ")+")")
 			fs.StringVar(&sf.sheet, "sheet", "", "the workbook's sheet to read (over --layout's; default: the first)")
 			fs.StringVar(&date, "date", "", "the day the statement covers, YYYY-MM-DD in KNETRECON_REPORT_TZ (default: the days its lines name)")

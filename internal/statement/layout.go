@@ -43,7 +43,7 @@ type Layout struct {
 	Encoding string
 }
 
-// Settings of a layout file, in the order the README lists them.
+// Settings of a layout file, in the order docs/finance.md lists them.
 var settings = []string{"sheet", "date_format", "unit", "sign", "currency", "decimal", "separator", "encoding"}
 
 // ParseLayout reads a layout file: "name = value" lines, # comments, settings first, then a

@@ -14,7 +14,7 @@ import (
 
 // The bank's own layout, as a Kuwaiti acquiring bank sends it: title rows above the table, its
 // own headers, dates day first, a commission and a net per line, and a grand-total row. The
-// README's layout file (docs/layouts/ckosim-bank.layout) maps it.
+// layout file docs/layouts/ckosim-bank.layout maps it.
 var bankHeader = []string{"Txn Date", "KNET Transaction ID", "KNET Payment ID", "Bank Ref", "Auth Code", "Merchant Ref", "Type",
 	"Gross Amount", "Commission", "Net Amount"}
 
