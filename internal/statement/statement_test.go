@@ -93,7 +93,7 @@ func mustLayout(t testing.TB, s string) statement.Layout {
 // its layout file: the same twelve lines, the blank and total rows listed, the amounts summing to the
 // bank's total.
 func TestReadSamples(t *testing.T) {
-	raw, err := os.ReadFile("testdata/example-bank.layout") // the README's example
+	raw, err := os.ReadFile("testdata/example-bank.layout") // docs/finance.md's example
 	if err != nil {
 		t.Fatal(err)
 	}
