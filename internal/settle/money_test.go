@@ -289,3 +289,25 @@ func openCount(tb testing.TB, l *store.Ledger, kind payment.Kind) int {
 	}
 	return len(ds)
 }
+
+// TestDepositsPerBatch: when the bank pays one credit per batch (terminal), the account statement
+// with a batch column is matched batch by batch; a batch whose credit is missing is named.
+func TestDepositsPerBatch(t *testing.T) {
+	l := mustOpenLedger(t)
+	d1 := time.Date(2026, 12, 1, 10, 0, 0, 0, kuwait)
+	mustCapture(t, l, capture{pay: "pay_1", amount: 5000, at: d1, knet: &store.KNETIDs{TransactionID: "201"}},
+		capture{pay: "pay_2", amount: 3000, at: d1.Add(time.Hour), knet: &store.KNETIDs{TransactionID: "202"}})
+	now := d1.AddDate(0, 0, 6)
+	applyWith(t, l, "s1.csv", "knet_transaction_id,amount,fee,date,Terminal\n201,5.000,0.100,2026-12-01,T1\n202,3.000,0.100,2026-12-01,T2\n",
+		map[string]string{"batch": "Terminal"}, now)
+	acct := "date,amount,reference,batch\n2026-12-02,4.900,STLMT T1,T1\n2026-12-06,0.001,OTHER,T9\n"
+	rep := depositsWith(t, l, "acct.csv", acct, statement.Layout{}, now)
+	if len(rep.Matched) != 1 || rep.Matched[0].Batch != "T1" || len(rep.Missing) != 1 || rep.Missing[0].Batch != "T2" ||
+		*rep.Missing[0].Expected != 2900 || len(rep.Unexpected) != 1 {
+		t.Fatalf("deposits per batch: %+v", rep)
+	}
+	ds, err := l.Discrepancies(context.Background(), store.DiscrepancyFilter{Kind: payment.KindDepositMissing})
+	if err != nil || len(ds) != 1 || ds[0].Subject != "deposit:2026-12-01:T2" {
+		t.Fatalf("deposit_missing %+v %v", ds, err)
+	}
+}
