@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,6 +104,14 @@ func TestThreeLegs(t *testing.T) {
 	if code, out, _ := cli("payment", ids[0]); code != ExitOK || !strings.Contains(out, "gross 1.000 KWD  fee 0.050 KWD  net 0.950 KWD") {
 		t.Fatalf("payment: %d %s", code, out)
 	}
+	// The day's report says what the bank paid: per day in the text, per posting in the CSV.
+	if code, out, stderr := cli("report", "--date", date); code != ExitOK ||
+		!strings.Contains(out, fmt.Sprintf("the bank paid 4 of them: commission %s, net %s", kwdOf(fee), kwdOf(gross-fee))) {
+		t.Fatalf("report: %d %s %s", code, out, stderr)
+	}
+	if code, out, _ := cli("report", "--date", date, "--format", "csv"); code != ExitOK || !strings.Contains(out, ",-50,-0.050,950,0.950,KWD,") {
+		t.Fatalf("report csv: %d %s", code, out)
+	}
 	acctLayout := "../../docs/layouts/ckosim-account.layout"
 	b, err = p.sim.AccountStatement(date, date, ckosim.AccountFaults{Short: 1}, false)
 	short := write("account-1.csv", b, err)
@@ -139,3 +148,5 @@ func TestThreeLegs(t *testing.T) {
 		t.Fatalf("deposits --days -1: %d %s", code, stderr)
 	}
 }
+
+func kwdOf(fils int64) string { return fmt.Sprintf("%d.%03d", fils/1000, fils%1000) }

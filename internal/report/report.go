@@ -72,6 +72,13 @@ type Totals struct {
 	// them (held; once released they count on their release day).
 	HeldRefunds int64 `json:"held_refunds"`
 	Held        int64 `json:"held"`
+	// BankSettled counts the postings a line of the acquiring bank's statement paid (so far);
+	// BankFee is the commission the bank kept on them, BankNet what it pays for them (captures
+	// less commission, refunds taken off). Known once the statement is imported: they change no
+	// revision of a written report.
+	BankSettled int64 `json:"bank_settled,omitempty"`
+	BankFee     int64 `json:"bank_fee,omitempty"`
+	BankNet     int64 `json:"bank_net,omitempty"`
 }
 
 // Day returns the bounds of the calendar day date (YYYY-MM-DD) in loc.
@@ -145,6 +152,13 @@ func totals(lines []store.PostingLine) []Totals {
 		default:
 			t.Refunds++
 			t.Refunded += pl.Amount
+		}
+		if pl.State != "held" && pl.BankNet != nil {
+			t.BankSettled++
+			t.BankNet += *pl.BankNet
+			if pl.BankFee != nil {
+				t.BankFee += *pl.BankFee
+			}
 		}
 	}
 	out := make([]Totals, 0, len(by))

@@ -166,7 +166,7 @@ func TestDailyCSVAndFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sum[r[11]] += n
+			sum[r[17]] += n
 		}
 	}
 	if want := map[string]int64{"KWD": 7000, "USD": 1999}; !reflect.DeepEqual(sum, want) {
@@ -174,7 +174,7 @@ func TestDailyCSVAndFiles(t *testing.T) {
 	}
 	b := rows[2] // act_b: the day's second posting
 	want := []string{"2026-11-25", "day", "2026-11-25 13:05:00", "2026-11-25 15:00:00", "pay_b",
-		`'=HYPERLINK("x")`, "act_b", "capture", "posted", "2500", "2.500", "KWD", "webhook", "evt_b2", "2026-11-25 15:00:00", "", ""}
+		`'=HYPERLINK("x")`, "act_b", "capture", "posted", "2500", "2.500", "", "", "", "", "", "", "KWD", "webhook", "evt_b2", "2026-11-25 15:00:00"}
 	if !reflect.DeepEqual(b, want) {
 		t.Fatalf("row %v\nwant %v", b, want)
 	}
@@ -184,10 +184,10 @@ func TestDailyCSVAndFiles(t *testing.T) {
 	if late := rows[4]; late[1] != "late" || late[6] != "act_d" || late[10] != "4.000" {
 		t.Fatalf("late row %v", late)
 	}
-	if h := rows[5]; h[8] != "held" || h[9] != "" || h[10] != "" || h[15] != "-300" || h[16] != "-0.300" {
+	if h := rows[5]; h[8] != "held" || h[9] != "" || h[10] != "" || h[11] != "-300" || h[12] != "-0.300" {
 		t.Fatalf("held row %v", h)
 	}
-	if usd := rows[6]; usd[10] != "19.99" || usd[11] != "USD" {
+	if usd := rows[6]; usd[10] != "19.99" || usd[17] != "USD" {
 		t.Fatalf("USD row %v: want 2 decimals", usd)
 	}
 	raw, err = os.ReadFile(paths[3])
@@ -199,9 +199,9 @@ func TestDailyCSVAndFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantTotals := [][]string{report.TotalsHeader,
-		{"2026-11-25", "2026-11-25", "day", "KWD", "3", "7.500", "1", "-0.500", "7.000", "1", "-0.300"},
-		{"2026-11-25", "2026-11-25", "day", "USD", "1", "19.99", "0", "0.00", "19.99", "0", "0.00"},
-		{"2026-11-25", "2026-11-25", "late (included in day)", "KWD", "1", "4.000", "0", "0.000", "4.000", "0", "0.000"}}
+		{"2026-11-25", "2026-11-25", "day", "KWD", "3", "1", "1", "7.500", "-0.500", "7.000", "-0.300", "0.000", "0.000"},
+		{"2026-11-25", "2026-11-25", "day", "USD", "1", "0", "0", "19.99", "0.00", "19.99", "0.00", "0.00", "0.00"},
+		{"2026-11-25", "2026-11-25", "late (included in day)", "KWD", "1", "0", "0", "4.000", "0.000", "4.000", "0.000", "0.000", "0.000"}}
 	if !reflect.DeepEqual(totals, wantTotals) {
 		t.Fatalf("totals file %v\nwant %v", totals, wantTotals)
 	}

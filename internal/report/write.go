@@ -26,21 +26,36 @@ import (
 // CSVHeader is the first row of WriteCSV: one row per posting that counts on the day, "late" in
 // the line column for those Checkout.com made on an earlier day ("day" for the others), and
 // nothing else: the totals are in their own file (WriteTotalsCSV). Times are in the report's time
-// zone as 2006-01-02 15:04:05 (a form spreadsheets read as a date). Amounts are signed as they move
-// the merchant's money, a capture positive and a refund negative, so that the column's SUM (per
-// currency) is the day's net; in minor units and as decimals with the currency's digits. A held
-// refund moves nothing yet: its amount is blank and held_minor and held say what it will take.
-// The file starts with a UTF-8 byte order mark, so that Excel reads it as UTF-8.
-var CSVHeader = []string{"date", "line", "occurred_at", "learned_at", "payment_id", "reference", "action_id",
-	"kind", "state", "amount_minor", "amount", "currency", "origin", "event_id", "counted_at", "held_minor", "held"}
+// zone as 2006-01-02 15:04:05 (a form spreadsheets read as a date). Each money column (postingMoney)
+// is written twice, in minor units (amount_minor) and as decimals with the currency's digits
+// (amount), signed as it moves the merchant's money: a capture positive, a refund negative, so
+// that the amount column's SUM (per currency) is the day's net. A held refund moves nothing yet:
+// its amount is blank and held says what it will take. The file starts with a UTF-8 byte order
+// mark, so that Excel reads it as UTF-8.
+var CSVHeader = csvHeader()
+
+func csvHeader() []string {
+	h := []string{"date", "line", "occurred_at", "learned_at", "payment_id", "reference", "action_id", "kind", "state"}
+	for _, m := range postingMoney {
+		h = append(h, m.header+"_minor", m.header)
+	}
+	return append(h, "currency", "origin", "event_id", "counted_at")
+}
 
 // TotalsHeader is the first row of the totals files (WriteTotalsCSV): one row per section and
-// currency, the counts and the money as decimals with the currency's digits, refunded and held
-// negative, net = captured + refunded. A daily report's sections are "day" (the money that counts
-// on the day) and "late (included in day)" (the part of it Checkout.com made on an earlier day);
-// a range's is "range".
-var TotalsHeader = []string{"from", "to", "section", "currency", "captures", "captured", "refunds", "refunded", "net",
-	"held_refunds", "held"}
+// currency, the counts, then the money (totalsMoney) as decimals with the currency's digits:
+// captured, refunded (negative), net = captured + refunded, held (negative, not in the net). A
+// daily report's sections are "day" (the money that counts on the day) and "late (included in
+// day)" (the part of it Checkout.com made on an earlier day); a range's is "range".
+var TotalsHeader = totalsHeader()
+
+func totalsHeader() []string {
+	h := []string{"from", "to", "section", "currency", "captures", "refunds", "held_refunds"}
+	for _, m := range totalsMoney {
+		h = append(h, m.header)
+	}
+	return h
+}
 
 // TotalsExt ends the name of a report's totals file: 2026-11-25.totals.csv beside 2026-11-25.csv.
 const TotalsExt = ".totals.csv"
@@ -67,17 +82,17 @@ func (d *Daily) WriteCSV(w io.Writer) error {
 	}
 	loc := d.From.Location()
 	for _, pl := range d.Postings {
-		minor, amount, heldMinor, heldAmount := "", "", "", ""
-		if v, ok := signed(pl); ok {
-			minor, amount = strconv.FormatInt(v, 10), decimal(v, pl.Currency)
+		row := []string{d.Date, lineOf(pl, d.From), pl.OccurredAt.In(loc).Format(ExcelTime), pl.LearnedAt.In(loc).Format(ExcelTime),
+			pl.PaymentID, cell(pl.Reference), pl.ActionID, pl.Kind, pl.State}
+		for _, m := range postingMoney {
+			if v, ok := m.value(pl); ok {
+				row = append(row, strconv.FormatInt(v, 10), decimal(v, pl.Currency))
+			} else {
+				row = append(row, "", "")
+			}
 		}
-		if v, ok := held(pl); ok {
-			heldMinor, heldAmount = strconv.FormatInt(v, 10), decimal(v, pl.Currency)
-		}
-		if err := cw.Write([]string{d.Date, lineOf(pl, d.From), pl.OccurredAt.In(loc).Format(ExcelTime),
-			pl.LearnedAt.In(loc).Format(ExcelTime), pl.PaymentID, cell(pl.Reference), pl.ActionID,
-			pl.Kind, pl.State, minor, amount, pl.Currency,
-			pl.Origin, pl.EventID, pl.CountedAt.In(loc).Format(ExcelTime), heldMinor, heldAmount}); err != nil {
+		row = append(row, pl.Currency, pl.Origin, pl.EventID, pl.CountedAt.In(loc).Format(ExcelTime))
+		if err := cw.Write(row); err != nil {
 			return err
 		}
 	}
@@ -107,9 +122,13 @@ func writeTotalsCSV(w io.Writer, from, to string, sections []section) error {
 	}
 	for _, s := range sections {
 		for _, t := range s.totals {
-			if err := cw.Write([]string{from, to, s.name, t.Currency, strconv.FormatInt(t.Captures, 10), decimal(t.Captured, t.Currency),
-				strconv.FormatInt(t.Refunds, 10), decimal(-t.Refunded, t.Currency), decimal(t.Net, t.Currency),
-				strconv.FormatInt(t.HeldRefunds, 10), decimal(-t.Held, t.Currency)}); err != nil {
+			row := []string{from, to, s.name, t.Currency, strconv.FormatInt(t.Captures, 10), strconv.FormatInt(t.Refunds, 10),
+				strconv.FormatInt(t.HeldRefunds, 10)}
+			for _, m := range totalsMoney {
+				v, _ := m.value(t)
+				row = append(row, decimal(v, t.Currency))
+			}
+			if err := cw.Write(row); err != nil {
 				return err
 			}
 		}
@@ -169,6 +188,10 @@ func (d *Daily) WriteText(w io.Writer) error {
 				t.Refunds, decimal(t.Refunded, t.Currency), decimal(t.Net, t.Currency))
 			if t.HeldRefunds > 0 {
 				fmt.Fprintf(&b, "  held refunds %d: %s", t.HeldRefunds, decimal(t.Held, t.Currency))
+			}
+			if t.BankSettled > 0 {
+				fmt.Fprintf(&b, "\n    the bank paid %d of them: commission %s, net %s", t.BankSettled, decimal(t.BankFee, t.Currency),
+					decimal(t.BankNet, t.Currency))
 			}
 			fmt.Fprintln(&b)
 		}
@@ -367,12 +390,18 @@ func diff(prev, d *Daily) *Changes {
 	return c
 }
 
-// normal makes an empty and a nil totals list equal.
+// normal makes an empty and a nil totals list equal, without what the bank's statement taught
+// since (its commission and net are news about the day's money, not a change of it).
 func normal(t []Totals) []Totals {
 	if len(t) == 0 {
 		return nil
 	}
-	return t
+	out := make([]Totals, len(t))
+	for i, x := range t {
+		x.BankSettled, x.BankFee, x.BankNet = 0, 0, 0
+		out[i] = x
+	}
+	return out
 }
 
 // exists reports whether path is a regular file.

@@ -117,17 +117,50 @@ func summaryTable(totals []Totals, late map[string]int64) table[Totals] {
 			{"refunds", func(t Totals) any { return t.Refunds }},
 			{"held refunds", func(t Totals) any { return t.HeldRefunds }},
 		},
-		money: []money[Totals]{
-			{"captured", func(t Totals) (int64, bool) { return t.Captured, true }},
-			{"refunded", func(t Totals) (int64, bool) { return -t.Refunded, true }},
-			{"net", func(t Totals) (int64, bool) { return t.Net, true }},
-			{"held (not in net)", func(t Totals) (int64, bool) { return -t.Held, true }},
-		},
+		money: slices.Clone(totalsMoney),
 	}
 	if late != nil {
 		t.money = append(t.money, money[Totals]{"of which late (net)", func(t Totals) (int64, bool) { return late[t.Currency], true }})
 	}
 	return t
+}
+
+// totalsMoney are the money columns of a currency's totals, in the Summary sheet and the totals
+// file: captured positive, refunded negative, their sum the net; held (not in the net) negative.
+var totalsMoney = []money[Totals]{
+	{"captured", func(t Totals) (int64, bool) { return t.Captured, true }},
+	{"refunded", func(t Totals) (int64, bool) { return -t.Refunded, true }},
+	{"net", func(t Totals) (int64, bool) { return t.Net, true }},
+	{"held", func(t Totals) (int64, bool) { return -t.Held, true }},
+	{"bank_fee", func(t Totals) (int64, bool) { return -t.BankFee, true }},
+	{"bank_net", func(t Totals) (int64, bool) { return t.BankNet, true }},
+}
+
+// postingMoney are the money columns of a posting, in the Postings and Late sheets (once per
+// currency) and the CSV (in minor units and in decimals): a money column more, such as the bank's
+// commission or the net it pays, is one line here.
+var postingMoney = []money[store.PostingLine]{
+	{"amount", signed},
+	{"held", held},
+	{"bank_fee", bankFee},
+	{"bank_net", bankNet},
+}
+
+// bankFee is the commission the acquiring bank kept on a posting, negative (money the merchant
+// does not get), once a line of the bank's statement paid it and said so.
+func bankFee(pl store.PostingLine) (int64, bool) {
+	if pl.BankFee == nil {
+		return 0, false
+	}
+	return -*pl.BankFee, true
+}
+
+// bankNet is what the bank pays for a posting (a refund's negative), once a statement line paid it.
+func bankNet(pl store.PostingLine) (int64, bool) {
+	if pl.BankNet == nil {
+		return 0, false
+	}
+	return *pl.BankNet, true
 }
 
 // postingTable is the Postings (and Late) sheet of a day starting at from: one row per posting.
@@ -146,12 +179,7 @@ func postingTable(from time.Time, loc *time.Location) table[store.PostingLine] {
 			{"state", func(pl store.PostingLine) any { return pl.State }},
 			{"currency", func(pl store.PostingLine) any { return pl.Currency }},
 		},
-		// The posting's money columns, each written once per currency; the commission and the net
-		// the bank pays are two more lines here.
-		money: []money[store.PostingLine]{
-			{"amount", signed},
-			{"held", held},
-		},
+		money: postingMoney,
 		tail: []column[store.PostingLine]{
 			{"origin", func(pl store.PostingLine) any { return pl.Origin }},
 			{"event_id", func(pl store.PostingLine) any { return pl.EventID }},
