@@ -103,28 +103,11 @@ func cmdDeposits(ctx context.Context, cfg Config, f settleFlags, asJSON bool, st
 	if err := settle.CheckDeposits(raw, o); err != nil {
 		return fail(err)
 	}
-	r, err := openRoad(ctx, cfg)
-	if err != nil {
-		return fail(err)
-	}
-	defer r.close()
-	now := r.ledger.Now()
-	sum := sha256.Sum256(raw)
 	df := reconcile.SettleFactOf(o.File, raw, layout)
 	df.TZ, df.Days = cfg.ReportLocation.String(), f.days
-	res, err := r.facts.Commit(ctx, reconcile.Fact{Kind: reconcile.FactDeposits, ID: "deposits:" + hex.EncodeToString(sum[:8]) + ":" + now.UTC().Format(time.RFC3339Nano),
-		At: now, Operator: &reconcile.OperatorNote{Who: operatorName()}, Deposits: df})
-	if res, err = r.outcome(res, err); err != nil {
-		return fail(err)
-	}
-	if res.Refused != "" {
-		return fail(errors.New(res.Refused))
-	}
-	if len(res.Deposits) == 0 {
-		return fail(fmt.Errorf("account statement %s %s without a report", o.File, applied(res)))
-	}
 	var rep settle.DepositsReport
-	if err := json.Unmarshal(res.Deposits, &rep); err != nil {
+	how, err := commitStatement(ctx, cfg, reconcile.Fact{Kind: reconcile.FactDeposits, Deposits: df}, raw, "account statement "+o.File, &rep)
+	if err != nil {
 		return fail(err)
 	}
 	exit := ExitOK
@@ -140,7 +123,7 @@ func cmdDeposits(ctx context.Context, cfg Config, f settleFlags, asJSON bool, st
 		return exit
 	}
 	fmt.Fprintf(stdout, "account statement %s, %s to %s (%s): %d deposits matched, %d missing, %d with another amount, %d unexpected credits, %d not due yet\n",
-		rep.File, rep.From, rep.To, applied(res), len(rep.Matched), len(rep.Missing), len(rep.AmountMismatch), len(rep.Unexpected), len(rep.Waiting))
+		rep.File, rep.From, rep.To, how, len(rep.Matched), len(rep.Missing), len(rep.AmountMismatch), len(rep.Unexpected), len(rep.Waiting))
 	if rep.Again {
 		fmt.Fprintln(stdout, "(this account statement was recorded before: nothing written again)")
 	}
@@ -176,4 +159,34 @@ func cmdDeposits(ctx context.Context, cfg Config, f settleFlags, asJSON bool, st
 		fmt.Fprintln(stdout, "discrepancies opened: reconciler discrepancies --kind deposit_missing (or deposit_amount_mismatch)")
 	}
 	return exit
+}
+
+// commitStatement publishes f, a settle or deposits fact carrying the statement raw, waits for its
+// application, and decodes the run's report into rep; what names the file in errors. It returns
+// how the fact was applied (by whom, at which stream sequence).
+func commitStatement(ctx context.Context, cfg Config, f reconcile.Fact, raw []byte, what string, rep any) (string, error) {
+	r, err := openRoad(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer r.close()
+	now := r.ledger.Now()
+	sum := sha256.Sum256(raw)
+	f.ID = f.Kind + ":" + hex.EncodeToString(sum[:8]) + ":" + now.UTC().Format(time.RFC3339Nano)
+	f.At, f.Operator = now, &reconcile.OperatorNote{Who: operatorName()}
+	res, err := r.facts.Commit(ctx, f)
+	if res, err = r.outcome(res, err); err != nil {
+		return "", err
+	}
+	if res.Refused != "" {
+		return "", errors.New(res.Refused)
+	}
+	report := res.Settle
+	if f.Kind == reconcile.FactDeposits {
+		report = res.Deposits
+	}
+	if len(report) == 0 {
+		return "", fmt.Errorf("%s %s without a report", what, applied(res))
+	}
+	return applied(res), json.Unmarshal(report, rep)
 }

@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"knetrecon/internal/payment"
 	"knetrecon/internal/reconcile"
@@ -59,28 +55,11 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 		return fail(err)
 	}
 	// The statement travels the stream as a fact: every reconciler's ledger records the same run.
-	r, err := openRoad(ctx, cfg)
-	if err != nil {
-		return fail(err)
-	}
-	defer r.close()
-	now := r.ledger.Now()
-	sum := sha256.Sum256(raw)
 	sf := reconcile.SettleFactOf(o.File, raw, layout)
 	sf.TZ, sf.Date, sf.NotSettledAfter = cfg.ReportLocation.String(), date, after
-	res, err := r.facts.Commit(ctx, reconcile.Fact{Kind: reconcile.FactSettle, ID: "settle:" + hex.EncodeToString(sum[:8]) + ":" + now.UTC().Format(time.RFC3339Nano),
-		At: now, Operator: &reconcile.OperatorNote{Who: operatorName()}, Settle: sf})
-	if res, err = r.outcome(res, err); err != nil {
-		return fail(err)
-	}
-	if res.Refused != "" {
-		return fail(errors.New(res.Refused))
-	}
-	if len(res.Settle) == 0 {
-		return fail(fmt.Errorf("statement %s %s without a report", o.File, applied(res)))
-	}
 	var rep settle.Report
-	if err := json.Unmarshal(res.Settle, &rep); err != nil {
+	how, err := commitStatement(ctx, cfg, reconcile.Fact{Kind: reconcile.FactSettle, Settle: sf}, raw, "statement "+o.File, &rep)
+	if err != nil {
 		return fail(err)
 	}
 	if asJSON {
@@ -99,7 +78,7 @@ func cmdSettle(ctx context.Context, cfg Config, f settleFlags, date string, asJS
 		return s
 	}
 	fmt.Fprintf(stdout, "statement %s, %s to %s (%s): %d matched, %d in the ledger only, %d on the statement only, %d with another amount\n",
-		filepath.Base(f.statement), rep.From.In(cfg.ReportLocation).Format("2006-01-02"), rep.To.In(cfg.ReportLocation).AddDate(0, 0, -1).Format("2006-01-02"), applied(res),
+		filepath.Base(f.statement), rep.From.In(cfg.ReportLocation).Format("2006-01-02"), rep.To.In(cfg.ReportLocation).AddDate(0, 0, -1).Format("2006-01-02"), how,
 		rep.Matched, len(rep.LedgerOnly), len(rep.StatementOnly), len(rep.AmountMismatch))
 	fmt.Fprintf(stdout, "gross %s, the bank's commission %s, net %s (KWD; refunds taken off)\n", kwd(&rep.Totals.Gross), kwd(&rep.Totals.Fee), kwd(&rep.Totals.Net))
 	if rep.Again {
